@@ -1,0 +1,1 @@
+"""ovsbr: virtual switching for KVM and OpenStack compute nodes."""

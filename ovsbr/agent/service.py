@@ -1,0 +1,195 @@
+"""The agent daemon: follow the store and the datapath, reconcile, report.
+
+One reconcile thread does all datapath work, so driver calls never race each
+other. Three things wake it: a store change, a device event from the driver,
+and the periodic full resync (which also re-reads the datapath from scratch
+and retries networks that failed to build).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from ovsbr.agent import reconciler
+from ovsbr.drivers.base import Device, Driver, Observed
+from ovsbr.exceptions import OvsbrError
+from ovsbr.model import Topology
+from ovsbr.store.base import Store
+
+LOG = logging.getLogger(__name__)
+NETWORK_ACTIONS = ("unplug", "delete_network", "ensure_network")
+
+
+class Agent:
+    def __init__(self, store: Store, driver: Driver, host: str, resync_interval: float):
+        self.store = store
+        self.driver = driver
+        self.host = host
+        self.resync_interval = resync_interval
+        self.desired: Topology | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._network_errors: dict[str, tuple[str, str]] = {}
+        self._port_errors: dict[str, str] = {}
+        self._store_error: str | None = None
+        self._last_status: dict[str, Any] | None = None
+        self._logged: set[str] = set()
+        self._threads: list[threading.Thread] = []
+        self._observed = Observed()
+        self.reconciles = 0
+
+    # -- life cycle ------------------------------------------------------------
+    def start(self) -> None:
+        self.driver.start(self._on_device_event)
+        watcher = threading.Thread(target=self._watch_store, name="ovsbr-store", daemon=True)
+        watcher.start()
+        self._threads.append(watcher)
+
+    def stop(self) -> None:
+        """Stop following; the datapath stays exactly as it is."""
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        """Reconcile until :meth:`stop`; returns after the driver is stopped."""
+        next_resync = time.monotonic() + self.resync_interval
+        try:
+            while not self._stop.is_set():
+                timeout = max(0.0, next_resync - time.monotonic())
+                self._wake.wait(timeout)
+                if self._stop.is_set():
+                    break
+                self._wake.clear()
+                if time.monotonic() >= next_resync:
+                    self._full_resync()
+                    next_resync = time.monotonic() + self.resync_interval
+                if self.desired is not None:
+                    self.reconcile()
+        finally:
+            for t in self._threads:
+                t.join(2)
+            self.driver.stop()
+            self.store.close()
+
+    def _on_device_event(self, _what: str) -> None:
+        self._wake.set()
+
+    def _watch_store(self) -> None:
+        for item in self.store.watch(self._stop):
+            if isinstance(item, Exception):
+                msg = str(item)
+                if msg != self._store_error:
+                    LOG.error("%s; keeping the last good state (revision %s)",
+                              msg, self.desired.revision if self.desired else "none")
+                self._store_error = msg
+                self._wake.set()  # publish the error in the status
+                continue
+            if self._store_error is not None:
+                LOG.info("store readable again (revision %d)", item.revision)
+            self._store_error = None
+            self.desired = item
+            self._wake.set()
+
+    def _full_resync(self) -> None:
+        resync = getattr(self.driver, "resync", None)
+        if resync is not None:
+            try:
+                resync()
+            except Exception:
+                LOG.exception("full resync of the datapath failed")
+        self._network_errors.clear()
+        self._logged.clear()
+
+    # -- reconcile -------------------------------------------------------------
+    def reconcile(self) -> reconciler.Plan:
+        desired = self.desired
+        # Forget build failures of networks whose definition changed or left.
+        for name, (fp, _) in list(self._network_errors.items()):
+            net = desired.networks.get(name)
+            if net is None or self.driver.fingerprint(net) != fp:
+                del self._network_errors[name]
+        self._port_errors.clear()
+
+        plan = self._plan(desired)
+        if any(a.kind in NETWORK_ACTIONS for a in plan.actions):
+            for action in plan.actions:
+                if action.kind in NETWORK_ACTIONS:
+                    self._apply(action, desired)
+            plan = self._plan(desired)
+        for action in plan.actions:
+            if action.kind == "plug":
+                self._apply(action, desired)
+        self.reconciles += 1
+        self._publish(desired, plan)
+        return plan
+
+    def _plan(self, desired: Topology) -> reconciler.Plan:
+        errors = {name: reason for name, (_, reason) in self._network_errors.items()}
+        self._observed = self.driver.observe()
+        return reconciler.plan(desired, self._observed, self.driver.fingerprint, errors)
+
+    def _apply(self, action: reconciler.Action, desired: Topology) -> None:
+        try:
+            if action.kind == "ensure_network":
+                self.driver.ensure_network(desired.networks[action.network])
+                LOG.info("network %s ready", action.network)
+            elif action.kind == "delete_network":
+                self.driver.delete_network(action.network)
+                LOG.info("network %s removed", action.network)
+            elif action.kind == "unplug":
+                self.driver.unplug(self._device(action.device))
+                LOG.info("device %s unplugged from %s", action.device, action.network)
+            elif action.kind == "plug":
+                port = desired.ports[action.port]
+                self.driver.plug(port, desired.networks[port.network],
+                                 self._device(action.device))
+                LOG.info("port %s bound: %s in network %s", port.name, action.device,
+                         port.network)
+        except (OvsbrError, OSError) as e:
+            reason = str(e) or e.__class__.__name__
+            key = f"{action}:{reason}"
+            if key not in self._logged:
+                self._logged.add(key)
+                LOG.error("%s %s failed: %s", action.kind,
+                          action.port or action.network, reason)
+            if action.kind == "ensure_network":
+                net = desired.networks[action.network]
+                self._network_errors[action.network] = (self.driver.fingerprint(net), reason)
+            elif action.kind == "plug":
+                self._port_errors[action.port] = reason
+
+    def _device(self, name: str) -> Device:
+        dev = self._observed.devices.get(name)
+        return dev if dev is not None else Device(name)
+
+    # -- status ----------------------------------------------------------------
+    def status(self, desired: Topology, plan: reconciler.Plan) -> dict[str, Any]:
+        ports = {}
+        for name, st in plan.ports.items():
+            if name in self._port_errors:
+                st = reconciler.PortStatus(reconciler.ERROR, st.device, self._port_errors[name])
+            ports[name] = st.to_dict()
+        networks = {}
+        for name in desired.networks:
+            if name in self._network_errors:
+                networks[name] = {"status": "error", "reason": self._network_errors[name][1]}
+            else:
+                networks[name] = {"status": "ok"}
+        status = {"driver": self.driver.name, "revision": desired.revision,
+                  "ports": ports, "networks": networks}
+        if self._store_error:
+            status["store_error"] = self._store_error
+        return status
+
+    def _publish(self, desired: Topology, plan: reconciler.Plan) -> None:
+        status = self.status(desired, plan)
+        if status == self._last_status:
+            return
+        try:
+            self.store.write_status(self.host, dict(status, updated=time.time()))
+            self._last_status = status
+        except (OvsbrError, OSError) as e:
+            LOG.error("cannot publish status: %s", e)

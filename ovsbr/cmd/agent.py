@@ -1,0 +1,61 @@
+"""ovsbr-agent: wire the host's VM devices as the store declares."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from ovsbr import drivers, store
+from ovsbr.agent.service import Agent
+from ovsbr.cmd.common import check_options, fail
+from ovsbr.conf import CONF
+from ovsbr.exceptions import OvsbrError
+
+LOG = logging.getLogger(__name__)
+PROG = "ovsbr-agent"
+
+
+def build(conf: cfg.ConfigOpts) -> Agent:
+    """Validate the configuration, load the plugins; touch nothing yet."""
+    check_options(conf)
+    driver = drivers.load(conf)
+    driver.check_config()
+    st = store.load(conf)
+    return Agent(st, driver, conf.host, conf.resync_interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.register_options(CONF)
+    try:
+        CONF(sys.argv[1:] if argv is None else argv, project="ovsbr", prog=PROG)
+    except cfg.Error as e:
+        return fail(PROG, str(e), 2)
+    logging.setup(CONF, "ovsbr")
+    try:
+        agent = build(CONF)
+    except OvsbrError as e:
+        return fail(PROG, str(e))
+    LOG.info("ovsbr-agent starting on host %s: driver %s, store %s (%s), resync every %ss",
+             CONF.host, agent.driver.describe(), CONF.store, CONF.state_path,
+             CONF.resync_interval)
+
+    def _stop(signum, _frame):
+        LOG.info("signal %d: stopping; the datapath is left as it is", signum)
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        agent.start()
+        agent.run()
+    except OvsbrError as e:
+        return fail(PROG, str(e))
+    LOG.info("ovsbr-agent stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""ovsbr: declare networks and ports, read what the agent wired.
+
+Every write goes through Store.update, which validates the whole result
+before writing, so a refused command leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import yaml
+from oslo_config import cfg
+
+from ovsbr import model, store
+from ovsbr.cmd.common import check_options, fail
+from ovsbr.conf import opts
+from ovsbr.exceptions import OvsbrError
+from ovsbr.model import Topology, ValidationError
+
+PROG = "ovsbr"
+NETWORK_COLUMNS = ("name", "type", "physical_network", "segmentation_id", "mtu")
+PORT_COLUMNS = ("name", "network", "device", "iface_id", "mac", "port_security", "status")
+
+
+class CliError(OvsbrError):
+    pass
+
+
+# -- output ----------------------------------------------------------------------
+def _table(rows: list[dict[str, Any]], columns: Iterable[str]) -> str:
+    columns = list(columns)
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    for row in cells:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _emit(args: argparse.Namespace, data: Any, columns: Iterable[str] | None = None) -> None:
+    if args.format == "json":
+        print(json.dumps(data, indent=2, sort_keys=True))
+    elif args.format == "yaml":
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+    elif isinstance(data, list):
+        print(_table(data, columns))
+    else:
+        width = max(len(k) for k in data) if data else 0
+        for k, v in data.items():
+            print(f"{k.ljust(width)}  {'' if v is None else v}")
+
+
+# -- status ----------------------------------------------------------------------
+def _port_statuses(st: store.Store) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = {}
+    for host, status in sorted(st.read_status().items()):
+        for name, port in status.get("ports", {}).items():
+            result[name] = dict(port, host=host)
+    return result
+
+
+def _port_row(port: model.Port, statuses: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    row = port.to_dict()
+    row.setdefault("port_security", port.port_security)
+    st = statuses.get(port.name)
+    row["status"] = st["status"] if st else "unknown"
+    if st and st.get("reason"):
+        row["reason"] = st["reason"]
+    if st and st.get("host"):
+        row["host"] = st["host"]
+    return row
+
+
+# -- commands --------------------------------------------------------------------
+def _update(st: store.Store, change: Callable[[Topology], None]) -> Topology:
+    _, after = st.update(change)
+    return after
+
+
+def network_create(args, st):
+    net = model.network_from_dict({k: v for k, v in {
+        "name": args.name, "type": args.type, "physical_network": args.physical_network,
+        "segmentation_id": args.segmentation_id, "mtu": args.mtu}.items() if v is not None})
+
+    def change(t: Topology) -> None:
+        if net.name in t.networks:
+            raise CliError(f"network {net.name} already exists")
+        t.networks[net.name] = net
+
+    _update(st, change)
+    _emit(args, net.to_dict())
+
+
+def network_list(args, st):
+    topo = st.load()
+    _emit(args, [n.to_dict() for n in sorted(topo.networks.values(), key=lambda n: n.name)],
+          NETWORK_COLUMNS)
+
+
+def _get(mapping: dict, kind: str, name: str):
+    if name not in mapping:
+        raise CliError(f"no {kind} named {name!r}")
+    return mapping[name]
+
+
+def network_show(args, st):
+    topo = st.load()
+    net = _get(topo.networks, "network", args.name)
+    data = net.to_dict()
+    data["ports"] = sorted(p.name for p in topo.ports_of(net.name))
+    status = {}
+    for host_status in st.read_status().values():
+        status.update(host_status.get("networks", {}))
+    data["status"] = status.get(net.name, {}).get("status", "unknown")
+    if status.get(net.name, {}).get("reason"):
+        data["reason"] = status[net.name]["reason"]
+    _emit(args, data)
+
+
+def network_delete(args, st):
+    def change(t: Topology) -> None:
+        _get(t.networks, "network", args.name)
+        ports = sorted(p.name for p in t.ports_of(args.name))
+        if ports:
+            raise CliError(f"network {args.name} still has ports: {', '.join(ports)}; "
+                           "delete them first")
+        del t.networks[args.name]
+
+    _update(st, change)
+
+
+def port_create(args, st):
+    data = {"name": args.name, "network": args.network, "device": args.device,
+            "iface_id": args.iface_id, "mac": args.mac,
+            "port_security": not args.no_port_security}
+    port = model.port_from_dict({k: v for k, v in data.items() if v is not None})
+
+    def change(t: Topology) -> None:
+        if port.name in t.ports:
+            raise CliError(f"port {port.name} already exists")
+        t.ports[port.name] = port
+
+    _update(st, change)
+    _emit(args, _port_row(port, {}))
+
+
+def port_list(args, st):
+    topo = st.load()
+    statuses = _port_statuses(st)
+    rows = [_port_row(p, statuses) for p in sorted(topo.ports.values(), key=lambda p: p.name)]
+    if args.network:
+        rows = [r for r in rows if r["network"] == args.network]
+    _emit(args, rows, PORT_COLUMNS)
+
+
+def port_show(args, st):
+    topo = st.load()
+    port = _get(topo.ports, "port", args.name)
+    row = _port_row(port, _port_statuses(st))
+    dev = _port_statuses(st).get(port.name, {}).get("device")
+    if dev:
+        row["bound_device"] = dev
+    _emit(args, row)
+
+
+def port_delete(args, st):
+    def change(t: Topology) -> None:
+        _get(t.ports, "port", args.name)
+        del t.ports[args.name]
+
+    _update(st, change)
+
+
+def status(args, st):
+    topo = st.load()
+    hosts = st.read_status()
+    if args.format in ("json", "yaml"):
+        _emit(args, {"revision": topo.revision, "hosts": hosts})
+        return
+    if not hosts:
+        print("no agent has reported yet")
+    for host, hs in sorted(hosts.items()):
+        print(f"host {host}: driver {hs.get('driver')}, revision {hs.get('revision')} "
+              f"of {topo.revision}")
+        if hs.get("store_error"):
+            print(f"  store error: {hs['store_error']}")
+        for name, ns in sorted(hs.get("networks", {}).items()):
+            if ns.get("status") != "ok":
+                print(f"  network {name}: {ns.get('status')}: {ns.get('reason', '')}")
+        rows = [dict(name=n, **p) for n, p in sorted(hs.get("ports", {}).items())]
+        if rows:
+            print(_table(rows, ("name", "status", "device", "reason")))
+
+
+def _read_document(path: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e.strerror}") from e
+    try:
+        data = yaml.safe_load(text)  # YAML is a superset of JSON
+    except yaml.YAMLError as e:
+        raise CliError(f"{path}: not valid YAML or JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise CliError(f"{path}: expected a mapping with 'networks' and 'ports' lists")
+    return data
+
+
+def apply(args, st):
+    doc = Topology.from_dict({k: v for k, v in _read_document(args.file).items()
+                              if k != "revision"}, validate=False)
+    changes: list[str] = []
+
+    def change(t: Topology) -> None:
+        changes.clear()
+        for kind, current, wanted in (("network", t.networks, doc.networks),
+                                      ("port", t.ports, doc.ports)):
+            for name, obj in sorted(wanted.items()):
+                if name not in current:
+                    changes.append(f"created {kind} {name}")
+                elif current[name] != obj:
+                    changes.append(f"updated {kind} {name}")
+                current[name] = obj
+            if args.prune:
+                for name in sorted(set(current) - set(wanted)):
+                    changes.append(f"deleted {kind} {name}")
+                    del current[name]
+
+    before, after = st.update(change)
+    if args.format == "json":
+        print(json.dumps({"revision": after.revision, "changes": changes}, indent=2))
+        return
+    for line in changes:
+        print(line)
+    print(f"{len(changes)} change(s); revision {after.revision}"
+          if changes else f"no changes; revision {before.revision}")
+
+
+def export(args, st):
+    data = st.load().to_dict()
+    data.pop("revision")
+    if args.format == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+
+
+# -- argument parsing ------------------------------------------------------------
+def _fmt(p: argparse.ArgumentParser, choices=("table", "json", "yaml"), default="table"):
+    p.add_argument("-f", "--format", choices=choices, default=default,
+                   help=f"output format (default {default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Declare ovsbr networks "
+                                     "and ports; show what the agent wired.")
+    parser.add_argument("--config-file", action="append", default=[],
+                        help="oslo.config file, as given to ovsbr-agent "
+                             "(default: /etc/ovsbr/ovsbr.conf if present)")
+    sub = parser.add_subparsers(dest="object", required=True)
+
+    net = sub.add_parser("network", help="networks").add_subparsers(dest="action",
+                                                                     required=True)
+    p = net.add_parser("create", help="declare a network")
+    p.add_argument("name")
+    p.add_argument("--type", required=True, choices=model.NETWORK_TYPES)
+    p.add_argument("--physical-network")
+    p.add_argument("--segmentation-id")
+    p.add_argument("--mtu")
+    _fmt(p)
+    p.set_defaults(func=network_create)
+    p = net.add_parser("list", help="list networks")
+    _fmt(p)
+    p.set_defaults(func=network_list)
+    for name, func, text in (("show", network_show, "show a network"),
+                             ("delete", network_delete, "delete a network without ports")):
+        p = net.add_parser(name, help=text)
+        p.add_argument("name")
+        if name == "show":
+            _fmt(p)
+        p.set_defaults(func=func)
+
+    port = sub.add_parser("port", help="ports").add_subparsers(dest="action", required=True)
+    p = port.add_parser("create", help="declare a VM port")
+    p.add_argument("name")
+    p.add_argument("--network", required=True)
+    p.add_argument("--device", help="tap device name, e.g. vnet0")
+    p.add_argument("--iface-id", help="OVS external_ids:iface-id (Nova port id)")
+    p.add_argument("--mac")
+    p.add_argument("--no-port-security", action="store_true")
+    _fmt(p)
+    p.set_defaults(func=port_create)
+    p = port.add_parser("list", help="list ports with their status")
+    p.add_argument("--network")
+    _fmt(p)
+    p.set_defaults(func=port_list)
+    for name, func, text in (("show", port_show, "show a port and its status"),
+                             ("delete", port_delete, "delete a port")):
+        p = port.add_parser(name, help=text)
+        p.add_argument("name")
+        if name == "show":
+            _fmt(p)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("status", help="what the agent has wired, per port")
+    _fmt(p)
+    p.set_defaults(func=status)
+    p = sub.add_parser("apply", help="apply a YAML/JSON topology document in one write")
+    p.add_argument("file", help="document path, or - for standard input")
+    p.add_argument("--prune", action="store_true",
+                   help="also delete networks and ports the document does not list")
+    _fmt(p, ("table", "json"))
+    p.set_defaults(func=apply)
+    p = sub.add_parser("export", help="print the whole topology as a document")
+    _fmt(p, ("yaml", "json"), "yaml")
+    p.set_defaults(func=export)
+    return parser
+
+
+def load_conf(config_files: list[str]) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    opts.register(conf)
+    args = []
+    for f in config_files:
+        args += ["--config-file", f]
+    conf(args, project="ovsbr", prog=PROG)
+    check_options(conf)
+    return conf
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        conf = load_conf(args.config_file)
+        st = store.load(conf)
+        try:
+            args.func(args, st)
+        finally:
+            st.close()
+    except ValidationError as e:
+        return fail(PROG, f"invalid {e}")
+    except (OvsbrError, cfg.Error) as e:
+        return fail(PROG, str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Configuration loading shared by ovsbr-agent and ovsbr."""
+
+from __future__ import annotations
+
+import sys
+
+from oslo_config import cfg
+
+from ovsbr.conf import opts
+from ovsbr.exceptions import ConfigError
+
+
+def check_options(conf: cfg.ConfigOpts) -> None:
+    """Read every registered option now, so a bad value stops us at start.
+
+    oslo.config checks types and choices lazily, on first access; reading
+    them all here turns a bad value into one ConfigError naming the option.
+    """
+    for group, options in opts.GROUPS.items():
+        section = conf if group == "DEFAULT" else conf[group]
+        for opt in options:
+            try:
+                getattr(section, opt.dest)
+            except (cfg.ConfigFileValueError, ValueError) as e:
+                detail = str(e)
+                if "is not valid:" in detail:
+                    detail = detail.split("is not valid:", 1)[1].strip()
+                raise ConfigError(f"[{group}] {opt.name}", detail) from None
+
+
+def fail(prog: str, message: str, code: int = 1) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,94 @@
+"""Every option ovsbr reads, in neutron-like groups.
+
+``list_opts`` is the oslo-config-generator hook (entry point
+``oslo.config.opts = ovsbr``): the sample file and the README's option table
+are generated from these definitions, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from oslo_config import cfg
+
+DEFAULT_OPTS = [
+    cfg.StrOpt("driver", default="linuxbridge",
+               help="Datapath driver: the name of an entry point in the "
+                    "'ovsbr.drivers' namespace (linuxbridge, openvswitch)."),
+    cfg.StrOpt("store", default="file",
+               help="Desired-state store: the name of an entry point in the "
+                    "'ovsbr.stores' namespace (file)."),
+    cfg.StrOpt("state_path", default="/var/lib/ovsbr",
+               help="Directory for ovsbr's own state: the file store's "
+                    "topology.json and the agent's status.json."),
+    cfg.StrOpt("host", default=socket.gethostname(), sample_default="<hostname>",
+               help="Name of this host as the agent reports it."),
+    cfg.IntOpt("resync_interval", default=30, min=1, max=3600,
+               help="Seconds between full resyncs that repair drift the "
+                    "event streams did not report."),
+]
+
+LINUX_BRIDGE_OPTS = [
+    cfg.ListOpt("physical_interface_mappings", default=[],
+                help="PHYSNET:INTERFACE pairs: the host NIC that carries each "
+                     "physical network, e.g. physnet1:eth0."),
+    cfg.StrOpt("bridge_prefix", default="brq-",
+               help="Prefix of the Linux bridges ovsbr creates, one per "
+                    "network (1-6 characters of letters, digits, '-', '_')."),
+]
+
+VXLAN_OPTS = [
+    cfg.StrOpt("local_ip",
+               help="IPv4 address of this host's tunnel endpoint; vxlan "
+                    "devices use it as their source address."),
+    cfg.PortOpt("udp_port", default=4789,
+                help="UDP destination port of VXLAN (IANA: 4789)."),
+]
+
+OVS_OPTS = [
+    cfg.StrOpt("ovsdb_connection", default="unix:/var/run/openvswitch/db.sock",
+               help="OVSDB server the openvswitch driver talks to: "
+                    "unix:PATH, tcp:IP:PORT or ssl:IP:PORT."),
+    cfg.StrOpt("integration_bridge", default="br-int",
+               help="The OVS bridge that VM ports are plugged into."),
+    cfg.StrOpt("datapath_type", default="system", choices=["system", "netdev"],
+               help="Datapath type of the bridges ovsbr creates: system "
+                    "(kernel module) or netdev (userspace)."),
+    cfg.ListOpt("bridge_mappings", default=[],
+                help="PHYSNET:BRIDGE pairs: the OVS bridge holding the NIC of "
+                     "each physical network, e.g. physnet1:br-ex."),
+    cfg.StrOpt("of_listen_address", default="127.0.0.1",
+               help="Address the agent's OpenFlow controller listens on."),
+    cfg.PortOpt("of_listen_port", default=6653,
+                help="TCP port the agent's OpenFlow controller listens on."),
+    cfg.IntOpt("ovsdb_timeout", default=10, min=1, max=600,
+               help="Seconds to wait for an OVSDB transaction."),
+]
+
+OPENFLOW_OPTS = [
+    cfg.IntOpt("mac_aging_time", default=300, min=10, max=86400,
+               help="Seconds of silence after which a learned MAC expires."),
+    cfg.IntOpt("max_macs_per_port", default=1024, min=1, max=65536,
+               help="Most MACs learned on one port; further sources are not "
+                    "learned (a MAC-flooding VM cannot fill the table)."),
+    cfg.IntOpt("packet_in_rate", default=2000, min=10, max=1000000,
+               help="Packet-ins per second a bridge may send the controller "
+                    "(OVS controller_rate_limit)."),
+]
+
+GROUPS = {
+    "DEFAULT": DEFAULT_OPTS,
+    "linux_bridge": LINUX_BRIDGE_OPTS,
+    "vxlan": VXLAN_OPTS,
+    "ovs": OVS_OPTS,
+    "openflow": OPENFLOW_OPTS,
+}
+
+
+def register(conf: cfg.ConfigOpts) -> None:
+    for group, options in GROUPS.items():
+        conf.register_opts(options, group=None if group == "DEFAULT" else group)
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    return [(group, list(options)) for group, options in GROUPS.items()]

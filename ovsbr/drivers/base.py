@@ -1,0 +1,101 @@
+"""The Driver contract every datapath implements (os-vif style: small, clear).
+
+A driver says what *is* on the datapath (:meth:`Driver.observe`), reports
+device changes as events, and performs idempotent operations the reconciler
+asks for. It never decides what *should* be: that is the store's and the
+reconciler's job, so both datapaths behave the same.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable
+
+from oslo_config import cfg
+
+from ovsbr.model import Network, Port
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    """A candidate VM port seen on the datapath.
+
+    ``network`` is the ovsbr network the datapath says it is wired into (from
+    ovsbr's own marks), or None when it is not wired by ovsbr.
+    """
+
+    name: str
+    mac: str | None = None
+    iface_id: str | None = None
+    network: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkState:
+    """An ovsbr-owned network on the datapath, as the driver observed it.
+
+    ``fingerprint`` encodes the settings the datapath was built with; the
+    reconciler rebuilds the network when it differs from the desired one.
+    """
+
+    name: str
+    fingerprint: str
+
+
+@dataclasses.dataclass
+class Observed:
+    networks: dict[str, NetworkState] = dataclasses.field(default_factory=dict)
+    devices: dict[str, Device] = dataclasses.field(default_factory=dict)
+
+
+EventCallback = Callable[[str], None]
+
+
+class Driver(abc.ABC):
+    """One instance per agent. Every call is idempotent."""
+
+    name = "base"
+
+    def __init__(self, conf: cfg.ConfigOpts):
+        self.conf = conf
+
+    @abc.abstractmethod
+    def check_config(self) -> None:
+        """Raise ConfigError for a bad option before anything is touched."""
+
+    @abc.abstractmethod
+    def start(self, on_event: EventCallback) -> None:
+        """Connect and start reporting device changes (``on_event(reason)``)."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop watching; leave the datapath exactly as it is."""
+
+    @abc.abstractmethod
+    def observe(self) -> Observed:
+        """What ovsbr-owned networks and candidate VM devices exist now."""
+
+    @abc.abstractmethod
+    def fingerprint(self, net: Network) -> str:
+        """The fingerprint ``observe`` reports once ``net`` is built as desired."""
+
+    @abc.abstractmethod
+    def ensure_network(self, net: Network) -> None:
+        """Create or repair the network's datapath (bridge, uplink, MTU)."""
+
+    @abc.abstractmethod
+    def delete_network(self, name: str) -> None:
+        """Remove what ovsbr created for the network, and nothing else."""
+
+    @abc.abstractmethod
+    def plug(self, port: Port, net: Network, device: Device) -> None:
+        """Wire ``device`` into ``net`` as ``port``."""
+
+    @abc.abstractmethod
+    def unplug(self, device: Device) -> None:
+        """Detach ``device`` from the ovsbr network it is wired into."""
+
+    def describe(self) -> str:
+        """One line for the agent's startup log: what this driver manages."""
+        return self.name

@@ -1,0 +1,330 @@
+"""The linuxbridge datapath: one Linux bridge per network, over netlink.
+
+Layout per network (``bridge_prefix`` + network name, e.g. ``brq-net1``):
+the VM taps, and one uplink by type: flat = the mapped NIC itself, vlan =
+``<nic>.<vid>`` (needs the kernel's 8021q), vxlan = ``vxlan-<vni>``, local =
+none. Kernel links have no external_ids, so ownership is written into the
+interface alias (IFLA_IFALIAS): ``ovsbr:net=NAME fp=...`` on bridges and
+``ovsbr:uplink=NAME`` on uplinks ovsbr created. Nothing without that mark is
+ever deleted.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import threading
+
+from oslo_config import cfg
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ovsbr.conf.mappings import parse_mappings
+from ovsbr.drivers import names
+from ovsbr.drivers.base import Device, Driver, EventCallback, NetworkState, Observed
+from ovsbr.drivers.netlink import Link, LinkTable
+from ovsbr.exceptions import ConfigError, DriverError, FeatureMissing
+from ovsbr.model import Network, Port
+
+LOG = logging.getLogger(__name__)
+BRIDGE_MARK = "ovsbr:net="
+UPLINK_MARK = "ovsbr:uplink="
+PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,6}$")
+VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+UNDERLAY_MTU = 1500
+
+
+def effective_mtu(net: Network) -> int | None:
+    """The MTU ovsbr applies: the network's, or the overlay-safe default."""
+    if net.mtu is not None:
+        return net.mtu
+    if net.type == "vxlan":
+        return UNDERLAY_MTU - VXLAN_OVERHEAD
+    return None
+
+
+def _bridge_alias(name: str, fingerprint: str) -> str:
+    return f"{BRIDGE_MARK}{name} fp={fingerprint}"
+
+
+def _parse_bridge_alias(alias: str | None) -> tuple[str, str] | None:
+    if not alias or not alias.startswith(BRIDGE_MARK):
+        return None
+    body = alias[len(BRIDGE_MARK):]
+    name, _, fp = body.partition(" fp=")
+    return name, fp
+
+
+def _uplink_owner(alias: str | None) -> str | None:
+    if alias and alias.startswith(UPLINK_MARK):
+        return alias[len(UPLINK_MARK):]
+    return None
+
+
+class LinuxBridgeDriver(Driver):
+    name = "linuxbridge"
+
+    def __init__(self, conf: cfg.ConfigOpts):
+        super().__init__(conf)
+        self.prefix = conf.linux_bridge.bridge_prefix
+        self.mappings: dict[str, str] = {}
+        self.links = LinkTable()
+        self._ipr: IPRoute | None = None
+        self._lock = threading.RLock()
+
+    # -- life cycle ----------------------------------------------------------
+    def check_config(self) -> None:
+        if not PREFIX_RE.match(self.prefix or ""):
+            raise ConfigError(
+                "[linux_bridge] bridge_prefix",
+                f"{self.prefix!r} is not 1-6 characters of letters, digits, '-', '_'")
+        self.mappings = parse_mappings(
+            "[linux_bridge] physical_interface_mappings",
+            self.conf.linux_bridge.physical_interface_mappings, "INTERFACE")
+        with IPRoute() as ipr:
+            for physnet, nic in sorted(self.mappings.items()):
+                if not ipr.link_lookup(ifname=nic):
+                    raise ConfigError(
+                        "[linux_bridge] physical_interface_mappings",
+                        f"interface {nic!r} of physical network {physnet!r} does "
+                        "not exist on this host")
+        local_ip = self.conf.vxlan.local_ip
+        if local_ip is not None and not re.fullmatch(r"(\d{1,3}\.){3}\d{1,3}", local_ip):
+            raise ConfigError("[vxlan] local_ip", f"{local_ip!r} is not an IPv4 address")
+
+    def start(self, on_event: EventCallback) -> None:
+        self._ipr = IPRoute()
+        self.links._on_change = on_event
+        self.links.start()
+        self.links.refresh(self._ipr)
+
+    def stop(self) -> None:
+        self.links.stop()
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+    def describe(self) -> str:
+        maps = ",".join(f"{k}:{v}" for k, v in sorted(self.mappings.items())) or "none"
+        return f"linuxbridge (bridges {self.prefix}<network>, interface mappings {maps})"
+
+    def resync(self) -> None:
+        with self._lock:
+            self.links.refresh(self._ipr)
+
+    # -- naming --------------------------------------------------------------
+    def bridge_name(self, net_name: str) -> str:
+        return names.ifname(self.prefix, net_name)
+
+    def uplink_name(self, net: Network) -> str | None:
+        if net.type == "flat":
+            return self.mappings.get(net.physical_network)
+        if net.type == "vlan":
+            nic = self.mappings.get(net.physical_network)
+            return names.ifname("", nic, f".{net.segmentation_id}") if nic else None
+        if net.type == "vxlan":
+            return f"vxlan-{net.segmentation_id}"
+        return None
+
+    def fingerprint(self, net: Network) -> str:
+        return "/".join(str(x) for x in (
+            net.type, net.physical_network or "-", net.segmentation_id or "-",
+            effective_mtu(net) or "-", self.uplink_name(net) or "-"))
+
+    # -- observation ---------------------------------------------------------
+    def observe(self) -> Observed:
+        links = self.links.snapshot()
+        bridges: dict[int, str] = {}
+        observed = Observed()
+        uplinks = set(self.mappings.values())
+        for link in links.values():
+            mark = _parse_bridge_alias(link.alias) if link.kind == "bridge" else None
+            if mark is not None:
+                bridges[link.index] = mark[0]
+            elif _uplink_owner(link.alias) is not None:
+                uplinks.add(link.name)
+        for index, net_name in bridges.items():
+            bridge = links[index]
+            fp = _parse_bridge_alias(bridge.alias)[1]
+            expected_uplink = fp.rsplit("/", 1)[-1]
+            if not bridge.up:
+                fp = "down"
+            elif expected_uplink != "-":
+                up = next((link for link in links.values() if link.name == expected_uplink), None)
+                if up is None or up.master != index:
+                    fp = "uplink-missing"
+            observed.networks[net_name] = NetworkState(net_name, fp)
+        for link in links.values():
+            if link.name in uplinks or link.kind == "bridge" or link.name == "lo":
+                continue
+            observed.devices[link.name] = Device(
+                name=link.name, mac=link.mac, network=bridges.get(link.master))
+        return observed
+
+    # -- operations ----------------------------------------------------------
+    def _ip(self) -> IPRoute:
+        if self._ipr is None:
+            self._ipr = IPRoute()
+        return self._ipr
+
+    def _owned_bridge(self, net_name: str) -> Link | None:
+        for link in self.links.snapshot().values():
+            mark = _parse_bridge_alias(link.alias) if link.kind == "bridge" else None
+            if mark is not None and mark[0] == net_name:
+                return link
+        return None
+
+    def _get(self, index: int) -> Link:
+        from ovsbr.drivers.netlink import link_from_msg
+
+        link = link_from_msg(self._ip().link("get", index=index)[0])
+        self.links.put(link)
+        return link
+
+    def _lookup(self, name: str) -> Link | None:
+        idx = self._ip().link_lookup(ifname=name)
+        return self._get(idx[0]) if idx else None
+
+    def ensure_network(self, net: Network) -> None:
+        with self._lock:
+            self._ensure_network(net)
+
+    def _ensure_network(self, net: Network) -> None:
+        ipr = self._ip()
+        mtu = effective_mtu(net)
+        if net.type in ("flat", "vlan") and net.physical_network not in self.mappings:
+            raise DriverError(
+                f"physical network {net.physical_network!r} has no entry in "
+                "[linux_bridge] physical_interface_mappings on this host")
+        bridge = self._owned_bridge(net.name)
+        if bridge is None:
+            name = self.bridge_name(net.name)
+            existing = self._lookup(name)
+            if existing is not None:
+                raise DriverError(f"device {name} exists and was not created by ovsbr")
+            # The alias goes on last (with the fingerprint), so a build cut
+            # short shows a stale fingerprint and is finished next time.
+            ipr.link("add", ifname=name, kind="bridge", ifalias=f"{BRIDGE_MARK}{net.name}")
+            bridge = self._lookup(name)
+        spec = {"state": "up"}
+        if mtu is not None:
+            spec["mtu"] = mtu
+        ipr.link("set", index=bridge.index, **spec)
+
+        uplink = self._ensure_uplink(net, bridge)
+        # Uplinks this network had under another segment (type or id changed).
+        for link in self.links.snapshot().values():
+            if _uplink_owner(link.alias) == net.name and link.name != uplink:
+                self._delete_link(link)
+        if mtu is not None:
+            for link in self.links.snapshot().values():
+                if link.master == bridge.index and link.mtu != mtu:
+                    ipr.link("set", index=link.index, mtu=mtu)
+        ipr.link("set", index=bridge.index,
+                 ifalias=_bridge_alias(net.name, self.fingerprint(net)))
+        self._get(bridge.index)
+
+    def _ensure_uplink(self, net: Network, bridge: Link) -> str | None:
+        ipr = self._ip()
+        name = self.uplink_name(net)
+        if name is None:
+            return None
+        mtu = effective_mtu(net)
+        link = self._lookup(name)
+        if link is None and net.type == "flat":
+            raise DriverError(f"interface {name} of physical network "
+                              f"{net.physical_network} does not exist")
+        if link is None:
+            alias = f"{UPLINK_MARK}{net.name}"
+            try:
+                if net.type == "vlan":
+                    nic = self._lookup(self.mappings[net.physical_network])
+                    if nic is None:
+                        raise DriverError(f"interface {self.mappings[net.physical_network]} "
+                                          "does not exist")
+                    ipr.link("add", ifname=name, kind="vlan", link=nic.index,
+                             vlan_id=net.segmentation_id, ifalias=alias)
+                else:
+                    spec = {"vxlan_id": net.segmentation_id,
+                            "vxlan_port": self.conf.vxlan.udp_port,
+                            "vxlan_learning": 1}
+                    if self.conf.vxlan.local_ip:
+                        spec["vxlan_local"] = self.conf.vxlan.local_ip
+                    ipr.link("add", ifname=name, kind="vxlan", ifalias=alias, **spec)
+            except NetlinkError as e:
+                if e.code in (errno.EOPNOTSUPP, errno.ENOENT) and net.type == "vlan":
+                    raise FeatureMissing(
+                        "vlan networks need VLAN sub-interfaces (kernel module 8021q), "
+                        "which this host's kernel does not provide") from e
+                if e.code in (errno.EOPNOTSUPP, errno.ENOENT):
+                    raise FeatureMissing(
+                        f"{net.type} networks need the kernel's {net.type} driver, "
+                        "which this host does not provide") from e
+                raise DriverError(f"cannot create {name}: {e}") from e
+            link = self._lookup(name)
+        elif net.type != "flat" and _uplink_owner(link.alias) != net.name:
+            raise DriverError(f"device {name} exists and was not created by ovsbr "
+                              f"for network {net.name}")
+        spec = {"state": "up", "master": bridge.index}
+        if mtu is not None and net.type != "flat":
+            spec["mtu"] = mtu
+        ipr.link("set", index=link.index, **spec)
+        self._get(link.index)
+        return name
+
+    def _delete_link(self, link: Link) -> None:
+        try:
+            self._ip().link("del", index=link.index)
+        except NetlinkError as e:
+            if e.code != errno.ENODEV:
+                raise
+        self.links.forget(link.index)
+
+    def delete_network(self, name: str) -> None:
+        with self._lock:
+            bridge = self._owned_bridge(name)
+            for link in self.links.snapshot().values():
+                if _uplink_owner(link.alias) == name:
+                    self._delete_link(link)
+            if bridge is not None:
+                # Members (VM taps, a flat NIC) are released by the kernel;
+                # record that now rather than wait for the events.
+                for link in self.links.snapshot().values():
+                    if link.master == bridge.index:
+                        link.master = None
+                self._delete_link(bridge)
+
+    def plug(self, port: Port, net: Network, device: Device) -> None:
+        with self._lock:
+            bridge = self._owned_bridge(net.name)
+            if bridge is None:
+                raise DriverError(f"bridge of network {net.name} is missing")
+            link = self.links.by_name(device.name)
+            if link is None:
+                raise DriverError(f"device {device.name} is gone")
+            spec = {"master": bridge.index, "state": "up"}
+            mtu = effective_mtu(net)
+            if mtu is not None:
+                spec["mtu"] = mtu
+            try:
+                self._ip().link("set", index=link.index, **spec)
+            except NetlinkError as e:
+                raise DriverError(f"cannot attach {device.name} to {bridge.name}: {e}") from e
+            link.master, link.up = bridge.index, True
+            if mtu is not None:
+                link.mtu = mtu
+            self.links.put(link)
+
+    def unplug(self, device: Device) -> None:
+        with self._lock:
+            link = self.links.by_name(device.name)
+            if link is None:
+                return
+            try:
+                self._ip().link("set", index=link.index, master=0)
+            except NetlinkError as e:
+                if e.code != errno.ENODEV:
+                    raise
+            link.master = None
+            self.links.put(link)

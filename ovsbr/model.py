@@ -1,0 +1,309 @@
+"""Desired state: networks and ports, as pure data with validation.
+
+Everything an operator types (CLI flags, an ``apply`` document, the store
+file) passes through :func:`network_from_dict` / :func:`port_from_dict` and
+:meth:`Topology.validate`, so one set of rules guards every road in, and
+every error names the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+NETWORK_TYPES = ("local", "flat", "vlan", "vxlan")
+VLAN_MIN, VLAN_MAX = 1, 4094
+VNI_MIN, VNI_MAX = 1, 16777215
+MTU_MIN, MTU_MAX = 68, 65535
+IFNAMSIZ = 15  # the kernel's limit for an interface name, without the NUL
+
+# Names end up in file names, device names and OVSDB external_ids: keep them
+# to a safe alphabet that no shell, path or netlink layer will reinterpret.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+NAME_RULE = "1-63 characters: letters, digits, '.', '_', '-', starting with a letter or digit"
+IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$")
+IFNAME_RULE = (
+    f"a Linux interface name: 1-{IFNAMSIZ} characters of letters, digits, "
+    "'.', '_', '-', starting with a letter or digit"
+)
+IFACE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+IFACE_ID_RULE = "1-128 characters: letters, digits, '.', '_', ':', '-'"
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+NETWORK_KEYS = ("name", "type", "physical_network", "segmentation_id", "mtu")
+PORT_KEYS = ("name", "network", "device", "iface_id", "mac", "port_security")
+
+
+class ValidationError(ValueError):
+    """Bad desired state; ``field`` names what the operator must fix."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    name: str
+    type: str
+    physical_network: str | None = None
+    segmentation_id: int | None = None
+    mtu: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class Port:
+    name: str
+    network: str
+    device: str | None = None
+    iface_id: str | None = None
+    mac: str | None = None
+    port_security: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return d
+
+
+def _check_name(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ValidationError(field, f"{value!r} is not a valid name ({NAME_RULE})")
+    return value
+
+
+def _check_int(field: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool):
+        raise ValidationError(field, f"{value!r} is not an integer in {lo}-{hi}")
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value.strip()):
+        value = int(value)
+    if not isinstance(value, int) or not lo <= value <= hi:
+        raise ValidationError(field, f"{value!r} is not an integer in {lo}-{hi}")
+    return value
+
+
+def normalize_mac(field: str, value: Any) -> str:
+    """Return the MAC in lower-case colon form; refuse group and zero MACs."""
+    if not isinstance(value, str):
+        raise ValidationError(field, f"{value!r} is not a MAC address")
+    mac = value.strip().lower().replace("-", ":")
+    if not MAC_RE.match(mac):
+        raise ValidationError(
+            field, f"{value!r} is not a MAC address (six hex pairs, e.g. 52:54:00:12:34:56)"
+        )
+    if int(mac[:2], 16) & 1:
+        raise ValidationError(field, f"{value!r} is a multicast/broadcast MAC, not a NIC's")
+    if mac == "00:00:00:00:00:00":
+        raise ValidationError(field, f"{value!r} is the all-zero MAC")
+    return mac
+
+
+def _check_keys(kind: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    if not isinstance(data, Mapping):
+        raise ValidationError(kind, f"expected a mapping with keys {', '.join(allowed)}")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ValidationError(
+            f"{kind}.{unknown[0]}", f"unknown key; allowed keys: {', '.join(allowed)}"
+        )
+
+
+def _bool(field: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+        return value.lower() in ("true", "yes")
+    raise ValidationError(field, f"{value!r} is not a boolean (true or false)")
+
+
+def network_from_dict(data: Mapping[str, Any]) -> Network:
+    """Build and validate one network on its own (cross-checks are Topology's)."""
+    _check_keys("network", data, NETWORK_KEYS)
+    name = _check_name("network.name", data.get("name"))
+    where = f"network {name}"
+    ntype = data.get("type")
+    if ntype not in NETWORK_TYPES:
+        raise ValidationError(
+            f"{where}: type", f"{ntype!r} is not one of {', '.join(NETWORK_TYPES)}"
+        )
+    physnet = data.get("physical_network")
+    segid = data.get("segmentation_id")
+    mtu = data.get("mtu")
+    if ntype in ("flat", "vlan"):
+        if physnet is None:
+            raise ValidationError(
+                f"{where}: physical_network", f"required for a {ntype} network"
+            )
+        _check_name(f"{where}: physical_network", physnet)
+    elif physnet is not None:
+        raise ValidationError(
+            f"{where}: physical_network", f"not allowed for a {ntype} network"
+        )
+    if ntype == "vlan":
+        if segmentation_id_missing(segid):
+            raise ValidationError(
+                f"{where}: segmentation_id", f"required for a vlan network ({VLAN_MIN}-{VLAN_MAX})"
+            )
+        segid = _check_int(f"{where}: segmentation_id", segid, VLAN_MIN, VLAN_MAX)
+    elif ntype == "vxlan":
+        if segmentation_id_missing(segid):
+            raise ValidationError(
+                f"{where}: segmentation_id", f"required for a vxlan network (VNI {VNI_MIN}-{VNI_MAX})"
+            )
+        segid = _check_int(f"{where}: segmentation_id", segid, VNI_MIN, VNI_MAX)
+    elif segid is not None:
+        raise ValidationError(
+            f"{where}: segmentation_id", f"not allowed for a {ntype} network"
+        )
+    if mtu is not None:
+        mtu = _check_int(f"{where}: mtu", mtu, MTU_MIN, MTU_MAX)
+    return Network(name, ntype, physnet, segid, mtu)
+
+
+def segmentation_id_missing(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def port_from_dict(data: Mapping[str, Any]) -> Port:
+    _check_keys("port", data, PORT_KEYS)
+    name = _check_name("port.name", data.get("name"))
+    where = f"port {name}"
+    network = _check_name(f"{where}: network", data.get("network"))
+    device = data.get("device")
+    if device is not None and (not isinstance(device, str) or not IFNAME_RE.match(device)):
+        raise ValidationError(f"{where}: device", f"{device!r} is not {IFNAME_RULE}")
+    iface_id = data.get("iface_id")
+    if iface_id is not None and (
+        not isinstance(iface_id, str) or not IFACE_ID_RE.match(iface_id)
+    ):
+        raise ValidationError(f"{where}: iface_id", f"{iface_id!r} is not {IFACE_ID_RULE}")
+    if device is None and iface_id is None:
+        raise ValidationError(
+            f"{where}: device", "a port needs a device name or an iface_id (or both)"
+        )
+    mac = data.get("mac")
+    if mac is not None:
+        mac = normalize_mac(f"{where}: mac", mac)
+    port_security = _bool(f"{where}: port_security", data.get("port_security", True))
+    return Port(name, network, device, iface_id, mac, port_security)
+
+
+@dataclasses.dataclass
+class Topology:
+    """The whole desired state, as one value: what a store reads and writes."""
+
+    networks: dict[str, Network] = dataclasses.field(default_factory=dict)
+    ports: dict[str, Port] = dataclasses.field(default_factory=dict)
+    revision: int = 0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], validate: bool = True) -> Topology:
+        """Parse a document with ``networks`` and ``ports`` lists, validate it whole.
+
+        ``validate=False`` checks each item alone and leaves the cross-checks
+        to the caller, for a document merged into an existing state.
+        """
+        if not isinstance(data, Mapping):
+            raise ValidationError("document", "expected a mapping with 'networks' and 'ports'")
+        _check_keys("document", data, ("networks", "ports", "revision"))
+        topo = cls(revision=_revision(data.get("revision", 0)))
+        for item in _as_list("networks", data.get("networks")):
+            net = network_from_dict(item)
+            if net.name in topo.networks:
+                raise ValidationError(f"network {net.name}", "name is used twice")
+            topo.networks[net.name] = net
+        for item in _as_list("ports", data.get("ports")):
+            port = port_from_dict(item)
+            if port.name in topo.ports:
+                raise ValidationError(f"port {port.name}", "name is used twice")
+            topo.ports[port.name] = port
+        if validate:
+            topo.validate()
+        return topo
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "networks": [n.to_dict() for n in sorted(self.networks.values(), key=_name)],
+            "ports": [p.to_dict() for p in sorted(self.ports.values(), key=_name)],
+        }
+
+    def copy(self) -> Topology:
+        return Topology(dict(self.networks), dict(self.ports), self.revision)
+
+    def validate(self) -> None:
+        """Cross-object rules: segments unique, references resolve, devices unique."""
+        flat: dict[str, str] = {}
+        segments: dict[tuple, str] = {}
+        for net in sorted(self.networks.values(), key=_name):
+            if net.type == "flat":
+                other = flat.setdefault(net.physical_network, net.name)
+                if other != net.name:
+                    raise ValidationError(
+                        f"network {net.name}: physical_network",
+                        f"{net.physical_network} already carries flat network {other}",
+                    )
+            key = _segment_key(net)
+            if key is not None:
+                other = segments.setdefault(key, net.name)
+                if other != net.name:
+                    raise ValidationError(
+                        f"network {net.name}: segmentation_id",
+                        f"{net.segmentation_id} is already used by network {other}",
+                    )
+        seen: dict[tuple[str, str], str] = {}
+        for port in sorted(self.ports.values(), key=_name):
+            if port.network not in self.networks:
+                raise ValidationError(
+                    f"port {port.name}: network", f"unknown network {port.network!r}"
+                )
+            for field in ("device", "iface_id"):
+                value = getattr(port, field)
+                if value is None:
+                    continue
+                other = seen.setdefault((field, value), port.name)
+                if other != port.name:
+                    raise ValidationError(
+                        f"port {port.name}: {field}", f"{value} is already port {other}'s"
+                    )
+            if port.mac is not None:
+                other = seen.setdefault(("mac", port.network + "/" + port.mac), port.name)
+                if other != port.name:
+                    raise ValidationError(
+                        f"port {port.name}: mac",
+                        f"{port.mac} is already port {other}'s on network {port.network}",
+                    )
+
+    def ports_of(self, network: str) -> Iterable[Port]:
+        return (p for p in self.ports.values() if p.network == network)
+
+
+def _segment_key(net: Network) -> tuple | None:
+    if net.type == "vlan":
+        return ("vlan", net.physical_network, net.segmentation_id)
+    if net.type == "vxlan":
+        return ("vxlan", net.segmentation_id)
+    return None
+
+
+def _as_list(field: str, value: Any) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationError(field, "expected a list")
+    return value
+
+
+def _revision(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError("revision", f"{value!r} is not a non-negative integer")
+    return value
+
+
+def _name(obj: Network | Port) -> str:
+    return obj.name

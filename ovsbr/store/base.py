@@ -1,0 +1,49 @@
+"""The Store contract: desired state with a revision, atomic writes, a watch.
+
+Agents read and watch; the CLI writes with :meth:`Store.update`, which runs
+the caller's change on a fresh copy under the store's own exclusion and
+validates the result whole, so a refused change writes nothing.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ovsbr.model import Topology
+
+
+class Store(abc.ABC):
+    @abc.abstractmethod
+    def load(self) -> Topology:
+        """The current desired state; raises StoreError when unreadable."""
+
+    @abc.abstractmethod
+    def update(self, change: Callable[[Topology], None]) -> tuple[Topology, Topology]:
+        """Apply ``change`` to a copy of the current state atomically.
+
+        Returns (before, after). When ``change`` raises, or the result does
+        not validate, nothing is written. A write that changes nothing keeps
+        the revision.
+        """
+
+    @abc.abstractmethod
+    def watch(self, stop: threading.Event) -> Iterator[Topology | Exception]:
+        """Yield the state now and after each change until ``stop`` is set.
+
+        An unreadable state is yielded as the exception, so the agent can keep
+        its last good state and report the error once.
+        """
+
+    @abc.abstractmethod
+    def write_status(self, host: str, status: dict[str, Any]) -> None:
+        """Publish what the agent on ``host`` has wired (ports and networks)."""
+
+    @abc.abstractmethod
+    def read_status(self) -> dict[str, dict[str, Any]]:
+        """Every host's last published status, keyed by host."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default store holds none."""

@@ -1,0 +1,125 @@
+"""The embedded default store: one JSON document under ``state_path``.
+
+Writers take an exclusive flock on a side file, write a temporary file in the
+same directory, fsync it and rename it over the old one, so readers (which
+take no lock) only ever see a whole document. Files are created 0600: the
+topology names every VM port on the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from oslo_config import cfg
+
+from ovsbr.exceptions import StoreError
+from ovsbr.model import Topology, ValidationError
+from ovsbr.store.base import Store
+
+TOPOLOGY = "topology.json"
+STATUS = "status.json"
+POLL_INTERVAL = 0.2  # seconds; the agent must notice a change within 1 s
+
+
+class FileStore(Store):
+    def __init__(self, conf: cfg.ConfigOpts | None = None, path: str | None = None):
+        self.dir = path or conf.state_path
+        self.path = os.path.join(self.dir, TOPOLOGY)
+        self.status_path = os.path.join(self.dir, STATUS)
+
+    # -- reading -----------------------------------------------------------
+    def _stat_key(self) -> tuple | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def load(self) -> Topology:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return Topology()
+        except OSError as e:
+            raise StoreError(f"store {self.path}: cannot read: {e.strerror}") from e
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise StoreError(f"store {self.path}: not valid JSON ({e}); fix or "
+                             "restore the file, ovsbr will not write over it") from e
+        try:
+            return Topology.from_dict(data)
+        except ValidationError as e:
+            raise StoreError(f"store {self.path}: invalid content: {e}") from e
+
+    def watch(self, stop: threading.Event) -> Iterator[Topology | Exception]:
+        last: Any = object()
+        while not stop.is_set():
+            key = self._stat_key()
+            if key != last:
+                last = key
+                try:
+                    yield self.load()
+                except StoreError as e:
+                    yield e
+            stop.wait(POLL_INTERVAL)
+
+    # -- writing -----------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write_json(self, path: str, data: dict[str, Any]) -> None:
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path), dir=self.dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def update(self, change: Callable[[Topology], None]) -> tuple[Topology, Topology]:
+        with self._locked():
+            before = self.load()
+            after = before.copy()
+            change(after)
+            after.validate()
+            if after.to_dict() == before.to_dict():
+                return before, before
+            after.revision = before.revision + 1
+            self._write_json(self.path, after.to_dict())
+            return before, after
+
+    def write_status(self, host: str, status: dict[str, Any]) -> None:
+        # One agent per file store: the status file holds this host's only.
+        self._write_json(self.status_path, {"hosts": {host: status}})
+
+    def read_status(self) -> dict[str, dict[str, Any]]:
+        try:
+            with open(self.status_path, encoding="utf-8") as f:
+                return json.load(f).get("hosts", {})
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, AttributeError) as e:
+            raise StoreError(f"status {self.status_path}: unreadable: {e}") from e
