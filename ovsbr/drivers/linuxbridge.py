@@ -62,6 +62,23 @@ def _uplink_owner(alias: str | None) -> str | None:
     return None
 
 
+def _l2_only(bridge: str) -> None:
+    """Keep the host off a VM network's bridge.
+
+    A bridge is also a host interface: by default the host answers ARP on it
+    for any of its own addresses and gives it an IPv6 link-local address,
+    which lets VMs reach (and spoof toward) the host. ovsbr's bridges are
+    L2 only, as Neutron's were.
+    """
+    for path, value in ((f"/proc/sys/net/ipv4/conf/{bridge}/arp_ignore", "8"),
+                        (f"/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6", "1")):
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            LOG.warning("cannot write %s: %s", path, e)
+
+
 class LinuxBridgeDriver(Driver):
     name = "linuxbridge"
 
@@ -207,6 +224,7 @@ class LinuxBridgeDriver(Driver):
             # short shows a stale fingerprint and is finished next time.
             ipr.link("add", ifname=name, kind="bridge", ifalias=f"{BRIDGE_MARK}{net.name}")
             bridge = self._lookup(name)
+        _l2_only(bridge.name)
         spec = {"state": "up"}
         if mtu is not None:
             spec["mtu"] = mtu

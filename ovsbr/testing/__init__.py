@@ -1,0 +1,1 @@
+"""Harness for functional tests, benchmarks and the demo (not product code)."""

@@ -1,0 +1,118 @@
+"""Run ovsbr-agent and the ovsbr CLI as real processes, the way operators do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+from ovsbr.testing.netns import run, wait_for
+
+BIN = os.path.dirname(sys.executable)
+
+
+def write_config(path: str, sections: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if isinstance(value, (list, tuple)):
+                value = ",".join(value)
+            lines.append(f"{key} = {value}")
+        lines.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+class Agent:
+    """One ovsbr-agent process plus a CLI bound to the same config file."""
+
+    def __init__(self, workdir: str, sections: dict[str, dict[str, Any]],
+                 netns: str | None = None):
+        self.workdir = workdir
+        self.state_path = os.path.join(workdir, "state")
+        sections = {k: dict(v) for k, v in sections.items()}
+        sections.setdefault("DEFAULT", {}).setdefault("state_path", self.state_path)
+        sections["DEFAULT"].setdefault("host", "testhost")
+        self.config = write_config(os.path.join(workdir, "ovsbr.conf"), sections)
+        self.log = os.path.join(workdir, "agent.log")
+        self.netns = netns
+        self.proc: subprocess.Popen | None = None
+
+    def _prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
+
+    def start(self, extra: list[str] | None = None) -> Agent:
+        log = open(self.log, "a")
+        self.proc = subprocess.Popen(  # noqa: S603
+            self._prefix() + [os.path.join(BIN, "ovsbr-agent"), "--config-file",
+                              self.config, "--debug"] + (extra or []),
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        rc, self.proc = self.proc.returncode, None
+        return rc
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cli(self, *args: str, check: bool = True, stdin: str | None = None):
+        res = subprocess.run(  # noqa: S603
+            self._prefix() + [os.path.join(BIN, "ovsbr"), "--config-file", self.config,
+                              *args], capture_output=True, text=True, input=stdin, timeout=60)
+        if check and res.returncode != 0:
+            raise AssertionError(f"ovsbr {' '.join(args)} failed: {res.stderr}")
+        return res
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "-f", "json").stdout)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            with open(os.path.join(self.state_path, "status.json")) as f:
+                hosts = json.load(f)["hosts"]
+        except (OSError, ValueError, KeyError):
+            return {}
+        return next(iter(hosts.values()), {})
+
+    def port_status(self, port: str) -> str | None:
+        return self.status().get("ports", {}).get(port, {}).get("status")
+
+    def wait_ports(self, ports: list[str], status: str = "bound", timeout: float = 15):
+        def ok():
+            return all(self.port_status(p) == status for p in ports)
+        return wait_for(ok, timeout, what=f"ports {ports} {status}; log:\n" + self.tail())
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log) as f:
+                return textwrap.indent("".join(f.readlines()[-lines:]), "  ")
+        except OSError:
+            return ""
+
+
+def log_text(agent: Agent) -> str:
+    with open(agent.log) as f:
+        return f.read()
+
+
+__all__ = ["Agent", "log_text", "run", "write_config"]

@@ -1,0 +1,189 @@
+"""Fake VMs and fake wires for the functional tests and the demo.
+
+Not product code: this is the harness that stands in for a KVM host's VMs.
+A VM is a network namespace whose ``eth0`` is one end of a veth pair; the
+other end stays in the host as the VM's tap (``vnet0`` in real life). Every
+name starts with the environment's prefix, and :meth:`NetEnv.cleanup`
+removes exactly what this environment made, whatever the test did.
+Addresses are documentation ranges only (RFC 5737).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import shlex
+import subprocess
+import time
+from collections.abc import Callable
+
+TEST_NET = "192.0.2"  # RFC 5737 TEST-NET-1
+OUTSIDE_NET = "198.51.100"  # RFC 5737 TEST-NET-2
+
+
+def run(cmd: list[str], check: bool = True, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True,  # noqa: S603
+                          timeout=timeout, **kw)
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 10.0, interval: float = 0.05,
+             what: str = "condition"):
+    """Poll ``cond`` until it returns something truthy; raise on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def link_exists(name: str, netns: str | None = None) -> bool:
+    cmd = ["ip"] + (["-n", netns] if netns else []) + ["link", "show", "dev", name]
+    return run(cmd, check=False).returncode == 0
+
+
+def link_master(name: str) -> str | None:
+    out = run(["ip", "-o", "link", "show", "dev", name], check=False).stdout
+    parts = out.split()
+    return parts[parts.index("master") + 1] if "master" in parts else None
+
+
+def tx_offload_off(dev: str, netns: str | None = None) -> None:
+    """OVS netdev datapaths need this on veths, or TCP stalls (ping still works)."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    run(prefix + ["ethtool", "-K", dev, "tx", "off"], check=False)
+
+
+class Namespace:
+    def __init__(self, env: NetEnv, name: str):
+        self.env = env
+        self.name = name
+
+    def exec(self, cmd: list[str] | str, check: bool = True, timeout: float = 30):
+        if isinstance(cmd, str):
+            cmd = shlex.split(cmd)
+        return run(["ip", "netns", "exec", self.name] + cmd, check=check, timeout=timeout)
+
+    def popen(self, cmd: list[str], **kw) -> subprocess.Popen:
+        return subprocess.Popen(["ip", "netns", "exec", self.name] + cmd, **kw)  # noqa: S603
+
+    def ping(self, ip: str, count: int = 1, interval: float = 0.2,
+             wait: float = 1.0, extra: list[str] | None = None) -> tuple[int, int]:
+        """Return (sent, received)."""
+        cmd = ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(wait)]
+        res = self.exec(cmd + (extra or []) + [ip], check=False,
+                        timeout=count * interval + wait + 10)
+        for line in res.stdout.splitlines():
+            if "packets transmitted" in line:
+                fields = line.split(",")
+                return int(fields[0].split()[0]), int(fields[1].split()[0])
+        return count, 0
+
+    def can_ping(self, ip: str, tries: int = 20) -> bool:
+        """True once one ping goes through (ARP and wiring may need a moment)."""
+        for _ in range(tries):
+            if self.ping(ip, count=1, wait=0.5)[1] == 1:
+                return True
+        return False
+
+
+class VM(Namespace):
+    def __init__(self, env: NetEnv, name: str, tap: str, ip: str, mac: str):
+        super().__init__(env, name)
+        self.tap = tap
+        self.ip = ip
+        self.mac = mac
+
+
+class NetEnv:
+    """Namespaces and veths under one unique prefix, removed by cleanup()."""
+
+    def __init__(self, prefix: str | None = None):
+        # <= 5 characters so prefix + a short role still fits IFNAMSIZ (15).
+        self.prefix = prefix or ("t" + secrets.token_hex(2))
+        self.namespaces: list[str] = []
+        self.links: list[str] = []
+        self._procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> NetEnv:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    def netns(self, role: str) -> Namespace:
+        name = f"{self.prefix}-{role}"
+        run(["ip", "netns", "add", name])
+        self.namespaces.append(name)
+        run(["ip", "-n", name, "link", "set", "lo", "up"])
+        return Namespace(self, name)
+
+    def veth(self, host_end: str, peer: str, peer_netns: str | None = None,
+             offload_off: bool = False) -> None:
+        run(["ip", "link", "add", host_end, "type", "veth", "peer", "name", peer])
+        self.links.append(host_end)
+        if offload_off:
+            tx_offload_off(host_end)
+            tx_offload_off(peer)
+        if peer_netns:
+            run(["ip", "link", "set", peer, "netns", peer_netns])
+
+    def vm(self, role: str, host_id: int, mtu: int | None = None,
+           subnet: str = TEST_NET, offload_off: bool = False) -> VM:
+        """A VM: namespace ``<prefix>-<role>``, tap ``<prefix><role>`` in the host."""
+        ns = self.netns(role)
+        tap = f"{self.prefix}{role}"
+        assert len(tap) <= 15, tap
+        digest = hashlib.sha1(self.prefix.encode()).digest()
+        mac = "52:54:%02x:%02x:%02x:%02x" % (digest[0], digest[1], digest[2], host_id)
+        self.veth(tap, f"{tap}p", ns.name, offload_off=offload_off)
+        # Offset: the host itself may sit in a documentation range (this
+        # machine's eth0 does); keep VMs clear of .1-.10.
+        ip = f"{subnet}.{10 + host_id}"
+        ns.exec(["ip", "link", "set", f"{tap}p", "name", "eth0"])
+        ns.exec(["ip", "link", "set", "eth0", "address", mac])
+        if mtu:
+            ns.exec(["ip", "link", "set", "eth0", "mtu", str(mtu)])
+        ns.exec(["ip", "addr", "add", f"{ip}/24", "dev", "eth0"])
+        ns.exec(["ip", "link", "set", "eth0", "up"])
+        return VM(self, ns.name, tap, ip, mac)
+
+    def outside(self, nic_role: str = "nic", host_id: int = 240,
+                subnet: str = TEST_NET, offload_off: bool = False) -> tuple[str, VM]:
+        """A host beyond the physical NIC: returns (nic name in host, outside VM).
+
+        The host end of the veth plays the compute node's physical NIC.
+        """
+        vm = self.vm("out", host_id, subnet=subnet, offload_off=offload_off)
+        # Rename: the host end is the "physical NIC" to map, not a VM tap.
+        nic = f"{self.prefix}{nic_role}"
+        run(["ip", "link", "set", vm.tap, "name", nic])
+        self.links.remove(vm.tap)
+        self.links.append(nic)
+        run(["ip", "link", "set", nic, "up"])
+        vm.tap = nic
+        return nic, vm
+
+    def track(self, proc: subprocess.Popen) -> subprocess.Popen:
+        self._procs.append(proc)
+        return proc
+
+    def cleanup(self) -> None:
+        for proc in self._procs:
+            with contextlib.suppress(Exception):
+                proc.kill()
+                proc.wait(5)
+        for ns in reversed(self.namespaces):
+            for pid in run(["ip", "netns", "pids", ns], check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), 9)
+            run(["ip", "netns", "del", ns], check=False)
+        for link in self.links:
+            if link_exists(link):
+                run(["ip", "link", "del", link], check=False)
+        self.namespaces.clear()
+        self.links.clear()

@@ -1,0 +1,150 @@
+"""A private Open vSwitch: own ovsdb-server and ovs-vswitchd in a run dir.
+
+This machine has no openvswitch kernel module, and Debian's ovs-ctl insists
+on loading it, so the daemons are started directly; bridges must use
+``datapath_type=netdev`` (userspace). Tests and the demo observe the switch
+with ovs-vsctl/ovs-ofctl/ovs-appctl here; product code never does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import time
+
+from ovsbr.testing.netns import run, wait_for
+
+SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+
+
+def available() -> str | None:
+    """None when the sandbox can run, else why not (a skip reason)."""
+    for tool in ("ovsdb-server", "ovs-vswitchd", "ovsdb-tool", "ovs-vsctl"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed (Debian package openvswitch-switch)"
+    if not os.path.exists(SCHEMA):
+        return f"{SCHEMA} missing"
+    if os.geteuid() != 0:
+        return "the OVS sandbox needs root"
+    return None
+
+
+class OvsSandbox:
+    def __init__(self, rundir: str | None = None, netns: str | None = None):
+        self.rundir = rundir or tempfile.mkdtemp(prefix="ovsbr-ovs-")
+        self.netns = netns
+        self.db_sock = os.path.join(self.rundir, "db.sock")
+        self.connection = f"unix:{self.db_sock}"
+
+    # -- processes -------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for var in ("OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVS_SYSCONFDIR"):
+            env[var] = self.rundir
+        return env
+
+    def _cmd(self, args: list[str], check: bool = True, timeout: float = 30):
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return run(prefix + args, check=check, timeout=timeout, env=self._env())
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.rundir, name)
+
+    def start(self) -> OvsSandbox:
+        os.makedirs(self.rundir, exist_ok=True)
+        db = self._path("conf.db")
+        if not os.path.exists(db):
+            run(["ovsdb-tool", "create", db, SCHEMA])
+        self.start_ovsdb()
+        self.vsctl("--no-wait", "init")
+        self.start_vswitchd()
+        return self
+
+    def start_ovsdb(self) -> None:
+        self._cmd(["ovsdb-server", self._path("conf.db"), f"--remote=punix:{self.db_sock}",
+                   f"--pidfile={self._path('ovsdb-server.pid')}", "--detach",
+                   f"--log-file={self._path('ovsdb-server.log')}",
+                   f"--unixctl={self._path('ovsdb-server.ctl')}"])
+        wait_for(lambda: os.path.exists(self.db_sock), 10, what="ovsdb-server socket")
+
+    def start_vswitchd(self) -> None:
+        self._cmd(["ovs-vswitchd", self.connection,
+                   f"--pidfile={self._path('ovs-vswitchd.pid')}", "--detach",
+                   f"--log-file={self._path('ovs-vswitchd.log')}",
+                   f"--unixctl={self._path('ovs-vswitchd.ctl')}"])
+        wait_for(lambda: os.path.exists(self._path("ovs-vswitchd.ctl")), 10,
+                 what="ovs-vswitchd control socket")
+
+    def _pid(self, daemon: str) -> int | None:
+        try:
+            with open(self._path(f"{daemon}.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _stop(self, daemon: str, sig: int = signal.SIGTERM) -> None:
+        pid = self._pid(daemon)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(f"{daemon}.pid"))
+        if daemon == "ovs-vswitchd":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path("ovs-vswitchd.ctl"))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.db_sock)
+
+    def restart_ovsdb(self) -> None:
+        self._stop("ovsdb-server")
+        self.start_ovsdb()
+
+    def restart_vswitchd(self) -> None:
+        self._stop("ovs-vswitchd")
+        self.start_vswitchd()
+
+    def stop(self, remove: bool = True) -> None:
+        self._stop("ovs-vswitchd")
+        self._stop("ovsdb-server")
+        if remove:
+            shutil.rmtree(self.rundir, ignore_errors=True)
+
+    # -- observation -----------------------------------------------------------
+    def vsctl(self, *args: str, check: bool = True):
+        return self._cmd(["ovs-vsctl", f"--db={self.connection}", "--timeout=10", *args],
+                         check=check)
+
+    def ofctl(self, *args: str, check: bool = True):
+        return self._cmd(["ovs-ofctl", "-O", "OpenFlow13", *args], check=check)
+
+    def appctl(self, *args: str, check: bool = True):
+        return self._cmd(["ovs-appctl", "-t", self._path("ovs-vswitchd.ctl"), *args],
+                         check=check)
+
+    def flows(self, bridge: str) -> list[str]:
+        out = self.ofctl("dump-flows", bridge).stdout.splitlines()
+        return [line.strip() for line in out if "actions=" in line]
+
+    def get(self, table: str, record: str, column: str) -> str:
+        return self.vsctl("--if-exists", "get", table, record, column).stdout.strip()
+
+    def ports(self, bridge: str) -> list[str]:
+        res = self.vsctl("list-ports", bridge, check=False)
+        return res.stdout.split() if res.returncode == 0 else []
+
+    def bridges(self) -> list[str]:
+        return self.vsctl("list-br").stdout.split()
