@@ -17,6 +17,7 @@ NETWORK_TYPES = ("local", "flat", "vlan", "vxlan")
 VLAN_MIN, VLAN_MAX = 1, 4094
 VNI_MIN, VNI_MAX = 1, 16777215
 MTU_MIN, MTU_MAX = 68, 65535
+SEGMENT_RANGES = {"vlan": (VLAN_MIN, VLAN_MAX, "VLAN id"), "vxlan": (VNI_MIN, VNI_MAX, "VNI")}
 IFNAMSIZ = 15  # the kernel's limit for an interface name, without the NUL
 
 # Names end up in file names, device names and OVSDB external_ids: keep them
@@ -144,18 +145,12 @@ def network_from_dict(data: Mapping[str, Any]) -> Network:
         raise ValidationError(
             f"{where}: physical_network", f"not allowed for a {ntype} network"
         )
-    if ntype == "vlan":
-        if segmentation_id_missing(segid):
-            raise ValidationError(
-                f"{where}: segmentation_id", f"required for a vlan network ({VLAN_MIN}-{VLAN_MAX})"
-            )
-        segid = _check_int(f"{where}: segmentation_id", segid, VLAN_MIN, VLAN_MAX)
-    elif ntype == "vxlan":
-        if segmentation_id_missing(segid):
-            raise ValidationError(
-                f"{where}: segmentation_id", f"required for a vxlan network (VNI {VNI_MIN}-{VNI_MAX})"
-            )
-        segid = _check_int(f"{where}: segmentation_id", segid, VNI_MIN, VNI_MAX)
+    if ntype in SEGMENT_RANGES:
+        lo, hi, what = SEGMENT_RANGES[ntype]
+        if segid is None or segid == "":
+            raise ValidationError(f"{where}: segmentation_id",
+                                  f"required for a {ntype} network ({what} {lo}-{hi})")
+        segid = _check_int(f"{where}: segmentation_id", segid, lo, hi)
     elif segid is not None:
         raise ValidationError(
             f"{where}: segmentation_id", f"not allowed for a {ntype} network"
@@ -163,10 +158,6 @@ def network_from_dict(data: Mapping[str, Any]) -> Network:
     if mtu is not None:
         mtu = _check_int(f"{where}: mtu", mtu, MTU_MIN, MTU_MAX)
     return Network(name, ntype, physnet, segid, mtu)
-
-
-def segmentation_id_missing(value: Any) -> bool:
-    return value is None or value == ""
 
 
 def port_from_dict(data: Mapping[str, Any]) -> Port:

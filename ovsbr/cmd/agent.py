@@ -30,7 +30,7 @@ def build(conf: cfg.ConfigOpts) -> Agent:
 def main(argv: list[str] | None = None) -> int:
     logging.register_options(CONF)
     logging.set_defaults(default_log_levels=logging.get_default_log_levels() + [
-        "pyroute2=WARNING", "os_ken=INFO", "ovsdbapp=INFO", "stevedore=WARNING"])
+        "pyroute2=WARNING", "os_ken=INFO", "ovsdbapp=INFO", "stevedore=ERROR"])
     try:
         CONF(sys.argv[1:] if argv is None else argv, project="ovsbr", prog=PROG)
     except cfg.Error as e:

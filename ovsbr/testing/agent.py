@@ -35,6 +35,7 @@ class Agent:
     def __init__(self, workdir: str, sections: dict[str, dict[str, Any]],
                  netns: str | None = None):
         self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
         self.state_path = os.path.join(workdir, "state")
         sections = {k: dict(v) for k, v in sections.items()}
         sections.setdefault("DEFAULT", {}).setdefault("state_path", self.state_path)

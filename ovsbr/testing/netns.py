@@ -23,7 +23,8 @@ TEST_NET = "192.0.2"  # RFC 5737 TEST-NET-1
 OUTSIDE_NET = "198.51.100"  # RFC 5737 TEST-NET-2
 
 
-def run(cmd: list[str], check: bool = True, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+def run(cmd: list[str], check: bool = True, timeout: float = 30,
+        **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=check, capture_output=True, text=True,  # noqa: S603
                           timeout=timeout, **kw)
 
@@ -139,7 +140,7 @@ class NetEnv:
         tap = f"{self.prefix}{role}"
         assert len(tap) <= 15, tap
         digest = hashlib.sha1(self.prefix.encode()).digest()
-        mac = "52:54:%02x:%02x:%02x:%02x" % (digest[0], digest[1], digest[2], host_id)
+        mac = "52:54:" + ":".join(f"{b:02x}" for b in (*digest[:3], host_id))
         self.veth(tap, f"{tap}p", ns.name, offload_off=offload_off)
         # Offset: the host itself may sit in a documentation range (this
         # machine's eth0 does); keep VMs clear of .1-.10.

@@ -1,0 +1,35 @@
+"""A bad configuration stops ovsbr-agent at start with one clear line."""
+
+import subprocess
+
+import pytest
+
+from ovsbr.testing.agent import Agent, log_text
+
+
+@pytest.mark.parametrize("sections, text", [
+    ({"DEFAULT": {"driver": "hyperswitch"}},
+     "[DEFAULT] driver: unknown value 'hyperswitch'; available: linuxbridge, openvswitch"),
+    ({"linux_bridge": {"physical_interface_mappings": "physnet1"}},
+     "[linux_bridge] physical_interface_mappings: 'physnet1' is not PHYSNET:INTERFACE"),
+    ({"linux_bridge": {"physical_interface_mappings": "physnet1:nosuchnic0"}},
+     "interface 'nosuchnic0' of physical network 'physnet1' does not exist"),
+    ({"linux_bridge": {"bridge_prefix": "toolongprefix"}}, "[linux_bridge] bridge_prefix"),
+    ({"DEFAULT": {"resync_interval": "0"}}, "[DEFAULT] resync_interval"),
+    ({"ovs": {"datapath_type": "fast"}}, "[ovs] datapath_type"),
+    ({"ovs": {"of_listen_port": "70000"}}, "[ovs] of_listen_port"),
+])
+def test_bad_config_stops_agent_with_one_line(tmp_path, sections, text):
+    agent = Agent(str(tmp_path), sections)
+    agent.start()
+    try:
+        rc = agent.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        pytest.fail("agent kept running with a bad configuration")
+    out = log_text(agent)
+    assert rc == 1, out
+    errors = [line for line in out.splitlines() if line.startswith("ovsbr-agent: error:")]
+    assert len(errors) == 1 and text in errors[0], out
+    # Nothing was created: no state, no devices.
+    assert not (tmp_path / "state" / "status.json").exists()

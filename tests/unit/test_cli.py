@@ -1,0 +1,112 @@
+"""The CLI against a real file store in a temp dir (no root, no kernel)."""
+
+import json
+
+import pytest
+
+from ovsbr.cmd import cli
+
+
+@pytest.fixture
+def run(tmp_path, capsys):
+    conf = tmp_path / "ovsbr.conf"
+    conf.write_text(f"[DEFAULT]\nstate_path = {tmp_path / 'state'}\n")
+
+    def _run(*args, expect=0):
+        rc = cli.main(["--config-file", str(conf), *args])
+        out = capsys.readouterr()
+        assert rc == expect, out
+        return out
+    _run.state = tmp_path / "state" / "topology.json"
+    return _run
+
+
+def snapshot(path):
+    return path.read_bytes() if path.exists() else None
+
+
+def test_network_and_port_life_cycle(run):
+    run("network", "create", "n1", "--type", "vlan", "--physical-network", "physnet1",
+        "--segmentation-id", "100")
+    run("port", "create", "p1", "--network", "n1", "--device", "vnet0",
+        "--mac", "52:54:00:00:00:01")
+    nets = json.loads(run("network", "list", "-f", "json").out)
+    assert nets == [{"name": "n1", "type": "vlan", "physical_network": "physnet1",
+                     "segmentation_id": 100}]
+    port = json.loads(run("port", "show", "p1", "-f", "json").out)
+    assert port["status"] == "unknown" and port["device"] == "vnet0"
+    err = run("network", "delete", "n1", expect=1).err
+    assert "still has ports: p1" in err
+    run("port", "delete", "p1")
+    run("network", "delete", "n1")
+    assert json.loads(run("network", "list", "-f", "json").out) == []
+
+
+@pytest.mark.parametrize("args, text", [
+    (("network", "create", "n 1", "--type", "local"), "network.name"),
+    (("network", "create", "v", "--type", "vlan", "--physical-network", "p",
+      "--segmentation-id", "5000"), "segmentation_id"),
+    (("network", "create", "v", "--type", "vlan", "--physical-network", "p",
+      "--segmentation-id", "abc"), "segmentation_id"),
+    (("network", "create", "x", "--type", "local", "--mtu", "-1"), "mtu"),
+    (("network", "create", "base", "--type", "local"), "already exists"),
+    (("port", "create", "p", "--network", "nope", "--device", "vnet0"), "unknown network"),
+    (("port", "create", "p", "--network", "base", "--device", "vnet0", "--mac", "zz"), "mac"),
+    (("port", "create", "p", "--network", "base"), "device name or an iface_id"),
+    (("port", "create", "p", "--network", "base", "--device", "x" * 16), "device"),
+    (("port", "create", "p", "--network", "base", "--device", "$(reboot)"), "device"),
+    (("port", "delete", "ghost"), "no port named"),
+    (("network", "show", "ghost"), "no network named"),
+])
+def test_bad_input_is_refused_and_changes_nothing(run, args, text):
+    run("network", "create", "base", "--type", "local")
+    before = snapshot(run.state)
+    err = run(*args, expect=1).err
+    assert err.startswith("ovsbr: error:") and text in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert snapshot(run.state) == before
+
+
+def test_apply_is_idempotent_validated_whole_and_prunes(run, tmp_path):
+    doc = tmp_path / "topo.yaml"
+    doc.write_text("""
+networks:
+  - {name: n1, type: local}
+  - {name: n2, type: vxlan, segmentation_id: 1000}
+ports:
+""" + "".join(f"  - {{name: p{i}, network: n1, device: vnet{i}}}\n" for i in range(300)))
+    out = run("apply", str(doc)).out
+    assert "302 change(s); revision 1" in out
+    assert "no changes; revision 1" in run("apply", str(doc)).out
+    # One bad port: nothing of the document is written.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(doc.read_text() + "  - {name: q, network: n1, device: vnet0}\n"
+                   "  - {name: r, network: n3, device: vnetr}\n")
+    before = snapshot(run.state)
+    err = run("apply", str(bad), expect=1).err
+    assert "vnet0 is already port" in err or "unknown network" in err
+    assert snapshot(run.state) == before
+    exported = json.loads(run("export", "-f", "json").out)
+    assert len(exported["ports"]) == 300
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps({"networks": [{"name": "n1", "type": "local"}],
+                                 "ports": [{"name": "p1", "network": "n1",
+                                            "device": "vnet1"}]}))
+    out = json.loads(run("apply", "--prune", str(small), "-f", "json").out)
+    assert "deleted network n2" in out["changes"] and len(out["changes"]) == 300
+
+
+def test_cli_refuses_to_write_over_a_corrupt_store(run):
+    run("network", "create", "base", "--type", "local")
+    run.state.write_text("{garbage")
+    err = run("network", "create", "n2", "--type", "local", expect=1).err
+    assert "not valid JSON" in err
+    assert run.state.read_text() == "{garbage"
+
+
+def test_bad_config_option_is_named(tmp_path, capsys):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("[DEFAULT]\nstore = nosuch\nstate_path = /tmp\n")
+    assert cli.main(["--config-file", str(conf), "network", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "[DEFAULT] store: unknown value 'nosuch'; available: file" in err

@@ -1,0 +1,105 @@
+import pytest
+
+from ovsbr import model
+from ovsbr.model import Topology, ValidationError
+
+
+def net(**kw):
+    return model.network_from_dict(kw)
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"name": "bad name", "type": "local"}, "network.name"),
+    ({"name": "-x", "type": "local"}, "network.name"),
+    ({"name": "a" * 64, "type": "local"}, "network.name"),
+    ({"name": "n", "type": "gre"}, "network n: type"),
+    ({"name": "n", "type": "flat"}, "network n: physical_network"),
+    ({"name": "n", "type": "vlan", "physical_network": "p"}, "network n: segmentation_id"),
+    ({"name": "n", "type": "vlan", "physical_network": "p", "segmentation_id": 0},
+     "network n: segmentation_id"),
+    ({"name": "n", "type": "vlan", "physical_network": "p", "segmentation_id": 4095},
+     "network n: segmentation_id"),
+    ({"name": "n", "type": "vxlan", "segmentation_id": 16777216}, "network n: segmentation_id"),
+    ({"name": "n", "type": "vxlan", "segmentation_id": True}, "network n: segmentation_id"),
+    ({"name": "n", "type": "local", "segmentation_id": 5}, "network n: segmentation_id"),
+    ({"name": "n", "type": "local", "physical_network": "p"}, "network n: physical_network"),
+    ({"name": "n", "type": "local", "mtu": 67}, "network n: mtu"),
+    ({"name": "n", "type": "local", "colour": "red"}, "network.colour"),
+])
+def test_bad_networks_name_the_field(data, field):
+    with pytest.raises(ValidationError) as e:
+        model.network_from_dict(data)
+    assert e.value.field == field
+    assert str(e.value).startswith(field)
+
+
+def test_good_networks():
+    assert net(name="v", type="vlan", physical_network="physnet1",
+               segmentation_id="4094").segmentation_id == 4094
+    assert net(name="x", type="vxlan", segmentation_id=16777215).segmentation_id == 16777215
+    assert net(name="l.1_a-b", type="local", mtu=9000).mtu == 9000
+
+
+@pytest.mark.parametrize("mac, ok", [
+    ("52:54:00:12:34:56", "52:54:00:12:34:56"),
+    ("52-54-00-AB-CD-EF", "52:54:00:ab:cd:ef"),
+    ("01:00:5e:00:00:01", None), ("ff:ff:ff:ff:ff:ff", None),
+    ("00:00:00:00:00:00", None), ("52:54:00:12:34", None), ("zz:54:00:12:34:56", None),
+])
+def test_mac(mac, ok):
+    if ok:
+        assert model.normalize_mac("mac", mac) == ok
+    else:
+        with pytest.raises(ValidationError):
+            model.normalize_mac("mac", mac)
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"name": "p", "network": "n"}, "port p: device"),
+    ({"name": "p", "network": "n", "device": "a" * 16}, "port p: device"),
+    ({"name": "p", "network": "n", "device": "a/b"}, "port p: device"),
+    ({"name": "p", "network": "n", "device": "tap0", "iface_id": "x y"}, "port p: iface_id"),
+    ({"name": "p", "network": "n", "device": "tap0", "port_security": "maybe"},
+     "port p: port_security"),
+])
+def test_bad_ports(data, field):
+    with pytest.raises(ValidationError) as e:
+        model.port_from_dict(data)
+    assert e.value.field == field
+
+
+def _doc(networks, ports=()):
+    return {"networks": list(networks), "ports": list(ports)}
+
+
+@pytest.mark.parametrize("doc, field", [
+    (_doc([{"name": "a", "type": "flat", "physical_network": "p"},
+           {"name": "b", "type": "flat", "physical_network": "p"}]),
+     "network b: physical_network"),
+    (_doc([{"name": "a", "type": "vlan", "physical_network": "p", "segmentation_id": 5},
+           {"name": "b", "type": "vlan", "physical_network": "p", "segmentation_id": 5}]),
+     "network b: segmentation_id"),
+    (_doc([{"name": "a", "type": "vxlan", "segmentation_id": 5},
+           {"name": "b", "type": "vxlan", "segmentation_id": 5}]),
+     "network b: segmentation_id"),
+    (_doc([{"name": "a", "type": "local"}], [{"name": "p", "network": "zz", "device": "t"}]),
+     "port p: network"),
+    (_doc([{"name": "a", "type": "local"}], [{"name": "p", "network": "a", "device": "t"},
+                                             {"name": "q", "network": "a", "device": "t"}]),
+     "port q: device"),
+    (_doc([{"name": "a", "type": "local"}, {"name": "a", "type": "local"}]), "network a"),
+])
+def test_topology_cross_checks(doc, field):
+    with pytest.raises(ValidationError) as e:
+        Topology.from_dict(doc)
+    assert e.value.field == field
+
+
+def test_same_vlan_on_two_physnets_is_fine_and_round_trips():
+    doc = _doc([{"name": "a", "type": "vlan", "physical_network": "p1", "segmentation_id": 5},
+                {"name": "b", "type": "vlan", "physical_network": "p2", "segmentation_id": 5}],
+               [{"name": "p", "network": "a", "device": "tap0", "mac": "52:54:00:00:00:01"}])
+    topo = Topology.from_dict(doc)
+    again = Topology.from_dict(topo.to_dict())
+    assert again == topo
+    assert again.ports["p"].port_security is True
