@@ -119,9 +119,23 @@ class Agent:
                 if action.kind in NETWORK_ACTIONS:
                     self._apply(action, desired)
             plan = self._plan(desired)
-        for action in plan.actions:
-            if action.kind == "plug":
-                self._apply(action, desired)
+        plugs = [a for a in plan.actions if a.kind == "plug"]
+        if plugs:
+            try:
+                with self.driver.batch():
+                    for action in plugs:
+                        self._apply(action, desired)
+            except Exception as e:
+                LOG.error("wiring %d port(s) failed: %s", len(plugs), e)
+                for action in plugs:
+                    self._port_errors[action.port] = str(e)
+        bound = {name: dev for name, dev in plan.devices.items()
+                 if name not in self._port_errors and name in plan.ports
+                 and plan.ports[name].status == reconciler.BOUND}
+        try:
+            self.driver.sync(desired, bound)
+        except Exception as e:
+            LOG.error("datapath sync failed: %s", e)
         self.reconciles += 1
         self._publish(desired, plan)
         return plan
@@ -148,7 +162,7 @@ class Agent:
                                  self._device(action.device))
                 LOG.info("port %s bound: %s in network %s", port.name, action.device,
                          port.network)
-        except (OvsbrError, OSError) as e:
+        except Exception as e:  # one failed call must not stop the agent
             reason = str(e) or e.__class__.__name__
             key = f"{action}:{reason}"
             if key not in self._logged:

@@ -9,12 +9,13 @@ reconciler's job, so both datapaths behave the same.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from collections.abc import Callable
 
 from oslo_config import cfg
 
-from ovsbr.model import Network, Port
+from ovsbr.model import Network, Port, Topology
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +96,17 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def unplug(self, device: Device) -> None:
         """Detach ``device`` from the ovsbr network it is wired into."""
+
+    def batch(self) -> contextlib.AbstractContextManager:
+        """Group the calls made inside into one datapath transaction, if any."""
+        return contextlib.nullcontext()
+
+    def sync(self, desired: Topology, bound: dict[str, Device]) -> None:  # noqa: B027
+        """After a reconcile: push derived state (e.g. flows) for bound ports."""
+
+    def introspect(self) -> dict:
+        """Driver-specific runtime state for ``ovsbr status`` (e.g. MAC tables)."""
+        return {}
 
     def describe(self) -> str:
         """One line for the agent's startup log: what this driver manages."""

@@ -52,7 +52,7 @@ class Agent:
         log = open(self.log, "a")
         self.proc = subprocess.Popen(  # noqa: S603
             self._prefix() + [os.path.join(BIN, "ovsbr-agent"), "--config-file",
-                              self.config, "--debug"] + (extra or []),
+                              self.config] + (extra or []),
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         return self

@@ -170,7 +170,8 @@ def test_vlan_network(datapath):
     assert vm1.can_ping(vm3.ip), "same vlan network must talk"
     assert vm2.ping(vm1.ip, count=2, interval=0.2)[1] == 0, "local and vlan are isolated"
     # Frames leave the uplink tagged with the segmentation id.
-    cap = out.popen(["tcpdump", "-n", "-e", "-l", "-i", "eth0", "-c", "1", "vlan 100"],
+    cap = out.popen(["tcpdump", "-n", "-e", "-l", "-i", "eth0", "-c", "1",
+                     f"vlan 100 and ether src {vm1.mac}"],
                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     time.sleep(1.0)
     vm1.ping("192.0.2.200", count=3, interval=0.2)

@@ -1,0 +1,418 @@
+"""The openvswitch datapath: OVSDB through ovsdbapp, flows from ovsbr's app.
+
+Layout (as Neutron's): one integration bridge (``br-int``) holds every VM
+port; each physical network's bridge from ``bridge_mappings`` (``br-ex``,
+which holds the NIC and stays the operator's) is joined to it by a pair of
+patch ports. ``br-int`` runs ``fail_mode=secure`` with its controller set
+to the agent's own OpenFlow listener, where the L2-learning app keeps the
+pipeline of :mod:`ovsbr.openflow.pipeline`: VM ports are access ports,
+the patch port is a trunk, and VLAN tags are pushed and popped only there.
+
+State lives in OVSDB itself, so a restarted agent adopts it instead of
+rebuilding: networks as ``external_ids:ovsbr-net-<name>`` on br-int (their
+id and fingerprint), wired ports as ``external_ids:ovsbr-network`` on the
+Port, and ``ovsbr-owned`` on everything ovsbr created. Only marked rows are
+ever deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from oslo_config import cfg
+from ovsdbapp.backend.ovs_idl import connection, idlutils
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+from ovsbr.conf.mappings import parse_mappings
+from ovsbr.drivers import names
+from ovsbr.drivers.base import Device, Driver, EventCallback, NetworkState, Observed
+from ovsbr.drivers.netlink import LinkTable
+from ovsbr.exceptions import ConfigError, DriverError
+from ovsbr.model import IFNAME_RE, Network, Port, Topology
+from ovsbr.openflow import pipeline as pl
+
+LOG = logging.getLogger(__name__)
+OWNED = "ovsbr-owned"
+NET_KEY = "ovsbr-net-"
+PORT_NET = "ovsbr-network"
+PORT_NAME = "ovsbr-port"
+ADDED = "ovsbr-added"
+
+# Only the columns ovsbr reads: Interface statistics change every few
+# seconds and would wake the agent for nothing.
+COLUMNS = {
+    "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg"],
+    "Bridge": ["name", "ports", "external_ids", "datapath_type", "fail_mode",
+               "protocols", "controller", "other_config"],
+    "Port": ["name", "interfaces", "external_ids"],
+    "Interface": ["name", "type", "ofport", "external_ids", "options", "mtu_request"],
+    "Controller": ["target", "connection_mode", "controller_rate_limit",
+                   "controller_burst_limit"],
+}
+OVSDB_RE = re.compile(r"^(unix:/.+|(tcp|ssl):[0-9a-fA-F.:\[\]]+:\d+)$")
+
+
+def datapath_id(bridge: str) -> int:
+    """A stable dpid per bridge name, so the app knows which bridge called."""
+    return int(hashlib.sha1(bridge.encode()).hexdigest()[:15], 16)
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
+class _NotifyingIdl(connection.OvsdbIdl):
+    """An IDL that reports each row change: wiring follows OVSDB at once."""
+
+    on_change = None
+
+    def notify(self, event, row, updates=None):
+        callback = self.on_change
+        if callback is not None:
+            callback(row._table.name)
+
+
+class OpenvSwitchDriver(Driver):
+    name = "openvswitch"
+
+    def __init__(self, conf: cfg.ConfigOpts):
+        super().__init__(conf)
+        self.ovs = conf.ovs
+        self.br_int = self.ovs.integration_bridge
+        self.mappings: dict[str, str] = {}
+        self.api: impl_idl.OvsdbIdl | None = None
+        self.conn: connection.Connection | None = None
+        self.runtime = None
+        self.app = None
+        self.links = LinkTable()
+        self._txn = None
+        self._lock = threading.RLock()
+        self.dpid = datapath_id(self.br_int)
+
+    # -- configuration -------------------------------------------------------
+    def check_config(self) -> None:
+        if not IFNAME_RE.match(self.br_int or ""):
+            raise ConfigError("[ovs] integration_bridge",
+                              f"{self.br_int!r} is not a valid bridge name")
+        self.mappings = parse_mappings("[ovs] bridge_mappings", self.ovs.bridge_mappings,
+                                       "BRIDGE")
+        if self.br_int in self.mappings.values():
+            raise ConfigError("[ovs] bridge_mappings",
+                              f"{self.br_int} is the integration bridge, not a physical one")
+        if not OVSDB_RE.match(self.ovs.ovsdb_connection or ""):
+            raise ConfigError("[ovs] ovsdb_connection",
+                              f"{self.ovs.ovsdb_connection!r} is not unix:PATH, "
+                              "tcp:IP:PORT or ssl:IP:PORT")
+        try:
+            addr = ipaddress.ip_address(self.ovs.of_listen_address)
+        except ValueError:
+            raise ConfigError("[ovs] of_listen_address",
+                              f"{self.ovs.of_listen_address!r} is not an IP address") from None
+        if not addr.is_loopback:
+            raise ConfigError("[ovs] of_listen_address",
+                              f"{addr} is not a loopback address: the OpenFlow listener "
+                              "accepts any switch that connects, so it only binds "
+                              "127.0.0.1 or ::1")
+
+    def describe(self) -> str:
+        maps = ",".join(f"{k}:{v}" for k, v in sorted(self.mappings.items())) or "none"
+        return (f"openvswitch (integration bridge {self.br_int}, datapath "
+                f"{self.ovs.datapath_type}, bridge mappings {maps}, OpenFlow on "
+                f"{self.ovs.of_listen_address}:{self.ovs.of_listen_port})")
+
+    # -- life cycle ------------------------------------------------------------
+    def start(self, on_event: EventCallback) -> None:
+        self._connect(on_event)
+        self._start_controller()
+        self._ensure_bridges()
+        self.links._on_change = on_event
+        self.links.start()
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            self.links.refresh(ipr)
+
+    def _connect(self, on_event: EventCallback) -> None:
+        target = self.ovs.ovsdb_connection
+        try:
+            helper = idlutils.get_schema_helper(target, "Open_vSwitch")
+        except Exception as e:
+            raise DriverError(f"[ovs] ovsdb_connection: cannot reach OVSDB at {target}: "
+                              f"{e}") from e
+        for table, cols in COLUMNS.items():
+            helper.register_columns(table, cols)
+        idl = _NotifyingIdl(target, helper)
+        self.conn = connection.Connection(idl=idl, timeout=self.ovs.ovsdb_timeout)
+        self.api = impl_idl.OvsdbIdl(self.conn)
+        idl.on_change = on_event
+
+    def _start_controller(self) -> None:
+        from ovsbr.openflow.runtime import ControllerRuntime
+
+        listen = (self.ovs.of_listen_address, self.ovs.of_listen_port)
+        self.runtime = ControllerRuntime("ovsbr.openflow.l2_learning", listen)
+        try:
+            apps = self.runtime.start()
+        except OSError as e:
+            raise DriverError(f"[ovs] of_listen_port: {e}") from e
+        self.app = apps["ovsbr_l2"]
+        of = self.conf.openflow
+        self.app.configure(int(time.time()), of.mac_aging_time, of.max_macs_per_port)
+        self.app.bridge(self.dpid, self.br_int)
+
+    def stop(self) -> None:
+        self.links.stop()
+        if self.runtime is not None:
+            self.runtime.stop()
+            self.runtime = None
+        if self.conn is not None:
+            self.conn.stop(timeout=5)
+            self.conn = None
+
+    def resync(self) -> None:
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            self.links.refresh(ipr)
+
+    # -- OVSDB helpers -----------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Collect the commands of many calls into one OVSDB transaction."""
+        with self._lock:
+            if self._txn is not None:
+                yield
+                return
+            with self.api.transaction(check_error=True) as txn:
+                self._txn = txn
+                try:
+                    yield
+                finally:
+                    self._txn = None
+
+    def _add(self, command) -> None:
+        if self._txn is not None:
+            self._txn.add(command)
+        else:
+            command.execute(check_error=True)
+
+    def _rows(self, table: str):
+        return self.api.tables[table].rows.values()
+
+    def _bridge_row(self, name: str):
+        for row in self._rows("Bridge"):
+            if row.name == name:
+                return row
+        return None
+
+    def _ensure_bridges(self) -> None:
+        ovs, api = self.ovs, self.api
+        with self._lock, self.conn.lock:
+            missing = [b for b in self.mappings.values() if self._bridge_row(b) is None]
+        if missing:
+            raise DriverError(f"[ovs] bridge_mappings: bridge {missing[0]} does not exist "
+                              "in OVSDB; create it and add the NIC to it, as for Neutron")
+        target = f"tcp:{ovs.of_listen_address}:{ovs.of_listen_port}"
+        if ":" in ovs.of_listen_address:
+            target = f"tcp:[{ovs.of_listen_address}]:{ovs.of_listen_port}"
+        with api.transaction(check_error=True) as txn:
+            txn.add(api.add_br(self.br_int, may_exist=True,
+                               datapath_type=ovs.datapath_type))
+            txn.add(api.db_set(
+                "Bridge", self.br_int, ("fail_mode", "secure"),
+                ("protocols", ["OpenFlow13"]),
+                ("other_config", {"datapath-id": f"{self.dpid:016x}"}),
+                ("external_ids", {OWNED: "true"})))
+        with self.conn.lock:
+            br = self._bridge_row(self.br_int)
+            ctrl = [c for c in br.controller if c.target == target]
+        if not ctrl or len(br.controller) != 1:
+            self.api.set_controller(self.br_int, [target]).execute(check_error=True)
+        with self.conn.lock:
+            ctrl = self._bridge_row(self.br_int).controller[0]
+        rate = self.conf.openflow.packet_in_rate
+        self.api.db_set("Controller", ctrl.uuid, ("connection_mode", "out-of-band"),
+                        ("controller_rate_limit", rate),
+                        ("controller_burst_limit", max(25, rate // 4))).execute(
+                            check_error=True)
+        for physnet, bridge in sorted(self.mappings.items()):
+            self._ensure_patch(physnet, bridge)
+
+    def patch_names(self, bridge: str) -> tuple[str, str]:
+        return names.ifname("int-", bridge), names.ifname("phy-", bridge)
+
+    def _ensure_patch(self, physnet: str, bridge: str) -> None:
+        int_side, phy_side = self.patch_names(bridge)
+        api = self.api
+        with api.transaction(check_error=True) as txn:
+            for br, name, peer in ((self.br_int, int_side, phy_side),
+                                   (bridge, phy_side, int_side)):
+                txn.add(api.add_port(br, name, may_exist=True))
+                txn.add(api.db_set("Interface", name, ("type", "patch"),
+                                   ("options", {"peer": peer})))
+                txn.add(api.db_set("Port", name, ("external_ids", {
+                    OWNED: "true", "ovsbr-physnet": physnet})))
+
+    # -- observation -------------------------------------------------------------
+    def _registry(self, br) -> dict[str, tuple[int, str]]:
+        nets = {}
+        for key, value in br.external_ids.items():
+            if key.startswith(NET_KEY):
+                lid, _, fp = value.partition(" ")
+                with contextlib.suppress(ValueError):
+                    nets[key[len(NET_KEY):]] = (int(lid), fp)
+        return nets
+
+    def fingerprint(self, net: Network) -> str:
+        return "/".join(str(x) for x in (net.type, net.physical_network or "-",
+                                         net.segmentation_id or "-", net.mtu or "-"))
+
+    def observe(self) -> Observed:
+        observed = Observed()
+        on_ovs: set[str] = set()
+        with self.conn.lock:
+            br = self._bridge_row(self.br_int)
+            for row in self._rows("Interface"):
+                on_ovs.add(row.name)
+            if br is None:
+                return observed
+            for name, (_, fp) in self._registry(br).items():
+                observed.networks[name] = NetworkState(name, fp)
+            for port in br.ports:
+                if port.name == self.br_int or OWNED in port.external_ids and \
+                        "ovsbr-physnet" in port.external_ids:
+                    continue
+                for iface in port.interfaces:
+                    if iface.type in ("patch", "internal"):
+                        continue
+                    observed.devices[iface.name] = Device(
+                        name=iface.name, mac=iface.external_ids.get("attached-mac"),
+                        iface_id=iface.external_ids.get("iface-id"),
+                        network=port.external_ids.get(PORT_NET))
+        for link in self.links.snapshot().values():
+            if link.name in on_ovs or link.name == "lo" or link.kind in (
+                    "openvswitch", "bridge") or link.name in observed.devices:
+                continue
+            observed.devices[link.name] = Device(link.name, link.mac)
+        return observed
+
+    # -- operations --------------------------------------------------------------
+    def ensure_network(self, net: Network) -> None:
+        if net.type in ("flat", "vlan") and net.physical_network not in self.mappings:
+            raise DriverError(f"physical network {net.physical_network!r} has no entry "
+                              "in [ovs] bridge_mappings on this host")
+        if net.type == "vxlan":
+            raise DriverError("vxlan networks on openvswitch need the overlay support "
+                              "(tunnel ports), which this version does not have yet")
+        with self._lock:
+            with self.conn.lock:
+                registry = self._registry(self._bridge_row(self.br_int))
+            lid = registry.get(net.name, (None, None))[0]
+            if lid is None:
+                used = {v[0] for v in registry.values()}
+                lid = next((i for i in range(1, pl.MAX_LID + 1) if i not in used), None)
+                if lid is None:
+                    raise DriverError(f"no free network id on {self.br_int} "
+                                      f"(at most {pl.MAX_LID} networks)")
+            self._add(self.api.db_set("Bridge", self.br_int, ("external_ids", {
+                NET_KEY + net.name: f"{lid} {self.fingerprint(net)}"})))
+
+    def delete_network(self, name: str) -> None:
+        with self._lock:
+            self._add(self.api.db_remove("Bridge", self.br_int, "external_ids",
+                                         NET_KEY + name, if_exists=True))
+
+    def plug(self, port: Port, net: Network, device: Device) -> None:
+        with self._lock, self.batch():
+            with self.conn.lock:
+                known = any(r.name == device.name for r in self._rows("Interface"))
+            if not known:
+                self._link_up(device.name)
+                self._add(self.api.add_port(self.br_int, device.name, may_exist=True))
+                port_ids = {PORT_NET: net.name, PORT_NAME: port.name, ADDED: "true",
+                            OWNED: "true"}
+            else:
+                port_ids = {PORT_NET: net.name, PORT_NAME: port.name}
+            self._add(self.api.db_set("Port", device.name, ("external_ids", port_ids)))
+            iface_ids = {"iface-status": "active"}
+            if port.mac:
+                iface_ids["attached-mac"] = port.mac
+            if port.iface_id and not device.iface_id:
+                iface_ids["iface-id"] = port.iface_id
+            cols = [("external_ids", iface_ids)]
+            if net.mtu:
+                cols.append(("mtu_request", net.mtu))
+            self._add(self.api.db_set("Interface", device.name, *cols))
+
+    def _link_up(self, name: str) -> None:
+        """A tap ovsbr plugs is brought up, as libvirt and os-vif do."""
+        link = self.links.by_name(name)
+        if link is None or link.up:
+            return
+        from pyroute2 import IPRoute
+
+        try:
+            with IPRoute() as ipr:
+                ipr.link("set", index=link.index, state="up")
+        except Exception as e:  # the device may vanish under us
+            raise DriverError(f"cannot bring {name} up: {e}") from e
+
+    def unplug(self, device: Device) -> None:
+        with self._lock, self.batch():
+            with self.conn.lock:
+                port = next((p for p in self._rows("Port") if p.name == device.name), None)
+                added = port is not None and port.external_ids.get(ADDED) == "true"
+            if port is None:
+                return
+            if added:
+                self._add(self.api.del_port(device.name, if_exists=True))
+            else:
+                self._add(self.api.db_remove("Port", device.name, "external_ids",
+                                             PORT_NET, PORT_NAME, if_exists=True))
+                self._add(self.api.db_set("Interface", device.name,
+                                          ("external_ids", {"iface-status": "inactive"})))
+
+    def sync(self, desired: Topology, bound: dict[str, Device]) -> None:
+        """Hand the app this bridge's port and uplink bindings."""
+        with self.conn.lock:
+            br = self._bridge_row(self.br_int)
+            if br is None:
+                return
+            registry = self._registry(br)
+            ofports = {}
+            for port in br.ports:
+                for iface in port.interfaces:
+                    ofport = _scalar(iface.ofport)
+                    if ofport and ofport > 0:
+                        ofports[iface.name] = ofport
+        ports = []
+        for pname, dev in bound.items():
+            port = desired.ports[pname]
+            lid = registry.get(port.network, (None,))[0]
+            if lid is not None and dev.name in ofports:
+                ports.append(pl.PortBinding(ofports[dev.name], lid, port.mac,
+                                            port.port_security))
+        uplinks = []
+        for net in desired.networks.values():
+            lid = registry.get(net.name, (None,))[0]
+            bridge = self.mappings.get(net.physical_network or "")
+            if lid is None or bridge is None or net.type not in ("flat", "vlan"):
+                continue
+            ofport = ofports.get(self.patch_names(bridge)[0])
+            if ofport:
+                uplinks.append(pl.UplinkBinding(ofport, lid, net.segmentation_id
+                                                if net.type == "vlan" else None))
+        self.app.set_bindings(self.dpid, self.br_int, ports, uplinks)
+
+    def introspect(self) -> dict:
+        return self.app.introspect() if self.app is not None else {}

@@ -1,0 +1,352 @@
+"""ovsbr's OpenFlow 1.3 L2-learning controller, an os-ken application.
+
+The openvswitch driver tells the app which ports and uplinks each bridge
+has (:meth:`L2LearningApp.set_bindings`); the app keeps the switch's static
+pipeline equal to that, learns source MACs from packet-ins, and lets the
+switch age them. All flow construction is in :mod:`ovsbr.openflow.pipeline`.
+
+Graceful restart: flows carry the agent generation in their cookie. When a
+switch connects, the app reads which generations are on it, installs its
+own (an ADD of an existing match only rewrites its cookie), waits for a
+barrier, then deletes the other generations: traffic never stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import (
+    CONFIG_DISPATCHER,
+    DEAD_DISPATCHER,
+    MAIN_DISPATCHER,
+    set_ev_cls,
+)
+from os_ken.ofproto import ofproto_v1_3
+
+from ovsbr.openflow import pipeline as pl
+from ovsbr.openflow.learning import FLAP, MOVED, NEW, MacTable
+
+LOG = logging.getLogger(__name__)
+
+
+class BridgeState:
+    """What the app wants on one bridge and what it knows is there."""
+
+    def __init__(self, name: str, max_macs: int):
+        self.name = name
+        self.ports: dict[int, pl.PortBinding] = {}
+        self.uplinks: dict[tuple[int, int], pl.UplinkBinding] = {}
+        self.datapath = None
+        self.synced = False
+        self.installed: dict[tuple, pl.Flow] = {}
+        self.groups: dict[int, pl.Group] = {}
+        self.existing_groups: set[int] = set()
+        self.old_generations: set[int] = set()
+        self.macs = MacTable(max_macs)
+
+
+class L2LearningApp(app_manager.OSKenApp):
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.name = "ovsbr_l2"
+        self.lock = threading.RLock()
+        self.bridges: dict[int, BridgeState] = {}
+        self.generation = int(time.time())
+        self.mac_aging_time = 300
+        self.max_macs_per_port = 1024
+        self.connected = threading.Condition(self.lock)
+
+    # -- the driver's side ---------------------------------------------------
+    def configure(self, generation: int, mac_aging_time: int, max_macs_per_port: int) -> None:
+        self.generation = generation
+        self.mac_aging_time = mac_aging_time
+        self.max_macs_per_port = max_macs_per_port
+
+    def bridge(self, dpid: int, name: str) -> BridgeState:
+        with self.lock:
+            br = self.bridges.get(dpid)
+            if br is None:
+                br = self.bridges[dpid] = BridgeState(name, self.max_macs_per_port)
+            return br
+
+    def set_bindings(self, dpid: int, name: str, ports: list[pl.PortBinding],
+                     uplinks: list[pl.UplinkBinding]) -> None:
+        with self.lock:
+            br = self.bridge(dpid, name)
+            new_ports = {p.ofport: p for p in ports}
+            for ofport in set(br.ports) - set(new_ports):
+                self._forget_learned(br, br.macs.forget_port(ofport))
+            gone_lids = ({p.lid for p in br.ports.values()} |
+                         {u.lid for u in br.uplinks.values()})
+            br.ports = new_ports
+            br.uplinks = {(u.ofport, u.lid): u for u in uplinks}
+            gone_lids -= ({p.lid for p in ports} | {u.lid for u in uplinks})
+            for lid in gone_lids:
+                br.macs.forget_network(lid)
+            if br.datapath is not None and br.synced:
+                self._apply_static(br)
+
+    def wait_connected(self, dpid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.connected:
+            while True:
+                br = self.bridges.get(dpid)
+                if br is not None and br.synced:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.connected.wait(left)
+
+    def introspect(self) -> dict:
+        with self.lock:
+            result = {}
+            for br in self.bridges.values():
+                result[br.name] = {"connected": br.datapath is not None,
+                                   "counters": br.macs.counters.to_dict(),
+                                   "macs": br.macs.snapshot()}
+            return result
+
+    # -- messages ------------------------------------------------------------
+    def _flow_mod(self, dp, flow: pl.Flow, command=None):
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        insts = []
+        if flow.actions:
+            insts.append(parser.OFPInstructionActions(
+                ofp.OFPIT_APPLY_ACTIONS, [self._action(dp, a) for a in flow.actions]))
+        if flow.metadata is not None:
+            insts.append(parser.OFPInstructionWriteMetadata(flow.metadata, pl.METADATA_MASK))
+        if flow.goto is not None:
+            insts.append(parser.OFPInstructionGotoTable(flow.goto))
+        flags = ofp.OFPFF_SEND_FLOW_REM if flow.send_flow_rem else 0
+        return parser.OFPFlowMod(
+            dp, cookie=pl.cookie(self.generation, flow.kind), table_id=flow.table,
+            command=ofp.OFPFC_ADD if command is None else command,
+            idle_timeout=flow.idle_timeout, priority=flow.priority, flags=flags,
+            match=parser.OFPMatch(**dict(flow.match)), instructions=insts,
+            out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
+
+    def _delete_strict(self, dp, flow: pl.Flow):
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        return parser.OFPFlowMod(
+            dp, table_id=flow.table, command=ofp.OFPFC_DELETE_STRICT,
+            priority=flow.priority, match=parser.OFPMatch(**dict(flow.match)),
+            out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
+
+    @staticmethod
+    def _action(dp, action: tuple):
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        kind = action[0]
+        if kind == "output":
+            return parser.OFPActionOutput(action[1], 0)
+        if kind == "controller":
+            return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, action[1])
+        if kind == "push_vlan":
+            return parser.OFPActionPushVlan(action[1])
+        if kind == "pop_vlan":
+            return parser.OFPActionPopVlan()
+        if kind == "set_field":
+            return parser.OFPActionSetField(**{action[1]: action[2]})
+        if kind == "group":
+            return parser.OFPActionGroup(action[1])
+        raise ValueError(f"unknown action {action!r}")
+
+    def _group_mod(self, dp, group: pl.Group, command):
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        buckets = [parser.OFPBucket(actions=[self._action(dp, a) for a in acts])
+                   for acts in group.buckets]
+        return parser.OFPGroupMod(dp, command, ofp.OFPGT_ALL, group.group_id, buckets)
+
+    @staticmethod
+    def _send(dp, msgs: list) -> None:
+        """Serialize many messages into one write: one queue slot, one syscall."""
+        if not msgs:
+            return
+        bufs = []
+        for msg in msgs:
+            dp.set_xid(msg)
+            msg.serialize()
+            bufs.append(bytes(msg.buf))
+        dp.send(b"".join(bufs))
+
+    # -- static pipeline -----------------------------------------------------
+    def _desired(self, br: BridgeState) -> tuple[dict[tuple, pl.Flow], dict[int, pl.Group]]:
+        flows, groups = pl.static_flows(list(br.ports.values()), list(br.uplinks.values()))
+        return {f.key(): f for f in flows}, {g.group_id: g for g in groups}
+
+    def _apply_static(self, br: BridgeState) -> None:
+        dp = br.datapath
+        ofp = dp.ofproto
+        flows, groups = self._desired(br)
+        msgs = []
+        # Groups before the flows that point at them; removals after.
+        for gid, group in groups.items():
+            if br.groups.get(gid) != group:
+                cmd = ofp.OFPGC_MODIFY if gid in br.existing_groups else ofp.OFPGC_ADD
+                msgs.append(self._group_mod(dp, group, cmd))
+                br.existing_groups.add(gid)
+        for key, flow in flows.items():
+            if br.installed.get(key) != flow:
+                msgs.append(self._flow_mod(dp, flow))
+        for key, flow in br.installed.items():
+            if key not in flows:
+                msgs.append(self._delete_strict(dp, flow))
+        for gid in set(br.groups) - set(groups):
+            msgs.append(dp.ofproto_parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
+            br.existing_groups.discard(gid)
+        br.installed, br.groups = flows, groups
+        self._send(dp, msgs)
+
+    # -- switch life cycle ---------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def _features(self, ev):
+        dp = ev.msg.datapath
+        with self.lock:
+            br = self.bridge(dp.id, f"dpid-{dp.id:016x}")
+            br.datapath, br.synced = dp, False
+            br.installed, br.groups = {}, {}
+            br.existing_groups, br.old_generations = set(), set()
+            br.macs = MacTable(self.max_macs_per_port)
+        parser = dp.ofproto_parser
+        LOG.info("switch %s (dpid %016x) connected from %s", br.name, dp.id, dp.address)
+        self._send(dp, [parser.OFPGroupDescStatsRequest(dp, 0),
+                        parser.OFPFlowStatsRequest(dp, 0, dp.ofproto.OFPTT_ALL)])
+
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
+    def _group_desc(self, ev):
+        with self.lock:
+            br = self.bridges.get(ev.msg.datapath.id)
+            if br is not None:
+                br.existing_groups.update(g.group_id for g in ev.msg.body)
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, ev):
+        msg = ev.msg
+        dp = msg.datapath
+        with self.lock:
+            br = self.bridges.get(dp.id)
+            if br is None or br.synced:
+                return
+            br.old_generations.update(
+                s.cookie >> pl.COOKIE_GEN_SHIFT for s in msg.body
+                if s.cookie >> pl.COOKIE_GEN_SHIFT != self.generation)
+            if msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
+                return
+            self._apply_static(br)
+            parser, ofp = dp.ofproto_parser, dp.ofproto
+            msgs = [parser.OFPBarrierRequest(dp)]
+            for gen in sorted(br.old_generations):
+                msgs.append(parser.OFPFlowMod(
+                    dp, cookie=gen << pl.COOKIE_GEN_SHIFT, cookie_mask=pl.COOKIE_GEN_MASK,
+                    table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
+                    out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY))
+            # Groups this generation does not use (a network deleted while
+            # the agent was down).
+            for gid in br.existing_groups - set(br.groups):
+                msgs.append(parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
+            self._send(dp, msgs)
+            if br.old_generations:
+                LOG.info("switch %s: generation %d installed, removed generations %s",
+                         br.name, self.generation, sorted(br.old_generations))
+            br.synced = True
+            self.connected.notify_all()
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def _disconnected(self, ev):
+        dp = ev.datapath
+        with self.lock:
+            br = self.bridges.get(dp.id) if dp.id is not None else None
+            if br is not None and br.datapath is dp:
+                br.datapath, br.synced = None, False
+                LOG.warning("switch %s disconnected; its flows keep forwarding "
+                            "(fail_mode secure)", br.name)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev):
+        msg = ev.msg
+        LOG.warning("switch %016x reported OpenFlow error type %d code %d",
+                    msg.datapath.id or 0, msg.type, msg.code)
+
+    # -- learning ------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev):
+        msg = ev.msg
+        dp = msg.datapath
+        with self.lock:
+            br = self.bridges.get(dp.id)
+            if br is None or not br.synced:
+                return
+            table = br.macs
+            table.counters.packet_ins += 1
+            data = msg.data
+            try:
+                in_port = msg.match["in_port"]
+                lid = msg.match.get("metadata", 0) & pl.METADATA_MASK
+            except (KeyError, TypeError):
+                table.counters.dropped += 1
+                return
+            if len(data) < 14 or data[6] & 1 or lid == 0:
+                # Truncated, a group source address, or no network: unusable.
+                table.counters.dropped += 1
+                return
+            mac = data[6:12].hex(":")
+            if in_port not in br.ports and not any(k[0] == in_port for k in br.uplinks):
+                table.counters.dropped += 1
+                return
+            verdict, old_port = table.learn(lid, mac, in_port)
+            if verdict == FLAP:
+                LOG.warning("MAC %s flapping between ports on %s network %d: learning "
+                            "damped for %ss", mac, br.name, lid, table.damp_time)
+            if verdict not in (NEW, MOVED):
+                return
+            msgs = []
+            if verdict == MOVED:
+                msgs.append(self._delete_strict(dp, pl.learned_src(lid, mac, old_port, 0)))
+            vid = None
+            uplink = br.uplinks.get((in_port, lid))
+            if uplink is not None:
+                vid = uplink.vid
+            aging = self.mac_aging_time
+            msgs.append(self._flow_mod(dp, pl.learned_src(lid, mac, in_port, aging)))
+            msgs.append(self._flow_mod(dp, pl.learned_dst(lid, mac, in_port, vid, aging * 2)))
+            self._send(dp, msgs)
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def _flow_removed(self, ev):
+        msg = ev.msg
+        dp = msg.datapath
+        if msg.table_id != pl.ETH_SRC or msg.reason != dp.ofproto.OFPRR_IDLE_TIMEOUT:
+            return
+        with self.lock:
+            br = self.bridges.get(dp.id)
+            if br is None:
+                return
+            try:
+                lid = msg.match["metadata"][0] if isinstance(
+                    msg.match["metadata"], tuple) else msg.match["metadata"]
+                mac, port = msg.match["eth_src"], msg.match["in_port"]
+            except (KeyError, TypeError):
+                return
+            lid &= pl.METADATA_MASK
+            if br.macs.expire(lid, mac, port) and br.datapath is not None:
+                self._send(dp, [self._delete_strict(dp, pl.learned_dst(lid, mac, port, None, 0))])
+
+    def _forget_learned(self, br: BridgeState, keys: list[tuple[int, str]]) -> None:
+        dp = br.datapath
+        if dp is None or not keys:
+            return
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        msgs = []
+        for lid, mac in keys:
+            for table, field in ((pl.ETH_SRC, "eth_src"), (pl.ETH_DST, "eth_dst")):
+                msgs.append(parser.OFPFlowMod(
+                    dp, table_id=table, command=ofp.OFPFC_DELETE,
+                    match=parser.OFPMatch(**{"metadata": (lid, pl.METADATA_MASK), field: mac}),
+                    out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY))
+        self._send(dp, msgs)

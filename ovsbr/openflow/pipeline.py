@@ -1,0 +1,194 @@
+"""The integration bridge's OpenFlow 1.3 pipeline, as pure data.
+
+Every table id, priority and cookie lives here, and every flow ovsbr
+installs is built here as a :class:`Flow` value, so the pipeline can be read
+(and unit-tested) without a switch. The os-ken app only translates these
+values into messages.
+
+Tables (Faucet-style):
+
+``INGRESS`` (0)
+    Which network a frame belongs to. VM ports are access ports: an
+    untagged frame gets its network's id in the metadata; a tagged frame
+    from a VM is dropped (no VLAN hopping); with port security on and a
+    declared MAC, only that source MAC is admitted. Uplinks (patch ports to
+    a physical bridge) are trunks: VLAN ``V`` of physical network ``P`` maps
+    to the vlan network with segment (P, V), untagged to P's flat network.
+    This and the flood/output buckets below are the *only* places where
+    802.1Q tags are pushed or popped: VLAN translation lives in one place.
+    Anything else is dropped by the table-miss flow.
+``ETH_SRC`` (1)
+    Source learning. A known (network, source MAC, in_port) goes on; a miss
+    is copied (truncated) to the controller *and* goes on, so a frame never
+    waits for the controller, and a source is learned even when its
+    destination is already known.
+``ETH_DST`` (2)
+    Forwarding. A known (network, destination MAC) is output to its port
+    (tagged for a vlan uplink); a miss floods through the network's group,
+    which never leaves the network.
+
+Metadata carries the network id (``lid``, 1-4095) between tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+INGRESS, ETH_SRC, ETH_DST = 0, 1, 2
+TABLES = (INGRESS, ETH_SRC, ETH_DST)
+
+# Priorities, highest first within each table.
+PRIO_DROP_TAGGED = 300  # INGRESS: tagged frame on an access port
+PRIO_PORT_MAC = 200  # INGRESS: port security, in_port + declared eth_src
+PRIO_PORT = 100  # INGRESS: in_port (or uplink VLAN) -> network
+PRIO_LEARNED = 100  # ETH_SRC/ETH_DST: one MAC
+PRIO_FLOOD = 10  # ETH_DST: network flood
+PRIO_MISS = 0
+
+OFPVID_PRESENT = 0x1000
+OFPVID_NONE = 0x0000
+METADATA_MASK = 0xFFF
+PACKET_IN_BYTES = 128  # enough for Ethernet + 802.1Q + ARP/IP headers
+
+# Cookies: the top 32 bits name the agent generation, so a restarted agent
+# can install its flows and then delete exactly the previous generation's.
+COOKIE_GEN_SHIFT = 32
+COOKIE_GEN_MASK = 0xFFFFFFFF << COOKIE_GEN_SHIFT
+KIND_STATIC, KIND_LEARNED = 1, 2
+MAX_LID = 4095
+
+
+def cookie(generation: int, kind: int = KIND_STATIC) -> int:
+    return ((generation & 0xFFFFFFFF) << COOKIE_GEN_SHIFT) | kind
+
+
+@dataclasses.dataclass(frozen=True)
+class Flow:
+    table: int
+    priority: int
+    match: tuple[tuple[str, object], ...]
+    actions: tuple[tuple, ...] = ()  # apply-actions
+    goto: int | None = None
+    metadata: int | None = None  # write-metadata (value, METADATA_MASK)
+    idle_timeout: int = 0
+    send_flow_rem: bool = False
+    kind: int = KIND_STATIC
+
+    def key(self) -> tuple:
+        """Identity of the flow on the switch (table, priority, match)."""
+        return (self.table, self.priority, self.match)
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    group_id: int
+    buckets: tuple[tuple[tuple, ...], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PortBinding:
+    """A VM port on the bridge, as the driver bound it."""
+
+    ofport: int
+    lid: int
+    mac: str | None = None
+    port_security: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class UplinkBinding:
+    """A network reachable through a trunk port (vid None = untagged)."""
+
+    ofport: int
+    lid: int
+    vid: int | None
+
+
+def _m(**kw) -> tuple[tuple[str, object], ...]:
+    return tuple(sorted(kw.items()))
+
+
+def _out(ofport: int, vid: int | None) -> tuple[tuple, ...]:
+    """Output to a port; an uplink's VLAN is pushed here and nowhere else."""
+    if vid is None:
+        return (("output", ofport),)
+    return (("push_vlan", 0x8100), ("set_field", "vlan_vid", vid | OFPVID_PRESENT),
+            ("output", ofport))
+
+
+def base_flows() -> list[Flow]:
+    """Table-miss behaviour: drop at ingress, learn at ETH_SRC."""
+    return [
+        Flow(INGRESS, PRIO_MISS, ()),  # drop: unknown port or unknown VLAN
+        Flow(ETH_SRC, PRIO_MISS, (), actions=(("controller", PACKET_IN_BYTES),),
+             goto=ETH_DST),
+        Flow(ETH_DST, PRIO_MISS, ()),
+    ]
+
+
+def port_flows(p: PortBinding) -> list[Flow]:
+    flows = [Flow(INGRESS, PRIO_DROP_TAGGED,
+                  _m(in_port=p.ofport, vlan_vid=(OFPVID_PRESENT, OFPVID_PRESENT)))]
+    if p.port_security and p.mac:
+        flows.append(Flow(INGRESS, PRIO_PORT_MAC, _m(in_port=p.ofport, eth_src=p.mac),
+                          metadata=p.lid, goto=ETH_SRC))
+        # Any other source from this port falls to the table-miss drop.
+    else:
+        flows.append(Flow(INGRESS, PRIO_PORT, _m(in_port=p.ofport), metadata=p.lid,
+                          goto=ETH_SRC))
+    if p.mac:
+        # Declared MACs are known from plug time: no controller round trip.
+        flows += [learned_src(p.lid, p.mac, p.ofport, 0, KIND_STATIC),
+                  learned_dst(p.lid, p.mac, p.ofport, None, 0, KIND_STATIC)]
+    return flows
+
+
+def uplink_flows(u: UplinkBinding) -> list[Flow]:
+    if u.vid is None:
+        match = _m(in_port=u.ofport, vlan_vid=OFPVID_NONE)
+        return [Flow(INGRESS, PRIO_PORT, match, metadata=u.lid, goto=ETH_SRC)]
+    match = _m(in_port=u.ofport, vlan_vid=u.vid | OFPVID_PRESENT)
+    return [Flow(INGRESS, PRIO_PORT, match, actions=(("pop_vlan",),), metadata=u.lid,
+                 goto=ETH_SRC)]
+
+
+def flood_flow(lid: int) -> Flow:
+    return Flow(ETH_DST, PRIO_FLOOD, _m(metadata=(lid, METADATA_MASK)),
+                actions=(("group", lid),))
+
+
+def flood_group(lid: int, ports: list[PortBinding], uplinks: list[UplinkBinding]) -> Group:
+    """All of the network's ports; OVS never sends a bucket back out in_port."""
+    buckets = [_out(p.ofport, None) for p in sorted(ports, key=lambda p: p.ofport)]
+    buckets += [_out(u.ofport, u.vid) for u in sorted(uplinks, key=lambda u: u.ofport)]
+    return Group(lid, tuple(buckets))
+
+
+def learned_src(lid: int, mac: str, ofport: int, idle: int, kind: int = KIND_LEARNED) -> Flow:
+    return Flow(ETH_SRC, PRIO_LEARNED,
+                _m(metadata=(lid, METADATA_MASK), eth_src=mac, in_port=ofport),
+                goto=ETH_DST, idle_timeout=idle, send_flow_rem=idle > 0, kind=kind)
+
+
+def learned_dst(lid: int, mac: str, ofport: int, vid: int | None, idle: int,
+                kind: int = KIND_LEARNED) -> Flow:
+    return Flow(ETH_DST, PRIO_LEARNED, _m(metadata=(lid, METADATA_MASK), eth_dst=mac),
+                actions=_out(ofport, vid), idle_timeout=idle, kind=kind)
+
+
+def static_flows(ports: list[PortBinding], uplinks: list[UplinkBinding]) -> tuple[
+        list[Flow], list[Group]]:
+    """The whole non-learned state of a bridge from its bindings."""
+    flows = base_flows()
+    by_lid: dict[int, tuple[list[PortBinding], list[UplinkBinding]]] = {}
+    for p in ports:
+        flows += port_flows(p)
+        by_lid.setdefault(p.lid, ([], []))[0].append(p)
+    for u in uplinks:
+        flows += uplink_flows(u)
+        by_lid.setdefault(u.lid, ([], []))[1].append(u)
+    groups = []
+    for lid, (ps, us) in sorted(by_lid.items()):
+        flows.append(flood_flow(lid))
+        groups.append(flood_group(lid, ps, us))
+    return flows, groups

@@ -1,0 +1,55 @@
+"""The openvswitch side of the conformance suite, on the private OVS sandbox."""
+
+from __future__ import annotations
+
+from ovsbr.testing.netns import link_exists
+from tests.functional.conftest import Harness, free_port
+
+
+class OvsHarness(Harness):
+    name = "openvswitch"
+    offload_off = True  # netdev datapath + veth: TCP stalls otherwise
+
+    def __init__(self, env, tmp_path, ovs):
+        super().__init__(env, tmp_path)
+        self.ovs = ovs
+        self.br_int = f"{env.prefix}int"
+        self.of_port = free_port()
+        self.phys_bridges: dict[str, str] = {}
+
+    def add_physnet(self, physnet: str, nic: str) -> None:
+        bridge = f"{self.env.prefix}x{len(self.phys_bridges)}"
+        self.ovs.vsctl("add-br", bridge, "--", "set", "bridge", bridge,
+                       "datapath_type=netdev", "--", "add-port", bridge, nic)
+        self.phys_bridges[physnet] = bridge
+
+    def sections(self) -> dict:
+        return {
+            "DEFAULT": {"driver": "openvswitch", "resync_interval": 5},
+            "ovs": {"ovsdb_connection": self.ovs.connection,
+                    "integration_bridge": self.br_int, "datapath_type": "netdev",
+                    "bridge_mappings": [f"{k}:{v}" for k, v in self.phys_bridges.items()],
+                    "of_listen_port": self.of_port},
+        }
+
+    def wired_into(self, tap: str) -> str | None:
+        res = self.ovs.vsctl("--if-exists", "get", "Port", tap, "external_ids:ovsbr-network",
+                             check=False)
+        return res.stdout.strip().strip('"') or None
+
+    def network_exists(self, network: str) -> bool:
+        return f"ovsbr-net-{network}" in self.ovs.get("Bridge", self.br_int, "external_ids")
+
+    def detach_by_hand(self, tap: str) -> None:
+        self.ovs.vsctl("del-port", tap)
+
+    def device_exists(self, name: str) -> bool:
+        return link_exists(name)
+
+    def supports_vlan(self) -> bool:
+        return True  # OVS does VLANs in userspace
+
+    def cleanup(self) -> None:
+        self.stop_agents()
+        for bridge in [self.br_int, *self.phys_bridges.values()]:
+            self.ovs.vsctl("--if-exists", "del-br", bridge, check=False)
