@@ -21,6 +21,7 @@ from ovsbr.store.base import Store
 
 LOG = logging.getLogger(__name__)
 NETWORK_ACTIONS = ("unplug", "delete_network", "ensure_network")
+INTROSPECT_INTERVAL = 2.0  # seconds between refreshes of the driver's runtime view
 
 
 class Agent:
@@ -39,6 +40,8 @@ class Agent:
         self._logged: set[str] = set()
         self._threads: list[threading.Thread] = []
         self._observed = Observed()
+        self._introspection: dict = {}
+        self._last_plan: reconciler.Plan | None = None
         self.reconciles = 0
 
     # -- life cycle ------------------------------------------------------------
@@ -56,17 +59,25 @@ class Agent:
     def run(self) -> None:
         """Reconcile until :meth:`stop`; returns after the driver is stopped."""
         next_resync = time.monotonic() + self.resync_interval
+        next_introspect = time.monotonic() + INTROSPECT_INTERVAL
         try:
             while not self._stop.is_set():
-                timeout = max(0.0, next_resync - time.monotonic())
-                self._wake.wait(timeout)
+                timeout = max(0.0, min(next_resync, next_introspect) - time.monotonic())
+                woken = self._wake.wait(timeout)
                 if self._stop.is_set():
                     break
                 self._wake.clear()
-                if time.monotonic() >= next_resync:
+                now = time.monotonic()
+                if now >= next_resync:
                     self._full_resync()
-                    next_resync = time.monotonic() + self.resync_interval
-                if self.desired is not None:
+                    next_resync = now + self.resync_interval
+                    woken = True
+                if now >= next_introspect:
+                    next_introspect = now + INTROSPECT_INTERVAL
+                    self._introspection = self.driver.introspect()
+                    if not woken and self._last_plan is not None:
+                        self._publish(self.desired, self._last_plan)
+                if woken and self.desired is not None:
                     self.reconcile()
         finally:
             for t in self._threads:
@@ -137,6 +148,7 @@ class Agent:
         except Exception as e:
             LOG.error("datapath sync failed: %s", e)
         self.reconciles += 1
+        self._last_plan = plan
         self._publish(desired, plan)
         return plan
 
@@ -196,6 +208,8 @@ class Agent:
                   "ports": ports, "networks": networks}
         if self._store_error:
             status["store_error"] = self._store_error
+        if self._introspection:
+            status["datapath"] = self._introspection
         return status
 
     def _publish(self, desired: Topology, plan: reconciler.Plan) -> None:

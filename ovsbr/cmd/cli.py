@@ -194,6 +194,26 @@ def status(args, st):
         rows = [dict(name=n, **p) for n, p in sorted(hs.get("ports", {}).items())]
         if rows:
             print(_table(rows, ("name", "status", "device", "reason")))
+        _print_mac_tables(hs.get("datapath", {}))
+
+
+def _print_mac_tables(datapath: dict) -> None:
+    for bridge, info in sorted(datapath.items()):
+        counters = ", ".join(f"{k} {v}" for k, v in info.get("counters", {}).items())
+        state = "connected" if info.get("connected") else "DISCONNECTED"
+        print(f"  bridge {bridge} ({state}): {counters}")
+        if info.get("macs"):
+            print(_table(info["macs"], ("network", "mac", "port", "age")))
+
+
+def mac_table(args, st):
+    hosts = st.read_status()
+    if args.format in ("json", "yaml"):
+        _emit(args, {h: s.get("datapath", {}) for h, s in hosts.items()})
+        return
+    for host, hs in sorted(hosts.items()):
+        print(f"host {host}:")
+        _print_mac_tables(hs.get("datapath", {}))
 
 
 def _read_document(path: str) -> dict[str, Any]:
@@ -309,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="what the agent has wired, per port")
     _fmt(p)
     p.set_defaults(func=status)
+    p = sub.add_parser("mac-table", help="learned MACs per bridge, with counters "
+                       "(openvswitch driver)")
+    _fmt(p)
+    p.set_defaults(func=mac_table)
     p = sub.add_parser("apply", help="apply a YAML/JSON topology document in one write")
     p.add_argument("file", help="document path, or - for standard input")
     p.add_argument("--prune", action="store_true",

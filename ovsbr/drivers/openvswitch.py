@@ -415,4 +415,18 @@ class OpenvSwitchDriver(Driver):
         self.app.set_bindings(self.dpid, self.br_int, ports, uplinks)
 
     def introspect(self) -> dict:
-        return self.app.introspect() if self.app is not None else {}
+        """The app's MAC tables and counters, with network and port names."""
+        if self.app is None:
+            return {}
+        data = self.app.introspect()
+        with self.conn.lock:
+            br = self._bridge_row(self.br_int)
+            if br is None:
+                return data
+            networks = {lid: name for name, (lid, _) in self._registry(br).items()}
+            ports = {_scalar(i.ofport): i.name for p in br.ports for i in p.interfaces}
+        for bridge in data.values():
+            for entry in bridge["macs"]:
+                entry["network"] = networks.get(entry.pop("lid"), "?")
+                entry["port"] = ports.get(entry["port"], entry["port"])
+        return data

@@ -16,6 +16,7 @@ import os
 import secrets
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -92,12 +93,22 @@ class Namespace:
         return False
 
 
+SCAPY_PRELUDE = (
+    "import logging; logging.getLogger('scapy.runtime').setLevel(logging.ERROR)\n"
+    "from scapy.all import *\n"
+    "conf.verb = 0\n")
+
+
 class VM(Namespace):
     def __init__(self, env: NetEnv, name: str, tap: str, ip: str, mac: str):
         super().__init__(env, name)
         self.tap = tap
         self.ip = ip
         self.mac = mac
+
+    def scapy(self, code: str, timeout: float = 60):
+        """Run a scapy snippet inside the VM (``eth0`` is its NIC)."""
+        return self.exec([sys.executable, "-c", SCAPY_PRELUDE + code], timeout=timeout)
 
 
 class NetEnv:

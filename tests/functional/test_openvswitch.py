@@ -1,0 +1,198 @@
+"""openvswitch-only behaviour: OVSDB identity and faults, the L2-learning app."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from ovsbr.testing.netns import wait_for
+from tests.functional.ovs_harness import OvsHarness
+
+
+@pytest.fixture
+def ovsh(env, tmp_path, ovs):
+    harness = OvsHarness(env, tmp_path, ovs)
+    yield harness
+    harness.cleanup()
+
+
+def _two_vms(h, net_args=("--type", "local"), **agent_opts):
+    agent = h.agent(**agent_opts)
+    agent.cli("network", "create", "n1", *net_args)
+    vm1, vm2 = h.vm("a", 1), h.vm("b", 2)
+    agent.cli("port", "create", "p1", "--network", "n1", "--device", vm1.tap)
+    agent.cli("port", "create", "p2", "--network", "n1", "--device", vm2.tap)
+    agent.start()
+    agent.wait_ports(["p1", "p2"])
+    return agent, vm1, vm2
+
+
+def _miss_packets(h) -> int:
+    """Frames that went to the controller: the ETH_SRC table-miss counter."""
+    for line in h.ovs.flows(h.br_int):
+        if "table=1," in line and "priority=0 " in line:
+            return int(re.search(r"n_packets=(\d+)", line).group(1))
+    raise AssertionError("no table-miss flow in ETH_SRC")
+
+
+def _learned(h, mac: str) -> list[str]:
+    return [f for f in h.ovs.flows(h.br_int) if "priority=100" in f and mac in f
+            and ("table=1," in f or "table=2," in f)]
+
+
+def test_interface_plugged_by_libvirt_with_only_iface_id_is_wired(ovsh):
+    agent = ovsh.agent()
+    agent.cli("network", "create", "n1", "--type", "local")
+    vm1, vm2 = ovsh.vm("a", 1), ovsh.vm("b", 2)
+    agent.cli("port", "create", "p1", "--network", "n1", "--device", vm1.tap)
+    agent.cli("port", "create", "nova", "--network", "n1", "--iface-id",
+              "3f7b1c2e-aaaa-bbbb-cccc-000000000001", "--mac", vm2.mac)
+    agent.start()
+    agent.wait_ports(["p1"])
+    assert agent.port_status("nova") == "waiting"
+    # What libvirt/os-vif does: add the tap with the Neutron port id.
+    ovsh.ovs.vsctl("add-port", ovsh.br_int, vm2.tap, "--", "set", "Interface", vm2.tap,
+                   "external_ids:iface-id=3f7b1c2e-aaaa-bbbb-cccc-000000000001")
+    ovsh.ovs._cmd(["ip", "link", "set", vm2.tap, "up"])
+    agent.wait_ports(["nova"], timeout=5)
+    assert ovsh.wired_into(vm2.tap) == "n1"
+    ids = ovsh.ovs.get("Interface", vm2.tap, "external_ids")
+    assert 'iface-status=active' in ids and vm2.mac in ids
+    assert vm1.can_ping(vm2.ip)
+    # Unplug of a port ovsbr did not add: marks removed, the port stays.
+    agent.cli("port", "delete", "nova")
+    wait_for(lambda: ovsh.wired_into(vm2.tap) is None, 10, what="unwired")
+    assert vm2.tap in ovsh.ovs.ports(ovsh.br_int)
+    assert "iface-status=inactive" in ovsh.ovs.get("Interface", vm2.tap, "external_ids")
+
+
+def test_bridges_are_secure_and_point_at_the_agent(ovsh):
+    agent, vm1, vm2 = _two_vms(ovsh)
+    br = ovsh.br_int
+    assert ovsh.ovs.get("Bridge", br, "fail_mode") == "secure"
+    assert ovsh.ovs.get("Bridge", br, "datapath_type") == "netdev"
+    target = ovsh.ovs.vsctl("get-controller", br).stdout.strip()
+    assert target == f"tcp:127.0.0.1:{ovsh.of_port}"
+    assert 'ovsbr-owned="true"' in ovsh.ovs.get("Bridge", br, "external_ids") or \
+        "ovsbr-owned=true" in ovsh.ovs.get("Bridge", br, "external_ids")
+    assert not any("NORMAL" in f for f in ovsh.ovs.flows(br))
+
+
+def test_learning_keeps_later_frames_off_the_controller(ovsh):
+    agent, vm1, vm2 = _two_vms(ovsh)
+    assert vm1.can_ping(vm2.ip)
+    wait_for(lambda: _learned(ovsh, vm1.mac) and _learned(ovsh, vm2.mac), 5,
+             what="learned flows for both VMs")
+    assert len(_learned(ovsh, vm1.mac)) == 2  # source and destination entries
+    before = _miss_packets(ovsh)
+    sent, got = vm1.ping(vm2.ip, count=10, interval=0.05)
+    assert got == sent == 10
+    assert _miss_packets(ovsh) == before, "known traffic reached the controller"
+    wait_for(lambda: agent.cli_json("mac-table").get("testhost", {}).get(ovsh.br_int), 5,
+             what="mac table published")
+    macs = {m["mac"]: m for m in agent.cli_json("mac-table")["testhost"][ovsh.br_int]["macs"]}
+    assert macs[vm1.mac]["port"] == vm1.tap and macs[vm1.mac]["network"] == "n1"
+
+
+def test_source_is_learned_even_when_destination_is_known(ovsh):
+    """simple_switch_13's bug: it stops learning sources behind known destinations."""
+    agent, vm1, vm2 = _two_vms(ovsh)
+    assert vm1.can_ping(vm2.ip)
+    wait_for(lambda: _learned(ovsh, vm2.mac), 5, what="vm2 learned")
+    # A new source (spoofed into vm1's port, no port security MAC declared)
+    # talks to the already-known vm2.
+    new_mac = "52:54:00:aa:bb:cc"
+    vm1.scapy(f"sendp(Ether(src='{new_mac}', dst='{vm2.mac}')/IP(dst='{vm2.ip}')/ICMP(),"
+              " iface='eth0', count=2)")
+    wait_for(lambda: len(_learned(ovsh, new_mac)) == 2, 5, what="new source learned")
+
+
+def test_mac_move_is_relearned_within_one_frame(ovsh):
+    agent, vm1, vm2 = _two_vms(ovsh)
+    vm3 = ovsh.vm("c", 3)
+    agent.cli("port", "create", "p3", "--network", "n1", "--device", vm3.tap)
+    agent.wait_ports(["p3"])
+    assert vm1.can_ping(vm2.ip)
+    wait_for(lambda: _learned(ovsh, vm1.mac), 5, what="vm1 learned")
+    ofport3 = ovsh.ovs.get("Interface", vm3.tap, "ofport")
+    # The VM "migrates": silent at its old port, its MAC speaks from vm3's
+    # port. One frame must move it.
+    vm1.exec(["ip", "link", "set", "eth0", "down"])
+    vm3.scapy(f"sendp(Ether(src='{vm1.mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(psrc='{vm1.ip}'),"
+              " iface='eth0', count=1)")
+    wait_for(lambda: any(f"in_port={ofport3}" in f for f in _learned(ovsh, vm1.mac)),
+             5, what="relearned on the new port")
+    dst = [f for f in _learned(ovsh, vm1.mac) if "table=2," in f]
+    assert len(dst) == 1 and f"output:{ofport3}" in dst[0]
+
+
+def test_mac_limit_holds_under_a_flood_and_others_still_learn(ovsh):
+    agent, vm1, vm2 = _two_vms(ovsh, openflow={"max_macs_per_port": 20})
+    vm1.scapy("sendp([Ether(src=RandMAC('52:54:01'), dst='ff:ff:ff:ff:ff:ff')/"
+              "ARP(psrc='192.0.2.99') for _ in range(300)], iface='eth0')")
+    time.sleep(1.0)
+    ofport1 = ovsh.ovs.get("Interface", vm1.tap, "ofport")
+    learned_on_1 = [f for f in ovsh.ovs.flows(ovsh.br_int)
+                    if "table=1," in f and f"in_port={ofport1}" in f and "priority=100" in f]
+    assert 0 < len(learned_on_1) <= 20
+    # The controller still serves other ports.
+    assert vm2.can_ping(vm1.ip)
+    wait_for(lambda: _learned(ovsh, vm2.mac), 5, what="vm2 learned after the flood")
+
+
+def test_tagged_frames_from_a_vm_cannot_hop_vlans(ovsh):
+    out = ovsh.outside("physnet1")
+    agent = ovsh.agent()
+    for net, vid in (("v100", "100"), ("v200", "200")):
+        agent.cli("network", "create", net, "--type", "vlan", "--physical-network",
+                  "physnet1", "--segmentation-id", vid)
+    vm1, vm2 = ovsh.vm("a", 1), ovsh.vm("b", 2)
+    agent.cli("port", "create", "p1", "--network", "v100", "--device", vm1.tap)
+    agent.cli("port", "create", "p2", "--network", "v200", "--device", vm2.tap)
+    agent.start()
+    agent.wait_ports(["p1", "p2"])
+    caps = [vm.popen(["tcpdump", "-n", "-e", "-l", "-i", "eth0", f"ether src {vm1.mac}"],
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            for vm in (vm2, out)]
+    time.sleep(1)
+    vm1.scapy(f"sendp([Ether(src='{vm1.mac}', dst='ff:ff:ff:ff:ff:ff')/Dot1Q(vlan=200)/"
+              "ARP(psrc='192.0.2.77'), "
+              f"Ether(src='{vm1.mac}', dst='{vm2.mac}')/Dot1Q(vlan=100)/Dot1Q(vlan=200)/"
+              "IP(dst='192.0.2.12')/ICMP()], iface='eth0', count=5)")
+    vm1.ping("192.0.2.12", count=2, interval=0.2)  # untagged control, stays in v100
+    time.sleep(0.5)
+    for cap in caps:
+        cap.terminate()
+    seen_v200, seen_out = (c.communicate(timeout=5)[0] for c in caps)
+    assert not seen_v200.strip(), seen_v200
+    assert "vlan 100" in seen_out, "control: vm1's own frames leave tagged 100"
+    assert "vlan 200" not in seen_out, seen_out
+
+
+def test_ovsdb_server_restart_is_survived(ovsh):
+    agent, vm1, vm2 = _two_vms(ovsh)
+    stream = vm1.popen(["ping", "-n", "-q", "-i", "0.1", "-c", "50", "-W", "1", vm2.ip],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1)
+    ovsh.ovs.restart_ovsdb()
+    # The agent reconnects: a port declared now is still wired.
+    vm3 = ovsh.vm("c", 3)
+    agent.cli("port", "create", "p3", "--network", "n1", "--device", vm3.tap)
+    agent.wait_ports(["p3"], timeout=20)
+    assert vm3.can_ping(vm2.ip)
+    out = stream.communicate(timeout=30)[0]
+    assert " 0% packet loss" in out, out
+    assert agent.alive()
+
+
+def test_vswitchd_restart_reinstalls_flows(ovsh):
+    agent, vm1, vm2 = _two_vms(ovsh)
+    assert vm1.can_ping(vm2.ip)
+    ovsh.ovs.restart_vswitchd()
+    # Kernel-side veths stay; vswitchd re-opens them and the app reinstalls.
+    wait_for(lambda: any("group:" in f for f in ovsh.ovs.flows(ovsh.br_int)), 20,
+             what="flows reinstalled after ovs-vswitchd restart")
+    assert vm1.can_ping(vm2.ip, tries=40)
