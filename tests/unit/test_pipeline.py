@@ -1,0 +1,59 @@
+from ovsbr.openflow import pipeline as pl
+
+
+def test_cookie_carries_generation():
+    c = pl.cookie(0x6B05D2AE, pl.KIND_LEARNED)
+    assert c >> pl.COOKIE_GEN_SHIFT == 0x6B05D2AE
+    assert c & ~pl.COOKIE_GEN_MASK == pl.KIND_LEARNED
+
+
+def test_access_port_drops_tags_and_enforces_declared_mac():
+    flows = pl.port_flows(pl.PortBinding(5, 7, "52:54:00:00:00:05", True))
+    ingress = [f for f in flows if f.table == pl.INGRESS]
+    tagged = [f for f in ingress if dict(f.match).get("vlan_vid")]
+    assert tagged and tagged[0].priority > max(f.priority for f in ingress if f not in tagged)
+    assert tagged[0].goto is None and not tagged[0].actions  # drop
+    admit = [f for f in ingress if f.goto == pl.ETH_SRC]
+    assert len(admit) == 1 and dict(admit[0].match) == {
+        "in_port": 5, "eth_src": "52:54:00:00:00:05"}
+    assert admit[0].metadata == 7
+    # Declared MAC known up front: source and destination entries, no aging.
+    static = [f for f in flows if f.table in (pl.ETH_SRC, pl.ETH_DST)]
+    assert len(static) == 2 and all(f.idle_timeout == 0 for f in static)
+
+
+def test_port_without_security_admits_any_source():
+    flows = pl.port_flows(pl.PortBinding(5, 7, None, False))
+    admit = [f for f in flows if f.goto == pl.ETH_SRC]
+    assert dict(admit[0].match) == {"in_port": 5}
+
+
+def test_vlan_translation_only_at_the_trunk():
+    up = pl.UplinkBinding(1, 3, 100)
+    ingress = pl.uplink_flows(up)[0]
+    assert dict(ingress.match)["vlan_vid"] == 100 | pl.OFPVID_PRESENT
+    assert ingress.actions == (("pop_vlan",),) and ingress.metadata == 3
+    flat = pl.uplink_flows(pl.UplinkBinding(1, 4, None))[0]
+    assert dict(flat.match)["vlan_vid"] == pl.OFPVID_NONE and flat.actions == ()
+    group = pl.flood_group(3, [pl.PortBinding(9, 3)], [up])
+    assert group.buckets == ((("output", 9),),
+                             (("push_vlan", 0x8100), ("set_field", "vlan_vid", 0x1064),
+                              ("output", 1)))
+    dst = pl.learned_dst(3, "52:54:00:00:00:01", 1, 100, 600)
+    assert dst.actions[0] == ("push_vlan", 0x8100)
+
+
+def test_learning_miss_copies_to_controller_and_continues():
+    miss = [f for f in pl.base_flows() if f.table == pl.ETH_SRC][0]
+    assert miss.actions == (("controller", pl.PACKET_IN_BYTES),)
+    assert miss.goto == pl.ETH_DST
+
+
+def test_static_flows_have_unique_keys_and_one_group_per_network():
+    ports = [pl.PortBinding(1, 1), pl.PortBinding(2, 1), pl.PortBinding(3, 2, "52:54:00:00:00:03")]
+    flows, groups = pl.static_flows(ports, [pl.UplinkBinding(9, 2, 20)])
+    keys = [f.key() for f in flows]
+    assert len(keys) == len(set(keys))
+    assert sorted(g.group_id for g in groups) == [1, 2]
+    g2 = next(g for g in groups if g.group_id == 2)
+    assert len(g2.buckets) == 2  # port 3 and the trunk: never network 1's ports
