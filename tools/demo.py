@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import tempfile
+import time
 
+from ovsbr.testing import ovs_sandbox
 from ovsbr.testing.agent import Agent
 from ovsbr.testing.netns import NetEnv, run
 
@@ -61,6 +65,58 @@ def linuxbridge_demo(workdir: str) -> bool:
             run(["ip", "link", "del", "dmo-public"], check=False)
 
 
+def openvswitch_demo(workdir: str) -> bool:
+    say("openvswitch: a private OVS, two VLAN networks, ovsbr's own OpenFlow controller")
+    sandbox = ovs_sandbox.OvsSandbox(os.path.join(workdir, "ovs")).start()
+    print(f"private OVS: ovsdb-server + ovs-vswitchd in {sandbox.rundir} (datapath netdev)")
+    try:
+        with NetEnv("demo") as env:
+            nic, outside = env.outside(offload_off=True)
+            sandbox.vsctl("add-br", "demo-ex", "--", "set", "bridge", "demo-ex",
+                          "datapath_type=netdev", "--", "add-port", "demo-ex", nic)
+            agent = Agent(os.path.join(workdir, "agent"), {
+                "DEFAULT": {"driver": "openvswitch", "resync_interval": 10},
+                "ovs": {"ovsdb_connection": sandbox.connection,
+                        "integration_bridge": "demo-int", "datapath_type": "netdev",
+                        "bridge_mappings": "physnet1:demo-ex", "of_listen_port": 16653}})
+            try:
+                vms = [env.vm(f"vm{i}", i, offload_off=True) for i in (1, 2, 3)]
+                for args in (("network", "create", "blue", "--type", "vlan",
+                              "--physical-network", "physnet1", "--segmentation-id", "100"),
+                             ("network", "create", "red", "--type", "vlan",
+                              "--physical-network", "physnet1", "--segmentation-id", "200"),
+                             ("port", "create", "vm1-port", "--network", "blue",
+                              "--device", vms[0].tap),
+                             ("port", "create", "vm2-port", "--network", "blue",
+                              "--device", vms[1].tap),
+                             ("port", "create", "vm3-port", "--network", "red",
+                              "--device", vms[2].tap)):
+                    print("$ ovsbr " + " ".join(args))
+                    agent.cli(*args)
+                say("starting ovsbr-agent (driver openvswitch)")
+                agent.start()
+                agent.wait_ports(["vm1-port", "vm2-port", "vm3-port"], timeout=30)
+                print(sandbox.vsctl("show").stdout.rstrip())
+                say("blue VMs talk; red is isolated")
+                ok = ping(vms[0], vms[1], "VM1 (blue) -> VM2 (blue)")
+                sent, got = vms[0].ping(vms[2].ip, count=3, interval=0.2)
+                print(f"  VM1 (blue) -> VM3 (red): {'isolated' if got == 0 else 'LEAKED'} "
+                      f"({got}/{sent} replies)")
+                ok = ok and got == 0
+                say("flows ovsbr's controller installed on demo-int")
+                flows = sandbox.flows("demo-int")
+                for line in flows:
+                    print("  " + re.sub(r"duration=[^,]+, |n_bytes=\d+, ", "", line))
+                time.sleep(2.5)
+                print("$ ovsbr mac-table")
+                print(agent.cli("mac-table").stdout.rstrip())
+                return ok
+            finally:
+                agent.stop()
+    finally:
+        sandbox.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--driver", choices=["linuxbridge", "openvswitch", "all"],
@@ -70,6 +126,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ovsbr-demo-") as tmp:
         if args.driver in ("linuxbridge", "all"):
             results["linuxbridge"] = linuxbridge_demo(tmp + "/lb")
+        if args.driver in ("openvswitch", "all"):
+            reason = ovs_sandbox.available()
+            if reason:
+                print(f"openvswitch demo skipped: {reason}")
+                results["openvswitch"] = False
+            else:
+                results["openvswitch"] = openvswitch_demo(tmp + "/ovs")
     say("result")
     for name, ok in results.items():
         print(f"  {name}: {'VMs talk through ovsbr' if ok else 'FAILED'}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -16,6 +17,9 @@ from ovsbr.exceptions import OvsbrError
 
 LOG = logging.getLogger(__name__)
 PROG = "ovsbr-agent"
+# python-ovs imports eventlet when it is installed (os-ken pulls it in); the
+# agent runs on native threads and never uses it.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 
 def build(conf: cfg.ConfigOpts) -> Agent:

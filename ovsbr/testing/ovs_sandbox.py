@@ -118,6 +118,11 @@ class OvsSandbox:
         self.start_vswitchd()
 
     def stop(self, remove: bool = True) -> None:
+        # A netdev bridge's internal port is a persistent kernel tap: delete
+        # the bridges while ovs-vswitchd runs, so it removes them.
+        if self._pid("ovs-vswitchd") and self._pid("ovsdb-server"):
+            for bridge in self.bridges():
+                self.vsctl("--if-exists", "del-br", bridge, check=False)
         self._stop("ovs-vswitchd")
         self._stop("ovsdb-server")
         if remove:
