@@ -101,7 +101,9 @@ def test_agent_restart_keeps_traffic_flowing(datapath, how):
     agent.start()
     agent.wait_ports(["p1", "p2"])
     assert vm1.can_ping(vm2.ip)
-    stream = vm1.popen(["ping", "-n", "-q", "-i", "0.1", "-c", "60", "-W", "1", vm2.ip],
+    # 10 pings/s; the kill -9 case runs 15 s of them across the restart.
+    count = "150" if how == "kill9" else "60"
+    stream = vm1.popen(["ping", "-n", "-q", "-i", "0.1", "-c", count, "-W", "1", vm2.ip],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(1)
     if how == "kill9":
@@ -112,7 +114,7 @@ def test_agent_restart_keeps_traffic_flowing(datapath, how):
     agent.start()
     time.sleep(1)
     agent.wait_ports(["p1", "p2"])
-    out = stream.communicate(timeout=30)[0]
+    out = stream.communicate(timeout=60)[0]
     assert " 0% packet loss" in out, out + agent.tail()
 
 

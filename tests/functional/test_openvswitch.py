@@ -79,6 +79,39 @@ def test_bridges_are_secure_and_point_at_the_agent(ovsh):
     assert 'ovsbr-owned="true"' in ovsh.ovs.get("Bridge", br, "external_ids") or \
         "ovsbr-owned=true" in ovsh.ovs.get("Bridge", br, "external_ids")
     assert not any("NORMAL" in f for f in ovsh.ovs.flows(br))
+    # Packet-in protection: OVS rate-limits what reaches the controller.
+    rate = ovsh.ovs.vsctl("get", "Controller", br, "controller_rate_limit").stdout.strip()
+    assert rate == "2000"
+
+
+def test_learned_macs_age_out_and_the_table_follows(ovsh):
+    agent, vm1, vm2 = _two_vms(ovsh, openflow={"mac_aging_time": 10})
+    assert vm1.can_ping(vm2.ip)
+    wait_for(lambda: _learned(ovsh, vm1.mac), 5, what="learned")
+    # Silence both VMs (no ARP refresh, no IPv6 chatter) and wait for aging.
+    for vm in (vm1, vm2):
+        vm.exec(["ip", "link", "set", "eth0", "down"])
+    wait_for(lambda: not _learned(ovsh, vm1.mac) and not _learned(ovsh, vm2.mac), 30,
+             interval=0.5, what="learned flows aged out")
+
+    def table_empty():
+        table = agent.cli_json("mac-table").get("testhost", {}).get(ovsh.br_int, {})
+        return table and not table["macs"] and table["counters"]["expired"] >= 2
+    wait_for(table_empty, 10, what="the app's table follows the switch")
+
+
+def test_malformed_packet_ins_are_counted_and_forwarding_goes_on(ovsh):
+    agent, vm1, vm2 = _two_vms(ovsh)
+    # Group (multicast) source MACs and a runt frame: unusable for learning.
+    vm1.scapy("sendp([Ether(src='01:00:5e:00:00:0%d' % i, dst='ff:ff:ff:ff:ff:ff')/"
+              "Raw(b'x'*30) for i in range(5)], iface='eth0')\n"
+              "s = conf.L2socket(iface='eth0'); s.send(b'\\xff'*6 + b'\\x01'*6); s.close()")
+
+    def dropped():
+        table = agent.cli_json("mac-table").get("testhost", {}).get(ovsh.br_int, {})
+        return table.get("counters", {}).get("dropped", 0) >= 5
+    wait_for(dropped, 10, what="malformed packet-ins counted")
+    assert vm1.can_ping(vm2.ip)
 
 
 def test_learning_keeps_later_frames_off_the_controller(ovsh):
