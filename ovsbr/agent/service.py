@@ -85,6 +85,21 @@ class Agent:
             self.driver.stop()
             self.store.close()
 
+    def cleanup(self) -> reconciler.Plan:
+        """Remove everything ovsbr created on this host's datapath, then exit.
+
+        The same reconcile against an empty desired state, so it removes
+        exactly what a normal run would consider ovsbr's.
+        """
+        self.driver.start(lambda _what: None)
+        try:
+            self.desired = Topology()
+            plan = self.reconcile()
+            self.driver.cleanup()
+            return plan
+        finally:
+            self.driver.stop()
+
     def _on_device_event(self, _what: str) -> None:
         self._wake.set()
 

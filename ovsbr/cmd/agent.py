@@ -31,7 +31,14 @@ def build(conf: cfg.ConfigOpts) -> Agent:
     return Agent(st, driver, conf.host, conf.resync_interval)
 
 
+CLI_OPTS = [cfg.BoolOpt("cleanup", default=False,
+                        help="Remove every bridge, uplink, patch port and mark ovsbr "
+                             "created on this host, then exit (VM taps and the "
+                             "operator's bridges are left alone).")]
+
+
 def main(argv: list[str] | None = None) -> int:
+    CONF.register_cli_opts(CLI_OPTS)
     logging.register_options(CONF)
     logging.set_defaults(default_log_levels=logging.get_default_log_levels() + [
         "pyroute2=WARNING", "os_ken=INFO", "ovsdbapp=INFO", "stevedore=ERROR"])
@@ -51,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     def _stop(signum, _frame):
         LOG.info("signal %d: stopping; the datapath is left as it is", signum)
         agent.stop()
+
+    if CONF.cleanup:
+        try:
+            agent.cleanup()
+        except OvsbrError as e:
+            return fail(PROG, str(e))
+        LOG.info("cleanup done: ovsbr's networks removed from the datapath")
+        return 0
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

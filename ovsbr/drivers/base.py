@@ -108,6 +108,9 @@ class Driver(abc.ABC):
         """Driver-specific runtime state for ``ovsbr status`` (e.g. MAC tables)."""
         return {}
 
+    def cleanup(self) -> None:  # noqa: B027
+        """After every network is gone: remove the driver's own scaffolding."""
+
     def describe(self) -> str:
         """One line for the agent's startup log: what this driver manages."""
         return self.name

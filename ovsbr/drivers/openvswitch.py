@@ -414,6 +414,20 @@ class OpenvSwitchDriver(Driver):
                                                 if net.type == "vlan" else None))
         self.app.set_bindings(self.dpid, self.br_int, ports, uplinks)
 
+    def cleanup(self) -> None:
+        """Remove br-int and the patch ports, if ovsbr created them."""
+        with self.conn.lock:
+            owned_br = self._bridge_row(self.br_int)
+            owned_br = owned_br is not None and owned_br.external_ids.get(OWNED) == "true"
+            patches = [p.name for p in self._rows("Port")
+                       if p.external_ids.get(OWNED) == "true" and "ovsbr-physnet" in
+                       p.external_ids]
+        with self.api.transaction(check_error=True) as txn:
+            for name in patches:
+                txn.add(self.api.del_port(name, if_exists=True))
+            if owned_br:
+                txn.add(self.api.del_br(self.br_int, if_exists=True))
+
     def introspect(self) -> dict:
         """The app's MAC tables and counters, with network and port names."""
         if self.app is None:

@@ -26,7 +26,7 @@ OUTSIDE_NET = "198.51.100"  # RFC 5737 TEST-NET-2
 
 def run(cmd: list[str], check: bool = True, timeout: float = 30,
         **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, capture_output=True, text=True,  # noqa: S603
+    return subprocess.run(cmd, check=check, capture_output=True, text=True,
                           timeout=timeout, **kw)
 
 
@@ -71,7 +71,7 @@ class Namespace:
         return run(["ip", "netns", "exec", self.name] + cmd, check=check, timeout=timeout)
 
     def popen(self, cmd: list[str], **kw) -> subprocess.Popen:
-        return subprocess.Popen(["ip", "netns", "exec", self.name] + cmd, **kw)  # noqa: S603
+        return subprocess.Popen(["ip", "netns", "exec", self.name] + cmd, **kw)
 
     def ping(self, ip: str, count: int = 1, interval: float = 0.2,
              wait: float = 1.0, extra: list[str] | None = None) -> tuple[int, int]:

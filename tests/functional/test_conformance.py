@@ -182,3 +182,22 @@ def test_vlan_network(datapath):
     seen = cap.communicate(timeout=5)[0]
     assert "vlan 100" in seen, f"no 802.1Q tag 100 on the uplink: {seen!r}"
     assert vm1.mac in seen.lower()
+
+
+def test_cleanup_removes_what_ovsbr_created_and_nothing_else(datapath):
+    agent, out = _flat_setup(datapath)
+    agent.cli("network", "create", "l1", "--type", "local")
+    vm1, vm2 = datapath.vm("a", 1), datapath.vm("b", 2)
+    agent.cli("port", "create", "p1", "--network", "ext", "--device", vm1.tap)
+    agent.cli("port", "create", "p2", "--network", "l1", "--device", vm2.tap)
+    agent.start()
+    agent.wait_ports(["p1", "p2"])
+    agent.stop()
+    res = subprocess.run([agent.bin("ovsbr-agent"), "--config-file", agent.config,
+                          "--cleanup"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    for net in ("ext", "l1"):
+        assert not datapath.network_exists(net)
+    for vm in (vm1, vm2):
+        assert datapath.device_exists(vm.tap) and datapath.wired_into(vm.tap) is None
+    assert datapath.device_exists(out.tap)

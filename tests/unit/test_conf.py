@@ -55,3 +55,14 @@ def test_ifname_always_fits():
     assert len(long) == 15 and len(other) == 15 and long != other
     assert names.ifname("", "enx00e04c680001", ".4094").endswith(".4094")
     assert len(names.ifname("", "enx00e04c680001", ".4094")) == 15
+
+
+def test_configuration_reference_is_current():
+    import pathlib
+
+    from ovsbr.conf import reference
+
+    doc = pathlib.Path(__file__).parents[2] / "doc" / "configuration.md"
+    assert doc.read_text() == reference.render(), (
+        "doc/configuration.md is stale: run python -m ovsbr.conf.reference > "
+        "doc/configuration.md")

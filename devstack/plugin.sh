@@ -1,0 +1,68 @@
+#!/bin/bash
+# DevStack plugin for ovsbr: `enable_plugin ovsbr <repo> [branch]` in local.conf.
+# Uses only DevStack's documented plugin functions (is_service_enabled,
+# install_package, setup_develop, iniset, run_process, stop_process).
+# shellcheck shell=bash
+
+function install_ovsbr {
+    if [[ "$OVSBR_DRIVER" == "openvswitch" ]]; then
+        install_package openvswitch-switch
+    fi
+    install_package iproute2
+    setup_develop "$OVSBR_DIR"
+}
+
+function configure_ovsbr {
+    sudo install -d -o "$STACK_USER" "$OVSBR_CONF_DIR"
+    sudo install -d -m 0700 "$OVSBR_STATE_PATH"
+    iniset "$OVSBR_CONF" DEFAULT driver "$OVSBR_DRIVER"
+    iniset "$OVSBR_CONF" DEFAULT store file
+    iniset "$OVSBR_CONF" DEFAULT state_path "$OVSBR_STATE_PATH"
+    iniset "$OVSBR_CONF" DEFAULT debug "$OVSBR_DEBUG"
+    if [[ "$OVSBR_DRIVER" == "linuxbridge" ]]; then
+        iniset "$OVSBR_CONF" linux_bridge physical_interface_mappings "$OVSBR_INTERFACE_MAPPINGS"
+    else
+        iniset "$OVSBR_CONF" ovs integration_bridge "$OVSBR_INTEGRATION_BRIDGE"
+        iniset "$OVSBR_CONF" ovs bridge_mappings "$OVSBR_BRIDGE_MAPPINGS"
+        iniset "$OVSBR_CONF" ovs datapath_type "$OVSBR_DATAPATH_TYPE"
+        iniset "$OVSBR_CONF" ovs ovsdb_connection "$OVSBR_OVSDB_CONNECTION"
+    fi
+}
+
+function start_ovsbr {
+    # netlink and the OVSDB socket need root, as for Neutron's agents.
+    run_process ovsbr-agent "$OVSBR_BIN_DIR/ovsbr-agent --config-file $OVSBR_CONF" "" root
+}
+
+function stop_ovsbr {
+    stop_process ovsbr-agent
+}
+
+function cleanup_ovsbr {
+    # Remove what ovsbr created on the datapath (bridges, uplinks, patch
+    # ports, its marks; never VM taps or the operator's bridges), then its
+    # state and configuration.
+    sudo "$OVSBR_BIN_DIR/ovsbr-agent" --config-file "$OVSBR_CONF" --cleanup || true
+    sudo rm -rf "$OVSBR_STATE_PATH" "$OVSBR_CONF_DIR"
+}
+
+OVSBR_BIN_DIR=${OVSBR_BIN_DIR:-$(get_python_exec_prefix)}
+
+if is_service_enabled ovsbr-agent; then
+    if [[ "${1:-}" == "stack" && "${2:-}" == "install" ]]; then
+        echo_summary "Installing ovsbr"
+        install_ovsbr
+    elif [[ "${1:-}" == "stack" && "${2:-}" == "post-config" ]]; then
+        echo_summary "Configuring ovsbr"
+        configure_ovsbr
+    elif [[ "${1:-}" == "stack" && "${2:-}" == "extra" ]]; then
+        echo_summary "Starting ovsbr-agent"
+        start_ovsbr
+    fi
+    if [[ "${1:-}" == "unstack" ]]; then
+        stop_ovsbr
+    fi
+    if [[ "${1:-}" == "clean" ]]; then
+        cleanup_ovsbr
+    fi
+fi
