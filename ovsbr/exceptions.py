@@ -23,3 +23,11 @@ class DriverError(OvsbrError):
 
 class FeatureMissing(DriverError):
     """The host lacks a kernel or datapath feature a network needs."""
+
+
+class PartialFailure(DriverError):
+    """Some operations of a batch failed; ``errors`` maps device -> reason."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{dev}: {why}" for dev, why in sorted(errors.items())))
+        self.errors = errors

@@ -25,14 +25,21 @@ class Action:
     device: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class PortStatus:
     status: str
     device: str | None = None
     reason: str | None = None
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        # Built by hand: dataclasses.asdict deep-copies, and this runs for
+        # every port on every status publish.
+        d = {"status": self.status}
+        if self.device is not None:
+            d["device"] = self.device
+        if self.reason is not None:
+            d["reason"] = self.reason
+        return d
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 from ovsbr.agent import reconciler
 from ovsbr.drivers.base import Device, Driver, Observed
-from ovsbr.exceptions import OvsbrError
+from ovsbr.exceptions import OvsbrError, PartialFailure
 from ovsbr.model import Topology
 from ovsbr.store.base import Store
 
@@ -151,6 +151,11 @@ class Agent:
                 with self.driver.batch():
                     for action in plugs:
                         self._apply(action, desired)
+            except PartialFailure as e:
+                for action in plugs:
+                    if action.device in e.errors:
+                        LOG.error("plug %s failed: %s", action.port, e.errors[action.device])
+                        self._port_errors[action.port] = e.errors[action.device]
             except Exception as e:
                 LOG.error("wiring %d port(s) failed: %s", len(plugs), e)
                 for action in plugs:
@@ -187,7 +192,7 @@ class Agent:
                 port = desired.ports[action.port]
                 self.driver.plug(port, desired.networks[port.network],
                                  self._device(action.device))
-                LOG.info("port %s bound: %s in network %s", port.name, action.device,
+                LOG.info("port %s: wiring %s into network %s", port.name, action.device,
                          port.network)
         except Exception as e:  # one failed call must not stop the agent
             reason = str(e) or e.__class__.__name__

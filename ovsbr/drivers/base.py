@@ -18,7 +18,7 @@ from oslo_config import cfg
 from ovsbr.model import Network, Port, Topology
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Device:
     """A candidate VM port seen on the datapath.
 

@@ -11,20 +11,22 @@ ever deleted.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import re
 import threading
+from collections.abc import Iterator
 
 from oslo_config import cfg
-from pyroute2 import IPRoute
+from pyroute2 import IPBatch, IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ovsbr.conf.mappings import parse_mappings
-from ovsbr.drivers import names
+from ovsbr.drivers import names, rtnl
 from ovsbr.drivers.base import Device, Driver, EventCallback, NetworkState, Observed
-from ovsbr.drivers.netlink import Link, LinkTable
-from ovsbr.exceptions import ConfigError, DriverError, FeatureMissing
+from ovsbr.drivers.netlink import Link, LinkTable, link_from_msg
+from ovsbr.exceptions import ConfigError, DriverError, FeatureMissing, PartialFailure
 from ovsbr.model import Network, Port
 
 LOG = logging.getLogger(__name__)
@@ -88,7 +90,9 @@ class LinuxBridgeDriver(Driver):
         self.mappings: dict[str, str] = {}
         self.links = LinkTable()
         self._ipr: IPRoute | None = None
+        self._rtnl: rtnl.RtnlSocket | None = None
         self._lock = threading.RLock()
+        self._batch: list[tuple[Link, dict, Network]] | None = None
 
     # -- life cycle ----------------------------------------------------------
     def check_config(self) -> None:
@@ -112,15 +116,19 @@ class LinuxBridgeDriver(Driver):
 
     def start(self, on_event: EventCallback) -> None:
         self._ipr = IPRoute()
+        self._rtnl = rtnl.RtnlSocket()
         self.links._on_change = on_event
         self.links.start()
-        self.links.refresh(self._ipr)
+        self.links.refresh()
 
     def stop(self) -> None:
         self.links.stop()
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
+        if self._rtnl is not None:
+            self._rtnl.close()
+            self._rtnl = None
 
     def describe(self) -> str:
         maps = ",".join(f"{k}:{v}" for k, v in sorted(self.mappings.items())) or "none"
@@ -128,7 +136,7 @@ class LinuxBridgeDriver(Driver):
 
     def resync(self) -> None:
         with self._lock:
-            self.links.refresh(self._ipr)
+            self.links.refresh()
 
     # -- naming --------------------------------------------------------------
     def bridge_name(self, net_name: str) -> str:
@@ -151,6 +159,7 @@ class LinuxBridgeDriver(Driver):
 
     # -- observation ---------------------------------------------------------
     def observe(self) -> Observed:
+        self.links.refresh_if_stale()
         links = self.links.snapshot()
         bridges: dict[int, str] = {}
         observed = Observed()
@@ -161,6 +170,7 @@ class LinuxBridgeDriver(Driver):
                 bridges[link.index] = mark[0]
             elif _uplink_owner(link.alias) is not None:
                 uplinks.add(link.name)
+        by_name = {link.name: link for link in links.values()}
         for index, net_name in bridges.items():
             bridge = links[index]
             fp = _parse_bridge_alias(bridge.alias)[1]
@@ -168,15 +178,15 @@ class LinuxBridgeDriver(Driver):
             if not bridge.up:
                 fp = "down"
             elif expected_uplink != "-":
-                up = next((link for link in links.values() if link.name == expected_uplink), None)
+                up = by_name.get(expected_uplink)
                 if up is None or up.master != index:
                     fp = "uplink-missing"
             observed.networks[net_name] = NetworkState(net_name, fp)
+        devices = observed.devices
         for link in links.values():
             if link.name in uplinks or link.kind == "bridge" or link.name == "lo":
                 continue
-            observed.devices[link.name] = Device(
-                name=link.name, mac=link.mac, network=bridges.get(link.master))
+            devices[link.name] = Device(link.name, link.mac, None, bridges.get(link.master))
         return observed
 
     # -- operations ----------------------------------------------------------
@@ -193,8 +203,6 @@ class LinuxBridgeDriver(Driver):
         return None
 
     def _get(self, index: int) -> Link:
-        from ovsbr.drivers.netlink import link_from_msg
-
         link = link_from_msg(self._ip().link("get", index=index)[0])
         self.links.put(link)
         return link
@@ -313,6 +321,49 @@ class LinuxBridgeDriver(Driver):
                         link.master = None
                 self._delete_link(bridge)
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send the plugs made inside as one netlink batch.
+
+        One write of pre-built requests and one read of the acknowledgements
+        instead of a round trip per port; failures come back per device as
+        a PartialFailure.
+        """
+        with self._lock:
+            if self._batch is not None:
+                yield
+                return
+            self._batch = []
+            try:
+                yield
+            finally:
+                pending, self._batch = self._batch, None
+            if pending:
+                self._flush(pending)
+
+    def _flush(self, pending: list[tuple[Link, dict, Network]]) -> None:
+        batch = IPBatch()
+        for link, spec, _net in pending:
+            batch.link("set", index=link.index, **spec)
+        data = bytes(batch.batch)
+        seqs = [seq for _t, _f, seq, _o, _e in rtnl.messages(data)]
+        failures = self._rtnl.send_batch(data, set(seqs))
+        errors = {}
+        for seq, (link, _spec, net) in zip(seqs, pending, strict=True):
+            if seq in failures:
+                errors[link.name] = self._plug_error(failures[seq], link.name, net)
+                link.master = None
+                self.links.put(link)
+        if errors:
+            raise PartialFailure(errors)
+
+    def _plug_error(self, code: int, device: str, net: Network) -> str:
+        bridge = self.bridge_name(net.name)
+        if code == errno.EXFULL:
+            return (f"bridge {bridge} of network {net.name} is full: a Linux bridge "
+                    "holds at most 1023 ports (kernel limit)")
+        return f"cannot attach {device} to {bridge}: {rtnl.strerror(code)}"
+
     def plug(self, port: Port, net: Network, device: Device) -> None:
         with self._lock:
             bridge = self._owned_bridge(net.name)
@@ -325,10 +376,15 @@ class LinuxBridgeDriver(Driver):
             mtu = effective_mtu(net)
             if mtu is not None:
                 spec["mtu"] = mtu
-            try:
-                self._ip().link("set", index=link.index, **spec)
-            except NetlinkError as e:
-                raise DriverError(f"cannot attach {device.name} to {bridge.name}: {e}") from e
+            if self._batch is not None:
+                self._batch.append((link, spec, net))
+            else:
+                try:
+                    self._ip().link("set", index=link.index, **spec)
+                except NetlinkError as e:
+                    raise DriverError(self._plug_error(e.code, device.name, net)) from e
+            # Record it now: the event confirms later, and a reconcile in
+            # between must not plug the device again.
             link.master, link.up = bridge.index, True
             if mtu is not None:
                 link.mtu = mtu

@@ -5,40 +5,25 @@ them on every reconcile: a dump of a thousand links costs far more than the
 50 ms a newly appeared tap may wait. A full dump still runs at start and at
 each resync, which repairs anything an event missed.
 
-pyroute2 sockets are bound to the thread that made them, so the monitor
-thread owns its own IPRoute; closing it from :meth:`LinkTable.stop` ends the
-blocking read.
+Events arrive on a raw rtnetlink socket decoded by :mod:`ovsbr.drivers.rtnl`
+(only the fields ovsbr reads); :meth:`LinkTable.stop` wakes the blocked read.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import socket
 import threading
 from collections.abc import Callable
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.rtnl import RTMGRP_LINK
+from ovsbr.drivers import rtnl
+from ovsbr.drivers.rtnl import Link
 
 LOG = logging.getLogger(__name__)
 IFF_UP = 0x1
-AF_UNSPEC = socket.AF_UNSPEC
-
-
-@dataclasses.dataclass
-class Link:
-    index: int
-    name: str
-    kind: str | None
-    master: int | None
-    alias: str | None
-    mtu: int | None
-    mac: str | None
-    up: bool
 
 
 def link_from_msg(msg) -> Link:
+    """A Link from a pyroute2 message (command replies; events use rtnl)."""
     info = msg.get_attr("IFLA_LINKINFO")
     kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
     return Link(
@@ -60,9 +45,12 @@ class LinkTable:
         self._links: dict[int, Link] = {}
         self._lock = threading.Lock()
         self._on_change = on_change
-        self._mon: IPRoute | None = None
+        self._mon: rtnl.RtnlSocket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # Set when events may have been lost (socket overrun under a burst of
+        # thousands of links): the next observe() re-dumps the table.
+        self.stale = False
 
     # -- view ----------------------------------------------------------------
     def snapshot(self) -> dict[int, Link]:
@@ -85,66 +73,71 @@ class LinkTable:
         with self._lock:
             self._links.pop(index, None)
 
-    def refresh(self, ipr: IPRoute) -> None:
-        links = {}
-        for msg in ipr.link("dump"):
-            link = link_from_msg(msg)
-            links[link.index] = link
+    def refresh(self) -> None:
+        sock = rtnl.RtnlSocket()
+        try:
+            links = {link.index: link for link in sock.dump_links()}
+        finally:
+            sock.close()
         with self._lock:
             self._links = links
+        self.stale = False
+
+    def refresh_if_stale(self) -> None:
+        if self.stale:
+            self.refresh()
 
     # -- events --------------------------------------------------------------
     def start(self) -> None:
-        ready = threading.Event()
         self._stopping.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="ovsbr-netlink", daemon=True)
+        self._mon = rtnl.RtnlSocket(groups=rtnl.RTMGRP_LINK)
+        self._thread = threading.Thread(target=self._run, name="ovsbr-netlink", daemon=True)
         self._thread.start()
-        ready.wait(10)
 
     def stop(self) -> None:
         self._stopping.set()
-        mon = self._mon
-        if mon is not None:
-            mon.close()
+        if self._mon is not None:
+            self._mon.wake()
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        if self._mon is not None:
+            self._mon.close()
+            self._mon = None
 
-    def _run(self, ready: threading.Event) -> None:
-        self._mon = IPRoute()
-        try:
-            self._mon.bind(groups=RTMGRP_LINK)
-        finally:
-            ready.set()
+    def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                msgs = self._mon.get()
-            except Exception:  # socket closed under us by stop(), or torn down
-                if not self._stopping.is_set():
-                    LOG.exception("netlink monitor failed; the periodic resync "
-                                  "will repair missed changes")
+                buf = self._mon.recv()
+            except OSError as e:
+                if self._stopping.is_set():
+                    return
+                # ENOBUFS: the kernel dropped events; re-dump before trusting us.
+                LOG.warning("netlink monitor lost events (%s); re-reading all links", e)
+                self.stale = True
+                if self._on_change is not None:
+                    self._on_change("netlink-overrun")
+                continue
+            if buf is None:
                 return
-            if not msgs:
-                return
-            for msg in msgs:
-                self._apply(msg)
+            self._apply(buf)
 
-    def _apply(self, msg) -> None:
-        # AF_BRIDGE messages describe bridge-port state, and their DELLINK
-        # means "left the bridge", not "deleted": only AF_UNSPEC is the link.
-        if msg.get("family", AF_UNSPEC) != AF_UNSPEC:
-            return
-        event = msg.get("event")
-        if event == "RTM_NEWLINK":
-            link = link_from_msg(msg)
-            with self._lock:
-                old = self._links.get(link.index)
-                self._links[link.index] = link
-            if old != link and self._on_change is not None:
-                self._on_change(link.name)
-        elif event == "RTM_DELLINK":
-            with self._lock:
-                old = self._links.pop(msg["index"], None)
-            if old is not None and self._on_change is not None:
-                self._on_change(old.name)
+    def _apply(self, buf: bytes) -> None:
+        changed = []
+        with self._lock:
+            for mtype, _flags, _seq, off, end in rtnl.messages(buf):
+                if mtype not in (rtnl.RTM_NEWLINK, rtnl.RTM_DELLINK):
+                    continue
+                family, link = rtnl.decode_link(buf, off, end)
+                # AF_BRIDGE messages describe bridge-port state, and their
+                # DELLINK means "left the bridge", not "deleted".
+                if family != rtnl.AF_UNSPEC:
+                    continue
+                if mtype == rtnl.RTM_NEWLINK:
+                    if self._links.get(link.index) != link:
+                        self._links[link.index] = link
+                        changed.append(link.name)
+                elif self._links.pop(link.index, None) is not None:
+                    changed.append(link.name)
+        if changed and self._on_change is not None:
+            self._on_change(changed[-1])

@@ -30,6 +30,7 @@ from typing import Any
 from oslo_config import cfg
 from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
+from pyroute2 import IPRoute
 
 from ovsbr.conf.mappings import parse_mappings
 from ovsbr.drivers import names
@@ -96,6 +97,7 @@ class OpenvSwitchDriver(Driver):
         self.app = None
         self.links = LinkTable()
         self._txn = None
+        self._ipr: IPRoute | None = None
         self._lock = threading.RLock()
         self.dpid = datapath_id(self.br_int)
 
@@ -137,10 +139,7 @@ class OpenvSwitchDriver(Driver):
         self._ensure_bridges()
         self.links._on_change = on_event
         self.links.start()
-        from pyroute2 import IPRoute
-
-        with IPRoute() as ipr:
-            self.links.refresh(ipr)
+        self.links.refresh()
 
     def _connect(self, on_event: EventCallback) -> None:
         target = self.ovs.ovsdb_connection
@@ -172,6 +171,9 @@ class OpenvSwitchDriver(Driver):
 
     def stop(self) -> None:
         self.links.stop()
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
         if self.runtime is not None:
             self.runtime.stop()
             self.runtime = None
@@ -180,10 +182,7 @@ class OpenvSwitchDriver(Driver):
             self.conn = None
 
     def resync(self) -> None:
-        from pyroute2 import IPRoute
-
-        with IPRoute() as ipr:
-            self.links.refresh(ipr)
+        self.links.refresh()
 
     # -- OVSDB helpers -----------------------------------------------------------
     @contextlib.contextmanager
@@ -278,6 +277,7 @@ class OpenvSwitchDriver(Driver):
                                          net.segmentation_id or "-", net.mtu or "-"))
 
     def observe(self) -> Observed:
+        self.links.refresh_if_stale()
         observed = Observed()
         on_ovs: set[str] = set()
         with self.conn.lock:
@@ -359,11 +359,10 @@ class OpenvSwitchDriver(Driver):
         link = self.links.by_name(name)
         if link is None or link.up:
             return
-        from pyroute2 import IPRoute
-
+        if self._ipr is None:  # made and used on the agent's reconcile thread
+            self._ipr = IPRoute()
         try:
-            with IPRoute() as ipr:
-                ipr.link("set", index=link.index, state="up")
+            self._ipr.link("set", index=link.index, state="up")
         except Exception as e:  # the device may vanish under us
             raise DriverError(f"cannot bring {name} up: {e}") from e
 

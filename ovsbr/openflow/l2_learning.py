@@ -33,6 +33,60 @@ from ovsbr.openflow.learning import FLAP, MOVED, NEW, MacTable
 LOG = logging.getLogger(__name__)
 
 
+# Placeholders that cannot occur elsewhere in a flow-mod: the template is
+# encoded once by os-ken with these values, and learned flows are rendered by
+# writing the real values at the placeholders' offsets.
+_PH_MAC = "0a:bb:cc:dd:ee:0f"
+_PH_PORT = 0x7EADBEEF
+_PH_LID = 0xABC
+_PH_COOKIE = 0x0123456789ABCDEF
+_PH_VID = 0x0ABD
+
+
+def _offsets(buf: bytes, needle: bytes) -> list[int]:
+    found, start = [], 0
+    while (i := buf.find(needle, start)) >= 0:
+        found.append(i)
+        start = i + 1
+    return found
+
+
+class FlowTemplate:
+    """A serialized flow-mod with slots for (cookie, lid, mac, port[, vid]).
+
+    Learning installs two flow-mods per new MAC; encoding them through
+    os-ken's OFPMatch/OFPFlowMod (MAC text conversion, OXM normalisation)
+    cost more than everything else in the packet-in path. The template is
+    os-ken's own encoding, so the wire format stays the library's.
+    """
+
+    def __init__(self, buf: bytes):
+        self.buf = bytearray(buf)
+        self.cookie = _offsets(buf, _PH_COOKIE.to_bytes(8, "big"))
+        self.mac = _offsets(buf, bytes.fromhex(_PH_MAC.replace(":", "")))
+        self.port = _offsets(buf, _PH_PORT.to_bytes(4, "big"))
+        self.lid = _offsets(buf, (_PH_LID).to_bytes(8, "big"))
+        self.vid = _offsets(buf, (_PH_VID | pl.OFPVID_PRESENT).to_bytes(2, "big"))
+        assert self.cookie and self.mac and self.port and self.lid, "template slots not found"
+
+    def render(self, xid: int, cookie: int, lid: int, mac: bytes, port: int,
+               vid: int | None = None) -> bytes:
+        b = bytearray(self.buf)
+        b[4:8] = xid.to_bytes(4, "big")
+        for o in self.cookie:
+            b[o:o + 8] = cookie.to_bytes(8, "big")
+        for o in self.lid:
+            b[o:o + 8] = lid.to_bytes(8, "big")
+        for o in self.mac:
+            b[o:o + 6] = mac
+        for o in self.port:
+            b[o:o + 4] = port.to_bytes(4, "big")
+        if vid is not None:
+            for o in self.vid:
+                b[o:o + 2] = (vid | pl.OFPVID_PRESENT).to_bytes(2, "big")
+        return bytes(b)
+
+
 class BridgeState:
     """What the app wants on one bridge and what it knows is there."""
 
@@ -162,6 +216,38 @@ class L2LearningApp(app_manager.OSKenApp):
         buckets = [parser.OFPBucket(actions=[self._action(dp, a) for a in acts])
                    for acts in group.buckets]
         return parser.OFPGroupMod(dp, command, ofp.OFPGT_ALL, group.group_id, buckets)
+
+    def _templates(self, dp) -> dict:
+        """Learned-flow templates for this switch, built once per connection."""
+        cached = getattr(dp, "_ovsbr_templates", None)
+        if cached is not None:
+            return cached
+        aging = self.mac_aging_time
+        saved, self.generation = self.generation, 0
+
+        def encode(flow: pl.Flow) -> bytes:
+            msg = self._flow_mod(dp, flow)
+            msg.cookie = _PH_COOKIE
+            dp.set_xid(msg)
+            msg.serialize()
+            return bytes(msg.buf)
+
+        try:
+            cached = {
+                "src": FlowTemplate(encode(pl.learned_src(_PH_LID, _PH_MAC, _PH_PORT, aging))),
+                "dst": FlowTemplate(encode(pl.learned_dst(_PH_LID, _PH_MAC, _PH_PORT, None,
+                                                          aging * 2))),
+                "dst_vlan": FlowTemplate(encode(pl.learned_dst(_PH_LID, _PH_MAC, _PH_PORT,
+                                                               _PH_VID, aging * 2))),
+            }
+        finally:
+            self.generation = saved
+        dp._ovsbr_templates = cached
+        return cached
+
+    def _next_xid(self, dp) -> int:
+        dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID
+        return dp.xid
 
     @staticmethod
     def _send(dp, msgs: list) -> None:
@@ -305,17 +391,18 @@ class L2LearningApp(app_manager.OSKenApp):
                             "damped for %ss", mac, br.name, lid, table.damp_time)
             if verdict not in (NEW, MOVED):
                 return
-            msgs = []
             if verdict == MOVED:
-                msgs.append(self._delete_strict(dp, pl.learned_src(lid, mac, old_port, 0)))
+                self._send(dp, [self._delete_strict(dp, pl.learned_src(lid, mac, old_port, 0))])
             vid = None
             uplink = br.uplinks.get((in_port, lid))
             if uplink is not None:
                 vid = uplink.vid
-            aging = self.mac_aging_time
-            msgs.append(self._flow_mod(dp, pl.learned_src(lid, mac, in_port, aging)))
-            msgs.append(self._flow_mod(dp, pl.learned_dst(lid, mac, in_port, vid, aging * 2)))
-            self._send(dp, msgs)
+            tpl = self._templates(dp)
+            cookie = pl.cookie(self.generation, pl.KIND_LEARNED)
+            raw = data[6:12]
+            dst = tpl["dst"] if vid is None else tpl["dst_vlan"]
+            dp.send(tpl["src"].render(self._next_xid(dp), cookie, lid, raw, in_port) +
+                    dst.render(self._next_xid(dp), cookie, lid, raw, in_port, vid))
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev):

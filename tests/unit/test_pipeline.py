@@ -57,3 +57,34 @@ def test_static_flows_have_unique_keys_and_one_group_per_network():
     assert sorted(g.group_id for g in groups) == [1, 2]
     g2 = next(g for g in groups if g.group_id == 2)
     assert len(g2.buckets) == 2  # port 3 and the trunk: never network 1's ports
+
+
+def test_flow_template_renders_exactly_what_os_ken_encodes():
+    """The learned-flow fast path must produce os-ken's bytes, field for field."""
+    from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+
+    from ovsbr.openflow.l2_learning import L2LearningApp
+
+    class FakeDatapath:
+        ofproto, ofproto_parser = ofproto_v1_3, ofproto_v1_3_parser
+        xid = 7
+
+        def set_xid(self, msg):
+            self.xid += 1
+            msg.set_xid(self.xid)
+
+    app = L2LearningApp.__new__(L2LearningApp)
+    app.generation, app.mac_aging_time = 0x1234, 300
+    dp = FakeDatapath()
+    tpl = app._templates(dp)
+    mac = "52:54:00:aa:bb:cc"
+    for kind, flow, vid in (
+            ("src", pl.learned_src(42, mac, 17, 300), None),
+            ("dst", pl.learned_dst(42, mac, 17, None, 600), None),
+            ("dst_vlan", pl.learned_dst(42, mac, 17, 100, 600), 100)):
+        want = app._flow_mod(dp, flow)
+        want.set_xid(99)
+        want.serialize()
+        got = tpl[kind].render(99, pl.cookie(0x1234, flow.kind), 42,
+                               bytes.fromhex(mac.replace(":", "")), 17, vid)
+        assert got == bytes(want.buf), kind

@@ -1,0 +1,203 @@
+"""L2 learning: how fast new source MACs are learned, and that no frame waits.
+
+A sender VM emits K broadcast frames, each from a new source MAC, through a
+raw socket; a receiver VM counts what arrives. Three controllers of the same
+netdev bridge, same traffic:
+
+ovsbr       ovsbr's pipeline and os-ken app: learned = source flows in ETH_SRC
+NORMAL      OVS's own learning, no controller: learned = ``fdb/stats-show``
+testctl     Open vSwitch's C learning controller ``ovs-testcontroller``; it
+            floods unknown destinations by packet-out, so delivery waits on it
+
+Reported: MACs learned per second (time until all K are in the table),
+frames delivered out of K, and first-ping latency (first RTT minus steady).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from bench import common
+from ovsbr.testing import ovs_sandbox
+from ovsbr.testing.agent import Agent
+from ovsbr.testing.netns import NetEnv, run, wait_for  # noqa: F401
+
+K = 5000
+OFFERED_PPS = int(os.environ.get("OVSBR_BENCH_PPS", "10000"))  # new MACs/s offered
+ETHERTYPE = 0x88B5  # IEEE local experimental: no host stack reacts to it
+
+SENDER = """
+import socket, struct, sys, time
+k, ethertype, pps = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+frames = [b"\\xff" * 6 + bytes([0x52, 0x54, 0x02, i >> 16 & 255, i >> 8 & 255, i & 255])
+          + struct.pack("!H", ethertype) + b"\\0" * 46 for i in range(k)]
+t0 = time.perf_counter()
+for i, f in enumerate(frames):
+    s.send(f)
+    if i % 50 == 49:  # paced: a real burst of new VMs, not a flood the NIC drops
+        ahead = t0 + (i + 1) / pps - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)
+print(time.perf_counter() - t0)
+"""
+
+RECEIVER = """
+import socket, sys, time, select
+ethertype = int(sys.argv[1])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
+s.bind(("eth0", 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+print("ready", flush=True)
+n, last = 0, None
+while True:
+    r, _, _ = select.select([s], [], [], 3.0)
+    if not r:
+        break
+    s.recv(2048)
+    n += 1
+    last = time.time()
+print(n, last)
+"""
+
+
+def count_learned(kind: str, ovs, bridge: str) -> int:
+    if kind == "ovsbr":
+        out = ovs.ofctl("dump-aggregate", bridge, "table=1").stdout
+        return max(0, int(re.search(r"flow_count=(\d+)", out).group(1)) - 1)
+    if kind == "normal":
+        out = ovs.appctl("fdb/stats-show", bridge).stdout
+        return int(re.search(r"Current/maximum MAC entries in the table: (\d+)", out).group(1))
+    return -1  # ovs-testcontroller keeps its table to itself
+
+
+def settle(count, target: int, t0: float, quiet: float = 3.0) -> tuple[int, float]:
+    """Poll ``count`` until it reaches ``target`` or stops growing for ``quiet`` s.
+
+    Returns (last count, seconds from t0 to the last growth).
+    """
+    last, last_t = count(), time.perf_counter()
+    while last < target and time.perf_counter() - last_t < quiet:
+        time.sleep(0.02)
+        now = count()
+        if now != last:
+            last, last_t = now, time.perf_counter()
+    return last, last_t - t0
+
+
+def first_ping(vm1, vm2) -> float:
+    """First RTT (cold: unknown MACs) minus the steady RTT, in ms."""
+    for vm in (vm1, vm2):
+        vm.exec(["ip", "neigh", "flush", "all"], check=False)
+    first = vm1.exec(["ping", "-n", "-c", "1", "-W", "2", vm2.ip], check=False).stdout
+    steady = vm1.exec(["ping", "-n", "-q", "-c", "10", "-i", "0.02", vm2.ip]).stdout
+    rtt1 = float(re.search(r"time=([\d.]+)", first).group(1)) if "time=" in first else -1
+    avg = float(steady.strip().splitlines()[-1].split("=")[1].split("/")[1])
+    return rtt1 - avg
+
+
+def run_case(kind: str, ovs, tmp: str) -> dict:
+    bridge = f"bl{kind[:4]}"
+    result: dict = {"controller": kind, "k": K}
+    with NetEnv("bl") as env:
+        vm1, vm2 = env.vm("a", 1, offload_off=True), env.vm("b", 2, offload_off=True)
+        agent = proc = None
+        try:
+            if kind == "ovsbr":
+                agent = Agent(os.path.join(tmp, "agent"), {
+                    "DEFAULT": {"driver": "openvswitch"},
+                    "ovs": {"ovsdb_connection": ovs.connection, "integration_bridge": bridge,
+                            "datapath_type": "netdev", "of_listen_port": 16635},
+                    "openflow": {"max_macs_per_port": K * 2, "packet_in_rate": 50000}})
+                agent.cli("network", "create", "n1", "--type", "local")
+                for p, vm in (("p1", vm1), ("p2", vm2)):
+                    agent.cli("port", "create", p, "--network", "n1", "--device", vm.tap)
+                agent.start()
+                agent.wait_ports(["p1", "p2"])
+            else:
+                ovs.vsctl("add-br", bridge, "--", "set", "bridge", bridge,
+                          "datapath_type=netdev", "other_config:mac-table-size=100000")
+                for vm in (vm1, vm2):
+                    ovs.vsctl("add-port", bridge, vm.tap)
+                    run(["ip", "link", "set", vm.tap, "up"])
+                if kind == "testctl":
+                    proc = subprocess.Popen(["ovs-testcontroller", "ptcp:16636:127.0.0.1"],
+                                            stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL, env=ovs._env())
+                    ovs.vsctl("set-fail-mode", bridge, "secure")
+                    ovs.vsctl("set-controller", bridge, "tcp:127.0.0.1:16636")
+                    wait_for(lambda: re.search(r"is_connected\s*:\s*true", ovs.vsctl(
+                        "list", "Controller").stdout), 10, what="testcontroller connected")
+            assert vm1.can_ping(vm2.ip), f"{kind}: VMs do not talk"
+            result["first_packet_extra_ms"] = first_ping(vm1, vm2)
+            before = count_learned(kind, ovs, bridge)
+            receiver = vm2.popen([shutil.which("python3") or "python3", "-c", RECEIVER,
+                                  str(ETHERTYPE)], stdout=subprocess.PIPE, text=True)
+            receiver.stdout.readline()
+            t0 = time.perf_counter()
+            send_s = float(vm1.exec(["python3", "-c", SENDER, str(K), str(ETHERTYPE),
+                                     str(OFFERED_PPS)]).stdout)
+            learned_s = learned = None
+            if kind != "testctl":
+                learned, learned_s = settle(lambda: count_learned(kind, ovs, bridge) - before,
+                                            K, t0)
+                result["learned"] = learned
+            out = receiver.communicate(timeout=120)[0].split()
+            delivered, last = int(out[0]), float(out[1]) if out[1] != "None" else None
+            result.update(send_s=send_s, offered_pps=K / send_s, delivered=delivered)
+            if learned_s:
+                result.update(learn_s=learned_s, macs_per_s=learned / learned_s)
+            if last is not None:
+                result["delivery_s"] = last - (time.time() - (time.perf_counter() - t0))
+            if agent is not None:
+                time.sleep(2.5)
+                table = agent.cli_json("mac-table").get("testhost", {}).get(bridge, {})
+                result["packet_ins"] = table.get("counters", {}).get("packet_ins")
+        finally:
+            if agent is not None:
+                agent.stop()
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+            ovs.vsctl("--if-exists", "del-br", bridge, check=False)
+    return result
+
+
+def main() -> dict:
+    reason = ovs_sandbox.available()
+    if reason:
+        print(f"learning benchmark skipped: {reason}")
+        return {}
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ovsbr-bench-l2-") as tmp:
+        ovs = ovs_sandbox.OvsSandbox(os.path.join(tmp, "ovs")).start()
+        try:
+            kinds = ["ovsbr", "normal"]
+            if shutil.which("ovs-testcontroller"):
+                kinds.append("testctl")
+            for kind in kinds:
+                try:
+                    results.append(run_case(kind, ovs, tmp))
+                except (TimeoutError, AssertionError, OSError) as e:
+                    results.append({"controller": kind, "k": K, "delivered": 0,
+                                    "error": str(e)})
+                print(f"  {kind}: {results[-1]}", flush=True)
+        finally:
+            ovs.stop()
+    rows = [[r["controller"], r["k"], r.get("offered_pps", 0), r.get("learned", "-"),
+             r.get("macs_per_s", "-"),
+             f"{r['delivered']}/{r['k']}", r.get("first_packet_extra_ms", "-"),
+             r.get("packet_ins", "-")] for r in results]
+    print(common.table(f"L2 learning: {K} new source MACs, broadcast frames "
+                       "(target >= 5000 MACs/s; delivered = offered)",
+                       ["controller", "K", "offered pps", "learned", "MACs learned/s",
+                        "delivered",
+                        "first-packet extra ms", "packet-ins"], rows))
+    print("JSON:", common.write("learning", {"benchmark": "learning", "results": results}))
+    return {"results": results}

@@ -1,0 +1,279 @@
+"""Port wiring: bulk, single-port latency and restart, both drivers, vs baselines.
+
+bulk      N devices exist and the agent runs; one ``ovsbr apply`` declares N
+          ports; time until the agent reports all N bound. Baselines: one
+          ``ip link set DEV master BR`` (linuxbridge) or one ``ovs-vsctl
+          add-port BR DEV tag=V`` (openvswitch) per port, what hand-written
+          scripts and older agents do.
+single    with N ports wired, 200 more declared, their devices created one by
+          one; latency from the device's creation to the agent's report.
+restart   the agent is stopped (SIGTERM) and started again with N ports wired;
+          time until the new agent reports all bound, and pings lost by a
+          steady 20/s stream between two VMs across it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+from bench import common
+from ovsbr.model import Topology
+from ovsbr.store.file import FileStore
+from ovsbr.testing import ovs_sandbox
+from ovsbr.testing.agent import Agent
+from ovsbr.testing.netns import NetEnv, run, wait_for
+
+SINGLE = 200
+
+
+def ip_batch(lines: list[str]) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".ip", delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        run(["ip", "-force", "-batch", f.name], check=False, timeout=300)
+    finally:
+        os.unlink(f.name)
+
+
+def make_devices(names: list[str]) -> None:
+    ip_batch([f"link add {n} type veth peer name {n}p" for n in names])
+
+
+def delete_devices(names: list[str]) -> None:
+    ip_batch([f"link del {n}" for n in names])
+
+
+class StatusWatch:
+    """Follow the agent's status.json: cheap stat polling, parse on change."""
+
+    def __init__(self, agent: Agent):
+        self.path = os.path.join(agent.state_path, "status.json")
+        self.key = None
+        self.ports: dict = {}
+
+    def poll(self) -> dict:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return self.ports
+        key = (st.st_ino, st.st_mtime_ns)
+        if key != self.key:
+            try:
+                with open(self.path) as f:
+                    hosts = json.load(f)["hosts"]
+                self.ports = next(iter(hosts.values())).get("ports", {})
+                self.key = key
+            except (ValueError, KeyError, OSError):
+                pass
+        return self.ports
+
+    def bound(self, names) -> bool:
+        ports = self.poll()
+        return all(ports.get(n, {}).get("status") == "bound" for n in names)
+
+
+class Datapath:
+    name = "?"
+
+    def __init__(self, prefix: str, workdir: str):
+        self.prefix = prefix
+        self.workdir = workdir
+
+    def agent(self) -> Agent:
+        return Agent(os.path.join(self.workdir, f"agent-{time.monotonic_ns()}"),
+                     self.sections())
+
+
+class LinuxBridge(Datapath):
+    name = "linuxbridge"
+
+    def sections(self):
+        return {"DEFAULT": {"driver": "linuxbridge", "resync_interval": 300},
+                "linux_bridge": {"bridge_prefix": "bb-"}}
+
+    def baseline(self, devices: list[str]) -> float:
+        bridge = f"{self.prefix}base"
+        run(["ip", "link", "add", bridge, "type", "bridge"])
+        try:
+            t0 = time.perf_counter()
+            for dev in devices:
+                subprocess.run(["ip", "link", "set", "dev", dev, "master", bridge], check=True)
+            return time.perf_counter() - t0
+        finally:
+            run(["ip", "link", "del", bridge], check=False)
+
+    baseline_name = "ip link set DEV master BR, per port"
+
+    def cleanup(self) -> None:
+        out = run(["ip", "-o", "link", "show", "type", "bridge"]).stdout
+        for line in out.splitlines():
+            name = line.split(":")[1].strip()
+            if name.startswith("bb-bench"):
+                run(["ip", "link", "del", name], check=False)
+
+
+class OpenvSwitch(Datapath):
+    name = "openvswitch"
+    baseline_name = "ovs-vsctl add-port BR DEV tag=V, per port"
+
+    def __init__(self, prefix, workdir, ovs):
+        super().__init__(prefix, workdir)
+        self.ovs = ovs
+        self.br = f"{prefix}int"
+
+    def sections(self):
+        return {"DEFAULT": {"driver": "openvswitch", "resync_interval": 300},
+                "ovs": {"ovsdb_connection": self.ovs.connection, "integration_bridge": self.br,
+                        "datapath_type": "netdev", "of_listen_port": 16633}}
+
+    def baseline(self, devices: list[str]) -> float:
+        bridge = f"{self.prefix}base"
+        self.ovs.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev")
+        try:
+            t0 = time.perf_counter()
+            for dev in devices:
+                self.ovs.vsctl("add-port", bridge, dev, "tag=100")
+            return time.perf_counter() - t0
+        finally:
+            self.ovs.vsctl("--if-exists", "del-br", bridge, check=False)
+
+    def cleanup(self) -> None:
+        self.ovs.vsctl("--if-exists", "del-br", self.br, check=False)
+
+
+PORTS_PER_NETWORK = 100  # a Linux bridge holds at most 1023 ports anyway
+
+
+def declare(agent: Agent, ports: list[tuple[str, str]]) -> None:
+    """One atomic store write, in-process: the clock measures the agent only."""
+    nets = max(1, -(-len(ports) // PORTS_PER_NETWORK))
+    topo = Topology.from_dict({
+        "networks": [{"name": f"bench{i}", "type": "local"} for i in range(nets)],
+        "ports": [{"name": p, "network": f"bench{i // PORTS_PER_NETWORK}", "device": d}
+                  for i, (p, d) in enumerate(ports)]})
+
+    def change(t):
+        t.networks, t.ports = topo.networks, topo.ports
+    FileStore(path=agent.state_path).update(change)
+
+
+def bench_one(dp: Datapath, n: int, env: NetEnv) -> dict:
+    devices = [f"{dp.prefix}{i}" for i in range(n)]
+    extra = [f"{dp.prefix}s{i}" for i in range(SINGLE)]
+    make_devices(devices)
+    result: dict = {"driver": dp.name, "n": n}
+    agent = dp.agent()
+    try:
+        # Two real VMs for the restart ping stream.
+        vm1, vm2 = env.vm("a", 1, offload_off=True), env.vm("b", 2, offload_off=True)
+        declare(agent, [])
+        agent.start()
+        wait_for(lambda: os.path.exists(os.path.join(agent.state_path, "status.json")), 30,
+                 what="agent up")
+        time.sleep(0.5)
+        result["rss_mb_0_ports"] = common.rss_mb(agent.proc.pid)
+        ports = [("vm1", vm1.tap), ("vm2", vm2.tap)]  # same network: they ping
+        ports += [(f"p{i}", d) for i, d in enumerate(devices)]
+        watch = StatusWatch(agent)
+        t0 = time.perf_counter()
+        declare(agent, ports)
+        wait_for(lambda: watch.bound([p for p, _ in ports]), 600, interval=0.005,
+                 what=f"{n} ports bound")
+        bulk = time.perf_counter() - t0
+        result.update(bulk_s=bulk, bulk_ports_per_s=(n + 2) / bulk)
+        time.sleep(1.0)
+        result["rss_mb_n_ports"] = common.rss_mb(agent.proc.pid)
+
+        # single: 200 more ports, declared first, devices one by one.
+        declare(agent, ports + [(f"s{i}", d) for i, d in enumerate(extra)])
+        time.sleep(1.0)
+        lat = []
+        for i, dev in enumerate(extra):
+            run(["ip", "link", "add", dev, "type", "veth", "peer", "name", f"{dev}p"])
+            t0 = time.perf_counter()
+            wait_for(lambda i=i: watch.bound([f"s{i}"]), 30, interval=0.0005,
+                     what=f"port s{i}")
+            lat.append((time.perf_counter() - t0) * 1000)
+        result.update(single_p50_ms=common.percentile(lat, 50),
+                      single_p95_ms=common.percentile(lat, 95),
+                      single_p99_ms=common.percentile(lat, 99))
+
+        # restart under a steady ping stream.
+        assert vm1.can_ping(vm2.ip), "restart scenario: VMs do not talk"
+        stream = vm1.popen(["ping", "-n", "-q", "-i", "0.05", "-w", "12", vm2.ip],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(1)
+        agent.stop(signal.SIGTERM)
+        os.unlink(watch.path)
+        t0 = time.perf_counter()
+        agent.start()
+        watch = StatusWatch(agent)
+        all_ports = [p for p, _ in ports] + [f"s{i}" for i in range(SINGLE)]
+        wait_for(lambda: watch.bound(all_ports), 300, interval=0.005, what="adopted")
+        result["restart_adopt_s"] = time.perf_counter() - t0
+        out = stream.communicate(timeout=60)[0]
+        sent = int(out.split(" packets transmitted")[0].split()[-1])
+        got = int(out.split(" received")[0].split()[-1])
+        result["restart_pings_lost"] = sent - got
+        result["restart_pings_sent"] = sent
+    except BaseException:
+        print(agent.tail(40))
+        raise
+    finally:
+        agent.stop()
+        dp.cleanup()
+        delete_devices(devices + extra)
+    # Baseline on fresh devices (the ones above are gone).
+    make_devices(devices)
+    try:
+        result["baseline_s"] = dp.baseline(devices)
+        result["baseline_ports_per_s"] = n / result["baseline_s"]
+        result["speedup_vs_baseline"] = result["baseline_s"] / result["bulk_s"]
+    finally:
+        delete_devices(devices)
+    return result
+
+
+def main(sizes: list[int], drivers: list[str]) -> dict:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ovsbr-bench-") as tmp:
+        ovs = None
+        try:
+            for name in drivers:
+                if name == "openvswitch":
+                    reason = ovs_sandbox.available()
+                    if reason:
+                        print(f"  openvswitch skipped: {reason}")
+                        continue
+                    ovs = ovs or ovs_sandbox.OvsSandbox(os.path.join(tmp, "ovs")).start()
+                for n in sizes:
+                    with NetEnv("bw") as env:
+                        dp = (OpenvSwitch("bw", tmp, ovs) if name == "openvswitch"
+                              else LinuxBridge("bw", tmp))
+                        r = bench_one(dp, n, env)
+                        print(f"  {name} N={n}: bulk {r['bulk_s']:.2f}s, "
+                              f"baseline {r['baseline_s']:.2f}s", flush=True)
+                        results.append(r)
+        finally:
+            if ovs is not None:
+                ovs.stop()
+    cols = ["driver", "N", "bulk s", "ports/s", "baseline s", "ovsbr/baseline speed",
+            "single p50 ms", "p95", "p99", "restart adopt s", "pings lost",
+            "RSS MB 0", "RSS MB N"]
+    rows = [[r["driver"], r["n"], r["bulk_s"], r["bulk_ports_per_s"], r["baseline_s"],
+             r["speedup_vs_baseline"], r["single_p50_ms"], r["single_p95_ms"],
+             r["single_p99_ms"], r["restart_adopt_s"],
+             f"{r['restart_pings_lost']}/{r['restart_pings_sent']}",
+             r["rss_mb_0_ports"], r["rss_mb_n_ports"]] for r in results]
+    print(common.table("Port wiring (targets: 1000 ports < 3 s; single p99 < 50 ms; "
+                       "restart loses 0; RSS < 150 MB at 1000)", cols, rows))
+    data = {"benchmark": "wiring", "baselines": {
+        "linuxbridge": LinuxBridge.baseline_name, "openvswitch": OpenvSwitch.baseline_name},
+        "results": results}
+    print("JSON:", common.write("wiring", data))
+    return data
