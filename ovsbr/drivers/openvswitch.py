@@ -278,8 +278,16 @@ class OpenvSwitchDriver(Driver):
 
     def observe(self) -> Observed:
         self.links.refresh_if_stale()
+        with self.conn.lock:
+            gone = self._bridge_row(self.br_int) is None
+        if gone:
+            # Deleted by hand (or never made): rebuild it; the taps it held
+            # are kernel devices again and the reconciler re-plugs them.
+            LOG.warning("integration bridge %s is missing; recreating it", self.br_int)
+            self._ensure_bridges()
         observed = Observed()
         on_ovs: set[str] = set()
+        kernel = {link.name: link.up for link in self.links.snapshot().values()}
         with self.conn.lock:
             br = self._bridge_row(self.br_int)
             for row in self._rows("Interface"):
@@ -295,10 +303,18 @@ class OpenvSwitchDriver(Driver):
                 for iface in port.interfaces:
                     if iface.type in ("patch", "internal"):
                         continue
+                    if not iface.type and iface.name not in kernel:
+                        # The tap is gone (VM destroyed) but its row stays:
+                        # the port waits for its device again.
+                        continue
+                    # A tap that is down (e.g. recreated under the same name)
+                    # is not wired yet: plugging brings it up and makes
+                    # ovs-vswitchd reopen it.
+                    wired = iface.type or kernel.get(iface.name, False)
                     observed.devices[iface.name] = Device(
                         name=iface.name, mac=iface.external_ids.get("attached-mac"),
                         iface_id=iface.external_ids.get("iface-id"),
-                        network=port.external_ids.get(PORT_NET))
+                        network=port.external_ids.get(PORT_NET) if wired else None)
         for link in self.links.snapshot().values():
             if link.name in on_ovs or link.name == "lo" or link.kind in (
                     "openvswitch", "bridge") or link.name in observed.devices:
@@ -336,8 +352,17 @@ class OpenvSwitchDriver(Driver):
         with self._lock, self.batch():
             with self.conn.lock:
                 known = any(r.name == device.name for r in self._rows("Interface"))
+                row = next((p for p in self._rows("Port") if p.name == device.name), None)
+                ours = row is not None and row.external_ids.get(ADDED) == "true"
+            link = self.links.by_name(device.name)
+            if known and ours and link is not None and not link.up:
+                # Our port, but its tap was deleted and created again under
+                # the same name: ovs-vswitchd keeps the old device open until
+                # the port is re-added.
+                self.api.del_port(device.name, if_exists=True).execute(check_error=True)
+                known = False
+            self._link_up(device.name)
             if not known:
-                self._link_up(device.name)
                 self._add(self.api.add_port(self.br_int, device.name, may_exist=True))
                 port_ids = {PORT_NET: net.name, PORT_NAME: port.name, ADDED: "true",
                             OWNED: "true"}

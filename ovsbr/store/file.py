@@ -50,6 +50,10 @@ class FileStore(Store):
             return Topology()
         except OSError as e:
             raise StoreError(f"store {self.path}: cannot read: {e.strerror}") from e
+        except UnicodeDecodeError as e:
+            raise StoreError(f"store {self.path}: not UTF-8 text ({e.reason} at byte "
+                             f"{e.start}); fix or restore the file, ovsbr will not write "
+                             "over it") from e
         try:
             data = json.loads(text)
         except ValueError as e:

@@ -77,6 +77,17 @@ class Harness:
         self.agents.append(agent)
         return agent
 
+    def two_vms(self, **agent_opts):
+        """An agent with one local network n1 and VMs a (p1) and b (p2) wired on it."""
+        agent = self.agent(**agent_opts)
+        agent.cli("network", "create", "n1", "--type", "local")
+        vm1, vm2 = self.vm("a", 1), self.vm("b", 2)
+        agent.cli("port", "create", "p1", "--network", "n1", "--device", vm1.tap)
+        agent.cli("port", "create", "p2", "--network", "n1", "--device", vm2.tap)
+        agent.start()
+        agent.wait_ports(["p1", "p2"])
+        return agent, vm1, vm2
+
     def vm(self, role: str, host_id: int, **kw):
         return self.env.vm(role, host_id, offload_off=self.offload_off, **kw)
 
@@ -122,6 +133,12 @@ class LinuxBridgeHarness(Harness):
 
     def detach_by_hand(self, tap: str) -> None:
         run(["ip", "link", "set", "dev", tap, "nomaster"])
+
+    def delete_bridge_by_hand(self, network: str) -> None:
+        out = run(["ip", "-o", "-d", "link", "show", "type", "bridge"]).stdout
+        for line in out.splitlines():
+            if f"alias ovsbr:net={network} " in line:
+                run(["ip", "link", "del", line.split(":")[1].strip()])
 
     def supports_vlan(self) -> bool:
         """Probe the kernel ourselves: the test must not trust the driver's word."""

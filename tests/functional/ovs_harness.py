@@ -43,6 +43,9 @@ class OvsHarness(Harness):
     def detach_by_hand(self, tap: str) -> None:
         self.ovs.vsctl("del-port", tap)
 
+    def delete_bridge_by_hand(self, network: str) -> None:
+        self.ovs.vsctl("del-br", self.br_int)
+
     def device_exists(self, name: str) -> bool:
         return link_exists(name)
 

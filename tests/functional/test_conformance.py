@@ -93,13 +93,7 @@ def test_port_declared_after_device_is_wired(datapath):
 
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
 def test_agent_restart_keeps_traffic_flowing(datapath, how):
-    agent = datapath.agent()
-    agent.cli("network", "create", "n1", "--type", "local")
-    vm1, vm2 = datapath.vm("a", 1), datapath.vm("b", 2)
-    agent.cli("port", "create", "p1", "--network", "n1", "--device", vm1.tap)
-    agent.cli("port", "create", "p2", "--network", "n1", "--device", vm2.tap)
-    agent.start()
-    agent.wait_ports(["p1", "p2"])
+    agent, vm1, vm2 = datapath.two_vms()
     assert vm1.can_ping(vm2.ip)
     # 10 pings/s; the kill -9 case runs 15 s of them across the restart.
     count = "150" if how == "kill9" else "60"
@@ -119,13 +113,7 @@ def test_agent_restart_keeps_traffic_flowing(datapath, how):
 
 
 def test_drift_is_repaired(datapath):
-    agent = datapath.agent()
-    agent.cli("network", "create", "n1", "--type", "local")
-    vm1, vm2 = datapath.vm("a", 1), datapath.vm("b", 2)
-    agent.cli("port", "create", "p1", "--network", "n1", "--device", vm1.tap)
-    agent.cli("port", "create", "p2", "--network", "n1", "--device", vm2.tap)
-    agent.start()
-    agent.wait_ports(["p1", "p2"])
+    agent, vm1, vm2 = datapath.two_vms()
     datapath.detach_by_hand(vm1.tap)
     wait_for(lambda: datapath.wired_into(vm1.tap) == "n1", 10, what="re-wired after drift")
     assert vm1.can_ping(vm2.ip)

@@ -19,17 +19,6 @@ def ovsh(env, tmp_path, ovs):
     harness.cleanup()
 
 
-def _two_vms(h, net_args=("--type", "local"), **agent_opts):
-    agent = h.agent(**agent_opts)
-    agent.cli("network", "create", "n1", *net_args)
-    vm1, vm2 = h.vm("a", 1), h.vm("b", 2)
-    agent.cli("port", "create", "p1", "--network", "n1", "--device", vm1.tap)
-    agent.cli("port", "create", "p2", "--network", "n1", "--device", vm2.tap)
-    agent.start()
-    agent.wait_ports(["p1", "p2"])
-    return agent, vm1, vm2
-
-
 def _miss_packets(h) -> int:
     """Frames that went to the controller: the ETH_SRC table-miss counter."""
     for line in h.ovs.flows(h.br_int):
@@ -70,7 +59,7 @@ def test_interface_plugged_by_libvirt_with_only_iface_id_is_wired(ovsh):
 
 
 def test_bridges_are_secure_and_point_at_the_agent(ovsh):
-    agent, vm1, vm2 = _two_vms(ovsh)
+    agent, vm1, vm2 = ovsh.two_vms()
     br = ovsh.br_int
     assert ovsh.ovs.get("Bridge", br, "fail_mode") == "secure"
     assert ovsh.ovs.get("Bridge", br, "datapath_type") == "netdev"
@@ -85,7 +74,7 @@ def test_bridges_are_secure_and_point_at_the_agent(ovsh):
 
 
 def test_learned_macs_age_out_and_the_table_follows(ovsh):
-    agent, vm1, vm2 = _two_vms(ovsh, openflow={"mac_aging_time": 10})
+    agent, vm1, vm2 = ovsh.two_vms(openflow={"mac_aging_time": 10})
     assert vm1.can_ping(vm2.ip)
     wait_for(lambda: _learned(ovsh, vm1.mac), 5, what="learned")
     # Silence both VMs (no ARP refresh, no IPv6 chatter) and wait for aging.
@@ -101,7 +90,7 @@ def test_learned_macs_age_out_and_the_table_follows(ovsh):
 
 
 def test_malformed_packet_ins_are_counted_and_forwarding_goes_on(ovsh):
-    agent, vm1, vm2 = _two_vms(ovsh)
+    agent, vm1, vm2 = ovsh.two_vms()
     # Group (multicast) source MACs and a runt frame: unusable for learning.
     vm1.scapy("sendp([Ether(src='01:00:5e:00:00:0%d' % i, dst='ff:ff:ff:ff:ff:ff')/"
               "Raw(b'x'*30) for i in range(5)], iface='eth0')\n"
@@ -115,7 +104,7 @@ def test_malformed_packet_ins_are_counted_and_forwarding_goes_on(ovsh):
 
 
 def test_learning_keeps_later_frames_off_the_controller(ovsh):
-    agent, vm1, vm2 = _two_vms(ovsh)
+    agent, vm1, vm2 = ovsh.two_vms()
     assert vm1.can_ping(vm2.ip)
     wait_for(lambda: _learned(ovsh, vm1.mac) and _learned(ovsh, vm2.mac), 5,
              what="learned flows for both VMs")
@@ -132,7 +121,7 @@ def test_learning_keeps_later_frames_off_the_controller(ovsh):
 
 def test_source_is_learned_even_when_destination_is_known(ovsh):
     """simple_switch_13's bug: it stops learning sources behind known destinations."""
-    agent, vm1, vm2 = _two_vms(ovsh)
+    agent, vm1, vm2 = ovsh.two_vms()
     assert vm1.can_ping(vm2.ip)
     wait_for(lambda: _learned(ovsh, vm2.mac), 5, what="vm2 learned")
     # A new source (spoofed into vm1's port, no port security MAC declared)
@@ -144,7 +133,7 @@ def test_source_is_learned_even_when_destination_is_known(ovsh):
 
 
 def test_mac_move_is_relearned_within_one_frame(ovsh):
-    agent, vm1, vm2 = _two_vms(ovsh)
+    agent, vm1, vm2 = ovsh.two_vms()
     vm3 = ovsh.vm("c", 3)
     agent.cli("port", "create", "p3", "--network", "n1", "--device", vm3.tap)
     agent.wait_ports(["p3"])
@@ -163,7 +152,7 @@ def test_mac_move_is_relearned_within_one_frame(ovsh):
 
 
 def test_mac_limit_holds_under_a_flood_and_others_still_learn(ovsh):
-    agent, vm1, vm2 = _two_vms(ovsh, openflow={"max_macs_per_port": 20})
+    agent, vm1, vm2 = ovsh.two_vms(openflow={"max_macs_per_port": 20})
     vm1.scapy("sendp([Ether(src=RandMAC('52:54:01'), dst='ff:ff:ff:ff:ff:ff')/"
               "ARP(psrc='192.0.2.99') for _ in range(300)], iface='eth0')")
     time.sleep(1.0)
@@ -206,7 +195,7 @@ def test_tagged_frames_from_a_vm_cannot_hop_vlans(ovsh):
 
 
 def test_ovsdb_server_restart_is_survived(ovsh):
-    agent, vm1, vm2 = _two_vms(ovsh)
+    agent, vm1, vm2 = ovsh.two_vms()
     stream = vm1.popen(["ping", "-n", "-q", "-i", "0.1", "-c", "50", "-W", "1", vm2.ip],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(1)
@@ -222,7 +211,7 @@ def test_ovsdb_server_restart_is_survived(ovsh):
 
 
 def test_vswitchd_restart_reinstalls_flows(ovsh):
-    agent, vm1, vm2 = _two_vms(ovsh)
+    agent, vm1, vm2 = ovsh.two_vms()
     assert vm1.can_ping(vm2.ip)
     ovsh.ovs.restart_vswitchd()
     # Kernel-side veths stay; vswitchd re-opens them and the app reinstalls.

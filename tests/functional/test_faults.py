@@ -1,0 +1,56 @@
+"""Faults the agent must ride out, on both datapaths."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from ovsbr.testing.agent import log_text
+from ovsbr.testing.netns import wait_for
+
+
+def test_corrupt_store_keeps_last_good_state_and_recovers(datapath):
+    agent, vm1, vm2 = datapath.two_vms()
+    store = os.path.join(agent.state_path, "topology.json")
+    good = open(store).read()
+    for garbage in ("", '{"networks": [', "\x00\xff garbage"):
+        with open(store, "w") as f:
+            f.write(garbage)
+        wait_for(lambda: agent.status().get("store_error"), 5, what="store error published")
+        assert agent.alive()
+        assert vm1.ping(vm2.ip, count=3, interval=0.1)[1] == 3, "wiring must not change"
+        assert datapath.wired_into(vm1.tap) == "n1"
+        # The CLI refuses to write over what it cannot parse.
+        res = agent.cli("port", "create", "p9", "--network", "n1", "--device", "x9",
+                        check=False)
+        assert res.returncode == 1 and "store" in res.stderr
+        assert open(store).read() == garbage
+    errors = [line for line in log_text(agent).splitlines() if " ERROR " in line]
+    assert len(errors) == 3, errors  # one clear line per distinct breakage
+    with open(store, "w") as f:
+        f.write(good)
+    wait_for(lambda: "store_error" not in agent.status(), 5, what="store error cleared")
+    vm3 = datapath.vm("c", 3)
+    agent.cli("port", "create", "p3", "--network", "n1", "--device", vm3.tap)
+    agent.wait_ports(["p3"])
+
+
+def test_bridge_deleted_by_hand_is_rebuilt(datapath):
+    agent, vm1, vm2 = datapath.two_vms()
+    datapath.delete_bridge_by_hand("n1")
+    wait_for(lambda: datapath.wired_into(vm1.tap) == "n1" and
+             datapath.wired_into(vm2.tap) == "n1", 20, what="rebuilt and re-wired")
+    assert vm1.can_ping(vm2.ip)
+
+
+def test_device_deleted_and_recreated_behind_the_agent(datapath):
+    agent, vm1, vm2 = datapath.two_vms()
+    # The VM goes away (its tap with it), then comes back under the same name.
+    subprocess.run(["ip", "link", "del", vm1.tap], check=True)
+    agent.wait_ports(["p1"], status="waiting")
+    vm1b = datapath.env.vm("a2", 1, offload_off=datapath.offload_off)
+    subprocess.run(["ip", "link", "set", vm1b.tap, "name", vm1.tap], check=True)
+    agent.wait_ports(["p1"])
+    time.sleep(0.5)
+    assert vm1b.can_ping(vm2.ip)
