@@ -97,6 +97,7 @@ class OpenvSwitchDriver(Driver):
         self.app = None
         self.links = LinkTable()
         self._txn = None
+        self._view: tuple[int, tuple] | None = None
         self._ipr: IPRoute | None = None
         self._lock = threading.RLock()
         self.dpid = datapath_id(self.br_int)
@@ -276,46 +277,62 @@ class OpenvSwitchDriver(Driver):
         return "/".join(str(x) for x in (net.type, net.physical_network or "-",
                                          net.segmentation_id or "-", net.mtu or "-"))
 
-    def observe(self) -> Observed:
-        self.links.refresh_if_stale()
+    def _ovsdb_view(self) -> tuple[dict, list, set] | None:
+        """(networks, br-int interfaces, every interface name) from the IDL.
+
+        Reading python-ovs rows is slow (each attribute access converts a
+        datum), and most reconciles follow a netlink event with OVSDB
+        unchanged: the view is rebuilt only when the IDL's change_seqno moves.
+        """
         with self.conn.lock:
-            gone = self._bridge_row(self.br_int) is None
-        if gone:
-            # Deleted by hand (or never made): rebuild it; the taps it held
-            # are kernel devices again and the reconciler re-plugs them.
-            LOG.warning("integration bridge %s is missing; recreating it", self.br_int)
-            self._ensure_bridges()
-        observed = Observed()
-        on_ovs: set[str] = set()
-        kernel = {link.name: link.up for link in self.links.snapshot().values()}
-        with self.conn.lock:
+            seq = self.conn.idl.change_seqno
+            if self._view is not None and self._view[0] == seq:
+                return self._view[1]
             br = self._bridge_row(self.br_int)
-            for row in self._rows("Interface"):
-                on_ovs.add(row.name)
             if br is None:
-                return observed
-            for name, (_, fp) in self._registry(br).items():
-                observed.networks[name] = NetworkState(name, fp)
+                return None
+            names = {row.name for row in self._rows("Interface")}
+            networks = {name: fp for name, (_, fp) in self._registry(br).items()}
+            ifaces = []
             for port in br.ports:
-                if port.name == self.br_int or OWNED in port.external_ids and \
-                        "ovsbr-physnet" in port.external_ids:
+                ids = port.external_ids
+                if port.name == self.br_int or (OWNED in ids and "ovsbr-physnet" in ids):
                     continue
                 for iface in port.interfaces:
                     if iface.type in ("patch", "internal"):
                         continue
-                    if not iface.type and iface.name not in kernel:
-                        # The tap is gone (VM destroyed) but its row stays:
-                        # the port waits for its device again.
-                        continue
-                    # A tap that is down (e.g. recreated under the same name)
-                    # is not wired yet: plugging brings it up and makes
-                    # ovs-vswitchd reopen it.
-                    wired = iface.type or kernel.get(iface.name, False)
-                    observed.devices[iface.name] = Device(
-                        name=iface.name, mac=iface.external_ids.get("attached-mac"),
-                        iface_id=iface.external_ids.get("iface-id"),
-                        network=port.external_ids.get(PORT_NET) if wired else None)
-        for link in self.links.snapshot().values():
+                    eids = iface.external_ids
+                    ifaces.append((iface.name, iface.type, eids.get("attached-mac"),
+                                   eids.get("iface-id"), ids.get(PORT_NET)))
+            view = (networks, ifaces, names)
+            self._view = (seq, view)
+            return view
+
+    def observe(self) -> Observed:
+        self.links.refresh_if_stale()
+        view = self._ovsdb_view()
+        if view is None:
+            # Deleted by hand (or never made): rebuild it; the taps it held
+            # are kernel devices again and the reconciler re-plugs them.
+            LOG.warning("integration bridge %s is missing; recreating it", self.br_int)
+            self._ensure_bridges()
+            view = self._ovsdb_view() or ({}, [], set())
+        networks, ifaces, on_ovs = view
+        observed = Observed()
+        links = self.links.snapshot().values()
+        kernel = {link.name: link.up for link in links}
+        for name, fp in networks.items():
+            observed.networks[name] = NetworkState(name, fp)
+        for name, itype, mac, iface_id, network in ifaces:
+            if not itype and name not in kernel:
+                # The tap is gone (VM destroyed) but its row stays: the port
+                # waits for its device again.
+                continue
+            # A tap that is down (e.g. recreated under the same name) is not
+            # wired yet: plugging brings it up and makes ovs-vswitchd reopen it.
+            wired = itype or kernel[name]
+            observed.devices[name] = Device(name, mac, iface_id, network if wired else None)
+        for link in links:
             if link.name in on_ovs or link.name == "lo" or link.kind in (
                     "openvswitch", "bridge") or link.name in observed.devices:
                 continue
