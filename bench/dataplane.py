@@ -20,7 +20,7 @@ from ovsbr.testing.agent import Agent
 from ovsbr.testing.netns import NetEnv, run
 
 SECONDS = 5
-REPEATS = 3
+REPEATS = int(os.environ.get("OVSBR_BENCH_REPEATS", "3"))
 
 
 def measure(vm1, vm2) -> dict:

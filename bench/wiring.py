@@ -26,26 +26,12 @@ from ovsbr.model import Topology
 from ovsbr.store.file import FileStore
 from ovsbr.testing import ovs_sandbox
 from ovsbr.testing.agent import Agent
-from ovsbr.testing.netns import NetEnv, run, wait_for
+from ovsbr.testing.netns import NetEnv, delete_links, make_veths, run, wait_for
 
 SINGLE = 200
 
 
-def ip_batch(lines: list[str]) -> None:
-    with tempfile.NamedTemporaryFile("w", suffix=".ip", delete=False) as f:
-        f.write("\n".join(lines) + "\n")
-    try:
-        run(["ip", "-force", "-batch", f.name], check=False, timeout=300)
-    finally:
-        os.unlink(f.name)
-
-
-def make_devices(names: list[str]) -> None:
-    ip_batch([f"link add {n} type veth peer name {n}p" for n in names])
-
-
-def delete_devices(names: list[str]) -> None:
-    ip_batch([f"link del {n}" for n in names])
+make_devices, delete_devices = make_veths, delete_links
 
 
 class StatusWatch:

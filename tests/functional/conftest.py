@@ -134,6 +134,26 @@ class LinuxBridgeHarness(Harness):
     def detach_by_hand(self, tap: str) -> None:
         run(["ip", "link", "set", "dev", tap, "nomaster"])
 
+    def _owned_bridges(self) -> dict[str, str]:
+        """bridge name -> ovsbr network, from the ownership alias."""
+        out = run(["ip", "-o", "-d", "link", "show", "type", "bridge"]).stdout
+        result = {}
+        for line in out.splitlines():
+            if " alias ovsbr:net=" in line:
+                name = line.split(":")[1].strip()
+                result[name] = line.split(" alias ovsbr:net=")[1].split()[0]
+        return result
+
+    def count_networks(self) -> int:
+        return len(self._owned_bridges())
+
+    def wired_devices(self) -> list[str]:
+        bridges = self._owned_bridges()
+        out = run(["ip", "-o", "link", "show"]).stdout
+        return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()
+                if any(f" master {b} " in line for b in bridges)
+                and "ovsbr" not in line]
+
     def delete_bridge_by_hand(self, network: str) -> None:
         out = run(["ip", "-o", "-d", "link", "show", "type", "bridge"]).stdout
         for line in out.splitlines():

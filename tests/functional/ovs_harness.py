@@ -43,6 +43,13 @@ class OvsHarness(Harness):
     def detach_by_hand(self, tap: str) -> None:
         self.ovs.vsctl("del-port", tap)
 
+    def count_networks(self) -> int:
+        ids = self.ovs.get("Bridge", self.br_int, "external_ids")
+        return ids.count("ovsbr-net-")
+
+    def wired_devices(self) -> list[str]:
+        return [p for p in self.ovs.ports(self.br_int) if not p.startswith("int-")]
+
     def delete_bridge_by_hand(self, network: str) -> None:
         self.ovs.vsctl("del-br", self.br_int)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -54,3 +55,29 @@ def test_device_deleted_and_recreated_behind_the_agent(datapath):
     agent.wait_ports(["p1"])
     time.sleep(0.5)
     assert vm1b.can_ping(vm2.ip)
+
+
+def test_kill9_in_the_middle_of_wiring_500_ports_converges(datapath):
+    """Killed half-way through a 500-port apply, the next agent finishes the job."""
+    taps = datapath.env.veths(500)
+    agent = datapath.agent()
+    doc = {"networks": [{"name": f"n{i}", "type": "local"} for i in range(5)],
+           "ports": [{"name": f"p{i}", "network": f"n{i % 5}", "device": tap}
+                     for i, tap in enumerate(taps)]}
+    agent.start()
+    wait_for(lambda: agent.status().get("driver"), 15, what="agent up")
+    agent.cli("apply", "-", stdin=json.dumps(doc))
+    # Kill between the agent's steps: its networks exist, its ports are in
+    # flight (each step is one atomic OVSDB transaction or netlink batch).
+    wait_for(lambda: " ready" in log_text(agent), 15, interval=0.002, what="wiring started")
+    agent.kill()
+    partial = len(datapath.wired_devices())
+    agent.start()
+    agent.wait_ports([f"p{i}" for i in range(500)], timeout=90)
+    for i, tap in enumerate(taps):
+        assert datapath.wired_into(tap) == f"n{i % 5}", tap
+    # Nothing duplicated or orphaned: one datapath object per network and
+    # exactly the declared ports.
+    assert datapath.count_networks() == 5
+    assert sorted(datapath.wired_devices()) == sorted(taps)
+    print(f"wired before the kill: {partial} of 500")
