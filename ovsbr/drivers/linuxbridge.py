@@ -226,12 +226,16 @@ class LinuxBridgeDriver(Driver):
         if bridge is None:
             name = self.bridge_name(net.name)
             existing = self._lookup(name)
-            if existing is not None:
+            if existing is None:
+                ipr.link("add", ifname=name, kind="bridge")
+            elif not self._our_leftover(existing, "bridge"):
                 raise DriverError(f"device {name} exists and was not created by ovsbr")
-            # The alias goes on last (with the fingerprint), so a build cut
-            # short shows a stale fingerprint and is finished next time.
-            ipr.link("add", ifname=name, kind="bridge", ifalias=f"{BRIDGE_MARK}{net.name}")
+            # The kernel ignores an alias given at creation, so a kill between
+            # these two calls leaves a bare bridge: _our_leftover adopts it.
+            # The fingerprint goes on last, so a build cut short is finished
+            # next time.
             bridge = self._lookup(name)
+            ipr.link("set", index=bridge.index, ifalias=f"{BRIDGE_MARK}{net.name}")
         _l2_only(bridge.name)
         spec = {"state": "up"}
         if mtu is not None:
@@ -270,14 +274,14 @@ class LinuxBridgeDriver(Driver):
                         raise DriverError(f"interface {self.mappings[net.physical_network]} "
                                           "does not exist")
                     ipr.link("add", ifname=name, kind="vlan", link=nic.index,
-                             vlan_id=net.segmentation_id, ifalias=alias)
+                             vlan_id=net.segmentation_id)
                 else:
                     spec = {"vxlan_id": net.segmentation_id,
                             "vxlan_port": self.conf.vxlan.udp_port,
                             "vxlan_learning": 1}
                     if self.conf.vxlan.local_ip:
                         spec["vxlan_local"] = self.conf.vxlan.local_ip
-                    ipr.link("add", ifname=name, kind="vxlan", ifalias=alias, **spec)
+                    ipr.link("add", ifname=name, kind="vxlan", **spec)
             except NetlinkError as e:
                 if e.code in (errno.EOPNOTSUPP, errno.ENOENT) and net.type == "vlan":
                     raise FeatureMissing(
@@ -289,15 +293,29 @@ class LinuxBridgeDriver(Driver):
                         "which this host does not provide") from e
                 raise DriverError(f"cannot create {name}: {e}") from e
             link = self._lookup(name)
+            ipr.link("set", index=link.index, ifalias=alias)
         elif net.type != "flat" and _uplink_owner(link.alias) != net.name:
-            raise DriverError(f"device {name} exists and was not created by ovsbr "
-                              f"for network {net.name}")
+            if not self._our_leftover(link, net.type):
+                raise DriverError(f"device {name} exists and was not created by ovsbr "
+                                  f"for network {net.name}")
+            ipr.link("set", index=link.index, ifalias=f"{UPLINK_MARK}{net.name}")
         spec = {"state": "up", "master": bridge.index}
         if mtu is not None and net.type != "flat":
             spec["mtu"] = mtu
         ipr.link("set", index=link.index, **spec)
         self._get(link.index)
         return name
+
+    def _our_leftover(self, link: Link, kind: str) -> bool:
+        """A device with ovsbr's name, of ovsbr's kind, unmarked and unused.
+
+        What an agent killed between creating a device and marking it leaves
+        behind; adopting it is what the next run must do. Anything with an
+        alias or with members stays someone else's.
+        """
+        if link.alias or link.kind != kind or link.master is not None:
+            return False
+        return not any(other.master == link.index for other in self.links.snapshot().values())
 
     def _delete_link(self, link: Link) -> None:
         try:
