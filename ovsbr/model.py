@@ -55,7 +55,7 @@ class Network:
     mtu: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return _compact(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +68,12 @@ class Port:
     port_security: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-        return d
+        return _compact(self)
+
+
+def _compact(obj) -> dict[str, Any]:
+    """The fields that are set: documents and the store stay short."""
+    return {k: v for k, v in dataclasses.asdict(obj).items() if v is not None}
 
 
 def _check_name(field: str, value: Any) -> str:

@@ -275,6 +275,16 @@ def _fmt(p: argparse.ArgumentParser, choices=("table", "json", "yaml"), default=
                    help=f"output format (default {default})")
 
 
+def _show_delete(sub, show, show_help: str, delete, delete_help: str) -> None:
+    p = sub.add_parser("show", help=show_help)
+    p.add_argument("name")
+    _fmt(p)
+    p.set_defaults(func=show)
+    p = sub.add_parser("delete", help=delete_help)
+    p.add_argument("name")
+    p.set_defaults(func=delete)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Declare ovsbr networks "
                                      "and ports; show what the agent wired.")
@@ -296,13 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = net.add_parser("list", help="list networks")
     _fmt(p)
     p.set_defaults(func=network_list)
-    for name, func, text in (("show", network_show, "show a network"),
-                             ("delete", network_delete, "delete a network without ports")):
-        p = net.add_parser(name, help=text)
-        p.add_argument("name")
-        if name == "show":
-            _fmt(p)
-        p.set_defaults(func=func)
+    _show_delete(net, network_show, "show a network", network_delete,
+                 "delete a network without ports")
 
     port = sub.add_parser("port", help="ports").add_subparsers(dest="action", required=True)
     p = port.add_parser("create", help="declare a VM port")
@@ -318,13 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network")
     _fmt(p)
     p.set_defaults(func=port_list)
-    for name, func, text in (("show", port_show, "show a port and its status"),
-                             ("delete", port_delete, "delete a port")):
-        p = port.add_parser(name, help=text)
-        p.add_argument("name")
-        if name == "show":
-            _fmt(p)
-        p.set_defaults(func=func)
+    _show_delete(port, port_show, "show a port and its status", port_delete, "delete a port")
 
     p = sub.add_parser("status", help="what the agent has wired, per port")
     _fmt(p)
