@@ -74,12 +74,17 @@ def plan(
     observed: Observed,
     fingerprint: Callable[[Network], str],
     network_errors: Mapping[str, str] | None = None,
+    keep_existing: bool = False,
 ) -> Plan:
     """The actions that make ``observed`` match ``desired``.
 
     ``network_errors`` maps a network to the reason its last build failed;
     its ports report that reason and are not plugged, and the network is not
     retried (the agent clears the entry at full resync or on change).
+
+    ``keep_existing`` plans no unplug and no delete: for a store that was
+    never written, where "nothing declared" more likely means a wrong
+    state_path than "tear the host's networks down".
     """
     network_errors = network_errors or {}
     result = Plan()
@@ -87,14 +92,15 @@ def plan(
     result.devices = matched
     wanted_devices = {d.name for d in matched.values()}
 
-    # 1. Devices wired by ovsbr that no port claims any more.
-    for dev in sorted(observed.devices.values(), key=lambda d: d.name):
-        if dev.network is not None and dev.name not in wanted_devices:
-            result.actions.append(Action("unplug", network=dev.network, device=dev.name))
-
-    # 2. Networks that should no longer exist.
-    for name in sorted(set(observed.networks) - set(desired.networks)):
-        result.actions.append(Action("delete_network", network=name))
+    if not keep_existing:
+        # 1. Devices wired by ovsbr that no port claims any more.
+        for dev in sorted(observed.devices.values(), key=lambda d: d.name):
+            if dev.network is not None and dev.name not in wanted_devices:
+                result.actions.append(Action("unplug", network=dev.network,
+                                             device=dev.name))
+        # 2. Networks that should no longer exist.
+        for name in sorted(set(observed.networks) - set(desired.networks)):
+            result.actions.append(Action("delete_network", network=name))
 
     # 3. Networks to build or rebuild.
     for name, net in sorted(desired.networks.items()):

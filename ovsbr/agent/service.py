@@ -41,6 +41,7 @@ class Agent:
         self._threads: list[threading.Thread] = []
         self._observed = Observed()
         self._introspection: dict = {}
+        self._cleanup = False
         self._last_plan: reconciler.Plan | None = None
         self.reconciles = 0
 
@@ -92,6 +93,7 @@ class Agent:
         exactly what a normal run would consider ovsbr's.
         """
         self.driver.start(lambda _what: None)
+        self._cleanup = True
         try:
             self.desired = Topology()
             plan = self.reconcile()
@@ -175,7 +177,18 @@ class Agent:
     def _plan(self, desired: Topology) -> reconciler.Plan:
         errors = {name: reason for name, (_, reason) in self._network_errors.items()}
         self._observed = self.driver.observe()
-        return reconciler.plan(desired, self._observed, self.driver.fingerprint, errors)
+        # A store never written (revision 0) next to ovsbr networks on the
+        # datapath is far more likely a wrong state_path than an order to
+        # tear the host down: keep them, say so once. --cleanup removes them.
+        keep = desired.revision == 0 and not self._cleanup and bool(self._observed.networks)
+        if keep and "never-written" not in self._logged:
+            self._logged.add("never-written")
+            LOG.warning("the store has never been written but the datapath holds ovsbr "
+                        "networks %s: keeping them (check state_path; run "
+                        "'ovsbr-agent --cleanup' to remove them)",
+                        ", ".join(sorted(self._observed.networks)))
+        return reconciler.plan(desired, self._observed, self.driver.fingerprint, errors,
+                               keep_existing=keep)
 
     def _apply(self, action: reconciler.Action, desired: Topology) -> None:
         try:

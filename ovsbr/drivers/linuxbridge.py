@@ -165,7 +165,7 @@ class LinuxBridgeDriver(Driver):
         observed = Observed()
         uplinks = set(self.mappings.values())
         for link in links.values():
-            mark = _parse_bridge_alias(link.alias) if link.kind == "bridge" else None
+            mark = self._bridge_mark(link)
             if mark is not None:
                 bridges[link.index] = mark[0]
             elif _uplink_owner(link.alias) is not None:
@@ -195,9 +195,19 @@ class LinuxBridgeDriver(Driver):
             self._ipr = IPRoute()
         return self._ipr
 
+    def _bridge_mark(self, link: Link) -> tuple[str, str] | None:
+        """(network, fingerprint) of a bridge this agent owns, else None.
+
+        Both the mark and the configured prefix must match, so agents with
+        different prefixes on one host never take each other's bridges.
+        """
+        if link.kind != "bridge" or not link.name.startswith(self.prefix):
+            return None
+        return _parse_bridge_alias(link.alias)
+
     def _owned_bridge(self, net_name: str) -> Link | None:
         for link in self.links.snapshot().values():
-            mark = _parse_bridge_alias(link.alias) if link.kind == "bridge" else None
+            mark = self._bridge_mark(link)
             if mark is not None and mark[0] == net_name:
                 return link
         return None

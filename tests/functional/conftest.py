@@ -114,7 +114,7 @@ class LinuxBridgeHarness(Harness):
         return {
             "DEFAULT": {"driver": "linuxbridge", "resync_interval": 5},
             "linux_bridge": {
-                "bridge_prefix": self.env.prefix[:5] + "-",
+                "bridge_prefix": self.bridge_prefix,
                 "physical_interface_mappings": [f"{k}:{v}" for k, v in self.mappings.items()],
             },
         }
@@ -139,10 +139,14 @@ class LinuxBridgeHarness(Harness):
         out = run(["ip", "-o", "-d", "link", "show", "type", "bridge"]).stdout
         result = {}
         for line in out.splitlines():
-            if " alias ovsbr:net=" in line:
-                name = line.split(":")[1].strip()
+            name = line.split(":")[1].strip()
+            if " alias ovsbr:net=" in line and name.startswith(self.bridge_prefix):
                 result[name] = line.split(" alias ovsbr:net=")[1].split()[0]
         return result
+
+    @property
+    def bridge_prefix(self) -> str:
+        return self.env.prefix[:5] + "-"
 
     def count_networks(self) -> int:
         return len(self._owned_bridges())
@@ -155,10 +159,9 @@ class LinuxBridgeHarness(Harness):
                 and "ovsbr" not in line]
 
     def delete_bridge_by_hand(self, network: str) -> None:
-        out = run(["ip", "-o", "-d", "link", "show", "type", "bridge"]).stdout
-        for line in out.splitlines():
-            if f"alias ovsbr:net={network} " in line:
-                run(["ip", "link", "del", line.split(":")[1].strip()])
+        for name, net in self._owned_bridges().items():
+            if net == network:
+                run(["ip", "link", "del", name])
 
     def supports_vlan(self) -> bool:
         """Probe the kernel ourselves: the test must not trust the driver's word."""
@@ -170,8 +173,7 @@ class LinuxBridgeHarness(Harness):
         return res.returncode == 0
 
     def network_exists(self, network: str) -> bool:
-        out = run(["ip", "-d", "link", "show", "type", "bridge"]).stdout
-        return f"alias ovsbr:net={network} " in out
+        return network in self._owned_bridges().values()
 
     def cleanup(self) -> None:
         self.stop_agents()

@@ -109,3 +109,15 @@ def test_bare_bridge_left_by_a_killed_agent_is_adopted_not_foreign_ones(lb):
     out = subprocess.run(["ip", "-d", "link", "show", f"{prefix}n2"], capture_output=True,
                          text=True).stdout
     assert "alias someone-else" in out
+
+
+def test_store_never_written_does_not_tear_down_the_host(datapath):
+    """A missing store (say, a wrong state_path) keeps the wired networks."""
+    agent, vm1, vm2 = datapath.two_vms()
+    agent.stop()
+    os.unlink(os.path.join(agent.state_path, "topology.json"))
+    agent.start()
+    wait_for(lambda: "never been written" in log_text(agent), 10, what="the warning")
+    time.sleep(1)
+    assert datapath.wired_into(vm1.tap) == "n1" and datapath.network_exists("n1")
+    assert vm1.ping(vm2.ip, count=3, interval=0.1)[1] == 3

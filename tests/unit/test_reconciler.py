@@ -74,3 +74,11 @@ def test_failed_network_reports_error_and_is_not_retried():
     assert plan.actions == []
     assert plan.ports["p1"].status == "error"
     assert "8021q" in plan.ports["p1"].reason
+
+
+def test_keep_existing_plans_no_teardown():
+    obs = Observed(networks={"old": NetworkState("old", "x")},
+                   devices={"vnet5": Device("vnet5", network="old")})
+    assert reconciler.plan(Topology(), obs, fp, keep_existing=True).actions == []
+    kinds = [a.kind for a in reconciler.plan(Topology(), obs, fp).actions]
+    assert kinds == ["unplug", "delete_network"]
