@@ -93,6 +93,7 @@ class LinuxBridgeDriver(Driver):
         self._rtnl: rtnl.RtnlSocket | None = None
         self._lock = threading.RLock()
         self._batch: list[tuple[Link, dict, Network]] | None = None
+        self._bridge_of: dict[str, int] = {}
 
     # -- life cycle ----------------------------------------------------------
     def check_config(self) -> None:
@@ -206,9 +207,16 @@ class LinuxBridgeDriver(Driver):
         return _parse_bridge_alias(link.alias)
 
     def _owned_bridge(self, net_name: str) -> Link | None:
+        """The network's bridge; remembered, since every plug asks for it."""
+        index = self._bridge_of.get(net_name)
+        link = self.links.get(index) if index is not None else None
+        mark = self._bridge_mark(link) if link is not None else None
+        if mark is not None and mark[0] == net_name:
+            return link
         for link in self.links.snapshot().values():
             mark = self._bridge_mark(link)
             if mark is not None and mark[0] == net_name:
+                self._bridge_of[net_name] = link.index
                 return link
         return None
 

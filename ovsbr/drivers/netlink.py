@@ -43,6 +43,7 @@ class LinkTable:
 
     def __init__(self, on_change: Callable[[str], None] | None = None):
         self._links: dict[int, Link] = {}
+        self._names: dict[str, int] = {}  # wiring looks links up by name, per port
         self._lock = threading.Lock()
         self._on_change = on_change
         self._mon: rtnl.RtnlSocket | None = None
@@ -59,19 +60,34 @@ class LinkTable:
 
     def by_name(self, name: str) -> Link | None:
         with self._lock:
-            for link in self._links.values():
-                if link.name == name:
-                    return link
-        return None
+            index = self._names.get(name)
+            return self._links.get(index) if index is not None else None
+
+    def get(self, index: int) -> Link | None:
+        with self._lock:
+            return self._links.get(index)
+
+    def _set(self, link: Link) -> None:
+        old = self._links.get(link.index)
+        if old is not None and old.name != link.name and self._names.get(old.name) == old.index:
+            del self._names[old.name]
+        self._links[link.index] = link
+        self._names[link.name] = link.index
+
+    def _pop(self, index: int) -> Link | None:
+        old = self._links.pop(index, None)
+        if old is not None and self._names.get(old.name) == index:
+            del self._names[old.name]
+        return old
 
     def put(self, link: Link) -> None:
         """Record a change the driver just made, ahead of its event."""
         with self._lock:
-            self._links[link.index] = link
+            self._set(link)
 
     def forget(self, index: int) -> None:
         with self._lock:
-            self._links.pop(index, None)
+            self._pop(index)
 
     def refresh(self) -> None:
         sock = rtnl.RtnlSocket()
@@ -81,6 +97,7 @@ class LinkTable:
             sock.close()
         with self._lock:
             self._links = links
+            self._names = {link.name: index for index, link in links.items()}
         self.stale = False
 
     def refresh_if_stale(self) -> None:
@@ -135,9 +152,9 @@ class LinkTable:
                     continue
                 if mtype == rtnl.RTM_NEWLINK:
                     if self._links.get(link.index) != link:
-                        self._links[link.index] = link
+                        self._set(link)
                         changed.append(link.name)
-                elif self._links.pop(link.index, None) is not None:
+                elif self._pop(link.index) is not None:
                     changed.append(link.name)
         if changed and self._on_change is not None:
             self._on_change(changed[-1])

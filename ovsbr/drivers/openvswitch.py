@@ -367,9 +367,11 @@ class OpenvSwitchDriver(Driver):
 
     def plug(self, port: Port, net: Network, device: Device) -> None:
         with self._lock, self.batch():
+            # Indexed lookups: a scan of every row per plug made bulk wiring
+            # quadratic in the number of ports.
+            known = self.api.lookup("Interface", device.name, default=None) is not None
+            row = self.api.lookup("Port", device.name, default=None)
             with self.conn.lock:
-                known = any(r.name == device.name for r in self._rows("Interface"))
-                row = next((p for p in self._rows("Port") if p.name == device.name), None)
                 ours = row is not None and row.external_ids.get(ADDED) == "true"
             link = self.links.by_name(device.name)
             if known and ours and link is not None and not link.up:
@@ -410,8 +412,8 @@ class OpenvSwitchDriver(Driver):
 
     def unplug(self, device: Device) -> None:
         with self._lock, self.batch():
+            port = self.api.lookup("Port", device.name, default=None)
             with self.conn.lock:
-                port = next((p for p in self._rows("Port") if p.name == device.name), None)
                 added = port is not None and port.external_ids.get(ADDED) == "true"
             if port is None:
                 return
