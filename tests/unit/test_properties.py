@@ -16,26 +16,27 @@ anything = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_na
 hostile_text = st.text(alphabet=string.printable + "\x00\u202e\u00e9/;$`|&", max_size=80)
 
 
-@given(st.dictionaries(st.sampled_from(model.NETWORK_KEYS + ("extra",)), anything))
-@settings(deadline=None)
-def test_network_parsing_never_crashes(data):
+def _check_parser(parse, data, valid) -> None:
     try:
-        net = model.network_from_dict(data)
+        obj = parse(data)
     except model.ValidationError as e:
         assert e.field and e.message
     else:
-        assert model.NAME_RE.match(net.name) and net.type in model.NETWORK_TYPES
+        assert valid(obj)
+
+
+@given(st.dictionaries(st.sampled_from(model.NETWORK_KEYS + ("extra",)), anything))
+@settings(deadline=None)
+def test_network_parsing_never_crashes(data):
+    _check_parser(model.network_from_dict, data,
+                  lambda n: model.NAME_RE.match(n.name) and n.type in model.NETWORK_TYPES)
 
 
 @given(st.dictionaries(st.sampled_from(model.PORT_KEYS + ("extra",)), anything))
 @settings(deadline=None)
 def test_port_parsing_never_crashes(data):
-    try:
-        port = model.port_from_dict(data)
-    except model.ValidationError as e:
-        assert e.field and e.message
-    else:
-        assert port.device is None or len(port.device) <= model.IFNAMSIZ
+    _check_parser(model.port_from_dict, data,
+                  lambda p: p.device is None or len(p.device) <= model.IFNAMSIZ)
 
 
 @given(name=hostile_text, device=hostile_text, mac=hostile_text)
