@@ -9,6 +9,7 @@ every error names the field and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,7 +35,8 @@ IFACE_ID_RULE = "1-128 characters: letters, digits, '.', '_', ':', '-'"
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 NETWORK_KEYS = ("name", "type", "physical_network", "segmentation_id", "mtu")
-PORT_KEYS = ("name", "network", "device", "iface_id", "mac", "port_security")
+PORT_KEYS = ("name", "network", "device", "iface_id", "mac", "port_security", "ips")
+MAX_PORT_IPS = 16
 
 
 class ValidationError(ValueError):
@@ -66,6 +68,9 @@ class Port:
     iface_id: str | None = None
     mac: str | None = None
     port_security: bool = True
+    # Declared addresses: with port security on, the only IP sources (and ARP
+    # sender addresses) the port may use. None = not checked.
+    ips: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _compact(self)
@@ -73,7 +78,8 @@ class Port:
 
 def _compact(obj) -> dict[str, Any]:
     """The fields that are set: documents and the store stay short."""
-    return {k: v for k, v in dataclasses.asdict(obj).items() if v is not None}
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(obj).items() if v is not None}
 
 
 def _check_name(field: str, value: Any) -> str:
@@ -185,7 +191,32 @@ def port_from_dict(data: Mapping[str, Any]) -> Port:
     if mac is not None:
         mac = normalize_mac(f"{where}: mac", mac)
     port_security = _bool(f"{where}: port_security", data.get("port_security", True))
-    return Port(name, network, device, iface_id, mac, port_security)
+    ips = data.get("ips")
+    if ips is not None:
+        ips = normalize_ips(f"{where}: ips", ips)
+    return Port(name, network, device, iface_id, mac, port_security, ips)
+
+
+def normalize_ips(field: str, value: Any) -> tuple[str, ...]:
+    """A port's own unicast addresses, canonical, sorted, at most MAX_PORT_IPS."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ValidationError(field, f"{value!r} is not a list of IP addresses")
+    if len(value) > MAX_PORT_IPS:
+        raise ValidationError(field, f"{len(value)} addresses; at most {MAX_PORT_IPS} allowed")
+    out = set()
+    for item in value:
+        try:
+            ip = ipaddress.ip_address(item.strip() if isinstance(item, str) else item)
+        except ValueError:
+            raise ValidationError(
+                field, f"{item!r} is not an IPv4 or IPv6 address (e.g. 192.0.2.10)") from None
+        if ip.is_multicast or ip.is_unspecified or ip.is_loopback or (
+                ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255")):
+            raise ValidationError(field, f"{item!r} is not a unicast host address")
+        out.add(ip)
+    return tuple(str(ip) for ip in sorted(out, key=lambda a: (a.version, a)))
 
 
 @dataclasses.dataclass
@@ -272,6 +303,13 @@ class Topology:
                     raise ValidationError(
                         f"port {port.name}: mac",
                         f"{port.mac} is already port {other}'s on network {port.network}",
+                    )
+            for ip in port.ips or ():
+                other = seen.setdefault(("ip", port.network + "/" + ip), port.name)
+                if other != port.name:
+                    raise ValidationError(
+                        f"port {port.name}: ips",
+                        f"{ip} is already port {other}'s on network {port.network}",
                     )
 
     def ports_of(self, network: str) -> Iterable[Port]:

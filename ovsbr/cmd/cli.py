@@ -23,7 +23,8 @@ from ovsbr.model import Topology, ValidationError
 
 PROG = "ovsbr"
 NETWORK_COLUMNS = ("name", "type", "physical_network", "segmentation_id", "mtu")
-PORT_COLUMNS = ("name", "network", "device", "iface_id", "mac", "port_security", "status")
+PORT_COLUMNS = ("name", "network", "device", "iface_id", "mac", "ips", "port_security",
+                "status")
 
 
 class CliError(OvsbrError):
@@ -31,9 +32,17 @@ class CliError(OvsbrError):
 
 
 # -- output ----------------------------------------------------------------------
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def _table(rows: list[dict[str, Any]], columns: Iterable[str]) -> str:
     columns = list(columns)
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     for row in cells:
@@ -136,7 +145,7 @@ def network_delete(args, st):
 def port_create(args, st):
     data = {"name": args.name, "network": args.network, "device": args.device,
             "iface_id": args.iface_id, "mac": args.mac,
-            "port_security": not args.no_port_security}
+            "port_security": not args.no_port_security, "ips": args.ip}
     port = model.port_from_dict({k: v for k, v in data.items() if v is not None})
 
     def change(t: Topology) -> None:
@@ -316,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="tap device name, e.g. vnet0")
     p.add_argument("--iface-id", help="OVS external_ids:iface-id (Nova port id)")
     p.add_argument("--mac")
+    p.add_argument("--ip", action="append", metavar="ADDRESS",
+                   help="an address the port owns (repeatable); with port security on, "
+                        "the only IP/ARP sources it may use")
     p.add_argument("--no-port-security", action="store_true")
     _fmt(p)
     p.set_defaults(func=port_create)

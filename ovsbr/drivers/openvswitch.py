@@ -21,7 +21,9 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+import os
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -50,7 +52,8 @@ ADDED = "ovsbr-added"
 # Only the columns ovsbr reads: Interface statistics change every few
 # seconds and would wake the agent for nothing.
 COLUMNS = {
-    "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg"],
+    "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg", "ssl"],
+    "SSL": ["private_key", "certificate", "ca_cert"],
     "Bridge": ["name", "ports", "external_ids", "datapath_type", "fail_mode",
                "protocols", "controller", "other_config"],
     "Port": ["name", "interfaces", "external_ids"],
@@ -83,6 +86,20 @@ class _NotifyingIdl(connection.OvsdbIdl):
             callback(row._table.name)
 
 
+def tls_context(key: str, cert: str, ca: str) -> ssl.SSLContext:
+    """Mutual TLS: the controller proves itself and admits only CA-signed switches."""
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key)
+        ctx.load_verify_locations(ca)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError("[ovs] of_ssl_cert_file",
+                          f"cannot load the controller's TLS files: {e}") from None
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 class OpenvSwitchDriver(Driver):
     name = "openvswitch"
 
@@ -95,6 +112,7 @@ class OpenvSwitchDriver(Driver):
         self.conn: connection.Connection | None = None
         self.runtime = None
         self.app = None
+        self.ssl_context: ssl.SSLContext | None = None
         self.links = LinkTable()
         self._txn = None
         self._view: tuple[int, tuple] | None = None
@@ -121,11 +139,28 @@ class OpenvSwitchDriver(Driver):
         except ValueError:
             raise ConfigError("[ovs] of_listen_address",
                               f"{self.ovs.of_listen_address!r} is not an IP address") from None
-        if not addr.is_loopback:
+        tls = self._tls_files()
+        if not addr.is_loopback and not tls:
             raise ConfigError("[ovs] of_listen_address",
-                              f"{addr} is not a loopback address: the OpenFlow listener "
-                              "accepts any switch that connects, so it only binds "
-                              "127.0.0.1 or ::1")
+                              f"{addr} is not a loopback address: without TLS the "
+                              "OpenFlow listener accepts any switch that connects, so "
+                              "it binds only 127.0.0.1 or ::1 unless of_ssl_key_file, "
+                              "of_ssl_cert_file and of_ssl_ca_cert_file are set")
+        self.ssl_context = tls_context(*tls) if tls else None
+
+    def _tls_files(self) -> tuple[str, str, str] | None:
+        """The controller's TLS files: all three, or none."""
+        names = ("of_ssl_key_file", "of_ssl_cert_file", "of_ssl_ca_cert_file")
+        values = [getattr(self.ovs, n) for n in names]
+        if not any(values):
+            return None
+        for name, value in zip(names, values, strict=True):
+            if not value:
+                raise ConfigError(f"[ovs] {name}", "required when any of "
+                                  f"{', '.join(names)} is set")
+            if not os.access(value, os.R_OK):
+                raise ConfigError(f"[ovs] {name}", f"{value!r} is not a readable file")
+        return values[0], values[1], values[2]
 
     def describe(self) -> str:
         maps = ",".join(f"{k}:{v}" for k, v in sorted(self.mappings.items())) or "none"
@@ -160,7 +195,8 @@ class OpenvSwitchDriver(Driver):
         from ovsbr.openflow.runtime import ControllerRuntime
 
         listen = (self.ovs.of_listen_address, self.ovs.of_listen_port)
-        self.runtime = ControllerRuntime("ovsbr.openflow.l2_learning", listen)
+        self.runtime = ControllerRuntime("ovsbr.openflow.l2_learning", listen,
+                                         self.ssl_context)
         try:
             apps = self.runtime.start()
         except OSError as e:
@@ -222,9 +258,15 @@ class OpenvSwitchDriver(Driver):
         if missing:
             raise DriverError(f"[ovs] bridge_mappings: bridge {missing[0]} does not exist "
                               "in OVSDB; create it and add the NIC to it, as for Neutron")
-        target = f"tcp:{ovs.of_listen_address}:{ovs.of_listen_port}"
-        if ":" in ovs.of_listen_address:
-            target = f"tcp:[{ovs.of_listen_address}]:{ovs.of_listen_port}"
+        target = self.controller_target()
+        if self.ssl_context is not None:
+            with self.conn.lock:
+                ssl_rows = self.api.tables["Open_vSwitch"].rows.values()
+                has_ssl = any(r.ssl for r in ssl_rows)
+            if not has_ssl:
+                raise DriverError("[ovs] of_ssl_key_file: TLS is configured for the "
+                                  "controller but Open vSwitch has no SSL key and "
+                                  "certificate of its own (ovs-vsctl set-ssl KEY CERT CA)")
         with api.transaction(check_error=True) as txn:
             txn.add(api.add_br(self.br_int, may_exist=True,
                                datapath_type=ovs.datapath_type))
@@ -247,6 +289,14 @@ class OpenvSwitchDriver(Driver):
                             check_error=True)
         for physnet, bridge in sorted(self.mappings.items()):
             self._ensure_patch(physnet, bridge)
+
+    def controller_target(self) -> str:
+        """The switch's view of the controller: ssl: when TLS is configured."""
+        proto = "ssl" if self.ssl_context is not None else "tcp"
+        addr = self.ovs.of_listen_address
+        if ":" in addr:
+            addr = f"[{addr}]"
+        return f"{proto}:{addr}:{self.ovs.of_listen_port}"
 
     def patch_names(self, bridge: str) -> tuple[str, str]:
         return names.ifname("int-", bridge), names.ifname("phy-", bridge)
@@ -444,7 +494,7 @@ class OpenvSwitchDriver(Driver):
             lid = registry.get(port.network, (None,))[0]
             if lid is not None and dev.name in ofports:
                 ports.append(pl.PortBinding(ofports[dev.name], lid, port.mac,
-                                            port.port_security))
+                                            port.port_security, port.ips))
         uplinks = []
         for net in desired.networks.values():
             lid = registry.get(net.name, (None,))[0]

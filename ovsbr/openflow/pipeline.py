@@ -11,7 +11,10 @@ Tables (Faucet-style):
     Which network a frame belongs to. VM ports are access ports: an
     untagged frame gets its network's id in the metadata; a tagged frame
     from a VM is dropped (no VLAN hopping); with port security on and a
-    declared MAC, only that source MAC is admitted. Uplinks (patch ports to
+    declared MAC, only that source MAC is admitted, and with declared IPs
+    only those IPv4/IPv6 sources and ARP sender addresses (plus what DHCP,
+    duplicate-address detection and IPv6 link-local need): anti-spoofing.
+    Uplinks (patch ports to
     a physical bridge) are trunks: VLAN ``V`` of physical network ``P`` maps
     to the vlan network with segment (P, V), untagged to P's flat network.
     This and the flood/output buckets below are the *only* places where
@@ -33,12 +36,15 @@ Metadata carries the network id (``lid``, 1-4095) between tables.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 
 INGRESS, ETH_SRC, ETH_DST = 0, 1, 2
 TABLES = (INGRESS, ETH_SRC, ETH_DST)
 
 # Priorities, highest first within each table.
 PRIO_DROP_TAGGED = 300  # INGRESS: tagged frame on an access port
+PRIO_PORT_IP = 250  # INGRESS: port security, a declared IP (ARP/IPv4/IPv6 source)
+PRIO_PORT_IP_DROP = 240  # INGRESS: port security, any other ARP/IPv4/IPv6 source
 PRIO_PORT_MAC = 200  # INGRESS: port security, in_port + declared eth_src
 PRIO_PORT = 100  # INGRESS: in_port (or uplink VLAN) -> network
 PRIO_LEARNED = 100  # ETH_SRC/ETH_DST: one MAC
@@ -93,6 +99,12 @@ class PortBinding:
     lid: int
     mac: str | None = None
     port_security: bool = True
+    ips: tuple[str, ...] | None = None
+
+
+ETH_ARP, ETH_IPV4, ETH_IPV6 = 0x0806, 0x0800, 0x86DD
+IPPROTO_UDP = 17
+LINK_LOCAL6 = ("fe80::", "ffc0::")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +141,8 @@ def base_flows() -> list[Flow]:
 def port_flows(p: PortBinding) -> list[Flow]:
     flows = [Flow(INGRESS, PRIO_DROP_TAGGED,
                   _m(in_port=p.ofport, vlan_vid=(OFPVID_PRESENT, OFPVID_PRESENT)))]
+    if p.port_security and p.ips is not None:
+        flows += _anti_spoof_flows(p)
     if p.port_security and p.mac:
         flows.append(Flow(INGRESS, PRIO_PORT_MAC, _m(in_port=p.ofport, eth_src=p.mac),
                           metadata=p.lid, goto=ETH_SRC))
@@ -140,6 +154,34 @@ def port_flows(p: PortBinding) -> list[Flow]:
         # Declared MACs are known from plug time: no controller round trip.
         flows += [learned_src(p.lid, p.mac, p.ofport, 0, KIND_STATIC),
                   learned_dst(p.lid, p.mac, p.ofport, None, 0, KIND_STATIC)]
+    return flows
+
+
+def _anti_spoof_flows(p: PortBinding) -> list[Flow]:
+    """Admit only the port's own IP and ARP sources; drop the rest of those types.
+
+    Also admitted, as Neutron does: DHCP discovery from 0.0.0.0, ARP probes
+    (sender 0.0.0.0, RFC 5227) and IPv6 link-local and DAD (::) sources.
+    Everything not ARP/IP falls through to the MAC rule below.
+    """
+    mac = {"eth_src": p.mac} if p.mac else {}
+
+    def admit(**kw) -> Flow:
+        return Flow(INGRESS, PRIO_PORT_IP, _m(in_port=p.ofport, **mac, **kw),
+                    metadata=p.lid, goto=ETH_SRC)
+
+    flows = [admit(eth_type=ETH_ARP, arp_spa="0.0.0.0"),
+             admit(eth_type=ETH_IPV4, ipv4_src="0.0.0.0", ip_proto=IPPROTO_UDP,
+                   udp_src=68, udp_dst=67),
+             admit(eth_type=ETH_IPV6, ipv6_src="::"),
+             admit(eth_type=ETH_IPV6, ipv6_src=LINK_LOCAL6)]
+    for ip in p.ips or ():
+        if ipaddress.ip_address(ip).version == 4:
+            flows += [admit(eth_type=ETH_ARP, arp_spa=ip), admit(eth_type=ETH_IPV4, ipv4_src=ip)]
+        else:
+            flows.append(admit(eth_type=ETH_IPV6, ipv6_src=ip))
+    flows += [Flow(INGRESS, PRIO_PORT_IP_DROP, _m(in_port=p.ofport, eth_type=t))
+              for t in (ETH_ARP, ETH_IPV4, ETH_IPV6)]
     return flows
 
 

@@ -15,6 +15,7 @@ import hashlib
 import os
 import secrets
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,8 +28,12 @@ OUTSIDE_NET = "198.51.100"  # RFC 5737 TEST-NET-2
 
 def run(cmd: list[str], check: bool = True, timeout: float = 30,
         **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    """Run a command; on failure the exception says what the command printed."""
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and res.returncode:
+        raise RuntimeError(f"{shlex.join(cmd)[:200]} exited {res.returncode}:\n"
+                           f"{res.stderr.strip()[-2000:]}")
+    return res
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 10.0, interval: float = 0.05,
@@ -79,6 +84,10 @@ def tx_offload_off(dev: str, netns: str | None = None) -> None:
     run(prefix + ["ethtool", "-K", dev, "tx", "off"], check=False)
 
 
+class Capture:
+    text = ""
+
+
 class Namespace:
     def __init__(self, env: NetEnv, name: str):
         self.env = env
@@ -103,6 +112,23 @@ class Namespace:
                 fields = line.split(",")
                 return int(fields[0].split()[0]), int(fields[1].split()[0])
         return count, 0
+
+    @contextlib.contextmanager
+    def capture(self, bpf: str, iface: str = "eth0", settle: float = 1.0):
+        """tcpdump in this namespace for the with-block; ``.text`` after it.
+
+        ``settle`` gives tcpdump time to attach before the block sends.
+        """
+        cap = Capture()
+        proc = self.popen(["tcpdump", "-n", "-e", "-l", "-i", iface, bpf],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            time.sleep(settle)
+            yield cap
+            time.sleep(0.5)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            cap.text = proc.communicate(timeout=5)[0]
 
     def can_ping(self, ip: str, tries: int = 20) -> bool:
         """True once one ping goes through (ARP and wiring may need a moment)."""

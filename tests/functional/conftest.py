@@ -57,6 +57,7 @@ class Harness:
 
     name = "base"
     offload_off = False
+    enforces_port_security = False
 
     def __init__(self, env: NetEnv, tmp_path):
         self.env = env

@@ -9,6 +9,7 @@ from tests.functional.conftest import Harness, free_port
 class OvsHarness(Harness):
     name = "openvswitch"
     offload_off = True  # netdev datapath + veth: TCP stalls otherwise
+    enforces_port_security = True
 
     def __init__(self, env, tmp_path, ovs):
         super().__init__(env, tmp_path)

@@ -61,6 +61,11 @@ def test_mac(mac, ok):
     ({"name": "p", "network": "n", "device": "tap0", "iface_id": "x y"}, "port p: iface_id"),
     ({"name": "p", "network": "n", "device": "tap0", "port_security": "maybe"},
      "port p: port_security"),
+    ({"name": "p", "network": "n", "device": "t", "ips": ["192.0.2.300"]}, "port p: ips"),
+    ({"name": "p", "network": "n", "device": "t", "ips": ["224.0.0.1"]}, "port p: ips"),
+    ({"name": "p", "network": "n", "device": "t", "ips": ["0.0.0.0"]}, "port p: ips"),
+    ({"name": "p", "network": "n", "device": "t", "ips": 5}, "port p: ips"),
+    ({"name": "p", "network": "n", "device": "t", "ips": ["192.0.2.1"] * 17}, "port p: ips"),
 ])
 def test_bad_ports(data, field):
     with pytest.raises(ValidationError) as e:
@@ -88,6 +93,10 @@ def _doc(networks, ports=()):
                                              {"name": "q", "network": "a", "device": "t"}]),
      "port q: device"),
     (_doc([{"name": "a", "type": "local"}, {"name": "a", "type": "local"}]), "network a"),
+    (_doc([{"name": "a", "type": "local"}],
+          [{"name": "p", "network": "a", "device": "t", "ips": ["192.0.2.5"]},
+           {"name": "q", "network": "a", "device": "u", "ips": ["192.0.2.5"]}]),
+     "port q: ips"),
 ])
 def test_topology_cross_checks(doc, field):
     with pytest.raises(ValidationError) as e:
@@ -103,3 +112,11 @@ def test_same_vlan_on_two_physnets_is_fine_and_round_trips():
     again = Topology.from_dict(topo.to_dict())
     assert again == topo
     assert again.ports["p"].port_security is True
+
+
+def test_port_ips_are_canonical_and_round_trip():
+    port = model.port_from_dict({"name": "p", "network": "n", "device": "t",
+                                 "ips": "2001:DB8::1, 192.0.2.5,192.0.2.5"})
+    assert port.ips == ("192.0.2.5", "2001:db8::1")
+    assert model.port_from_dict(port.to_dict()) == port
+    assert port.to_dict()["ips"] == ["192.0.2.5", "2001:db8::1"]

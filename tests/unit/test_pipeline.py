@@ -22,6 +22,28 @@ def test_access_port_drops_tags_and_enforces_declared_mac():
     assert len(static) == 2 and all(f.idle_timeout == 0 for f in static)
 
 
+def test_declared_ips_admit_only_their_arp_and_ip_sources():
+    flows = pl.port_flows(pl.PortBinding(5, 7, "52:54:00:00:00:05", True,
+                                         ("192.0.2.5", "2001:db8::5")))
+    ingress = [f for f in flows if f.table == pl.INGRESS]
+    admitted = {(dict(f.match).get("eth_type"), dict(f.match).get("arp_spa") or
+                 dict(f.match).get("ipv4_src") or dict(f.match).get("ipv6_src"))
+                for f in ingress if f.priority == pl.PRIO_PORT_IP}
+    assert (pl.ETH_ARP, "192.0.2.5") in admitted and (pl.ETH_IPV4, "192.0.2.5") in admitted
+    assert (pl.ETH_IPV6, "2001:db8::5") in admitted
+    assert (pl.ETH_IPV6, pl.LINK_LOCAL6) in admitted  # link-local still works
+    assert all(dict(f.match)["eth_src"] == "52:54:00:00:00:05" and f.metadata == 7
+               for f in ingress if f.priority == pl.PRIO_PORT_IP)
+    drops = [f for f in ingress if f.priority == pl.PRIO_PORT_IP_DROP]
+    assert sorted(dict(f.match)["eth_type"] for f in drops) == sorted(
+        (pl.ETH_ARP, pl.ETH_IPV4, pl.ETH_IPV6))
+    assert all(f.goto is None and not f.actions for f in drops)
+    assert pl.PRIO_PORT_IP > pl.PRIO_PORT_IP_DROP > pl.PRIO_PORT_MAC
+    # Without port security the addresses are not enforced.
+    loose = pl.port_flows(pl.PortBinding(5, 7, None, False, ("192.0.2.5",)))
+    assert not [f for f in loose if f.priority in (pl.PRIO_PORT_IP, pl.PRIO_PORT_IP_DROP)]
+
+
 def test_port_without_security_admits_any_source():
     flows = pl.port_flows(pl.PortBinding(5, 7, None, False))
     admit = [f for f in flows if f.goto == pl.ETH_SRC]
