@@ -58,11 +58,23 @@ OVS_OPTS = [
                 help="PHYSNET:BRIDGE pairs: the OVS bridge holding the NIC of "
                      "each physical network, e.g. physnet1:br-ex."),
     cfg.StrOpt("of_listen_address", default="127.0.0.1",
-               help="Address the agent's OpenFlow controller listens on."),
+               help="Address the agent's OpenFlow controller listens on. A "
+                    "non-loopback address needs the three of_ssl_* options: "
+                    "any switch that reaches the port could otherwise connect."),
     cfg.PortOpt("of_listen_port", default=6653,
                 help="TCP port the agent's OpenFlow controller listens on."),
     cfg.IntOpt("ovsdb_timeout", default=10, min=1, max=600,
                help="Seconds to wait for an OVSDB transaction."),
+    cfg.StrOpt("of_ssl_key_file",
+               help="PEM private key of the OpenFlow controller. With "
+                    "of_ssl_cert_file and of_ssl_ca_cert_file set, the "
+                    "controller speaks TLS (target ssl:ADDR:PORT) and admits "
+                    "only switches whose certificate the CA signed; OVS needs "
+                    "its own key and certificate (ovs-vsctl set-ssl)."),
+    cfg.StrOpt("of_ssl_cert_file",
+               help="PEM certificate of the OpenFlow controller."),
+    cfg.StrOpt("of_ssl_ca_cert_file",
+               help="PEM CA certificate that signed the switches' certificates."),
 ]
 
 OPENFLOW_OPTS = [

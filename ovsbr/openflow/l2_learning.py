@@ -41,6 +41,7 @@ _PH_PORT = 0x7EADBEEF
 _PH_LID = 0xABC
 _PH_COOKIE = 0x0123456789ABCDEF
 _PH_VID = 0x0ABD
+_ZERO_MAC = bytes(6)
 
 
 def _offsets(buf: bytes, needle: bytes) -> list[int]:
@@ -377,8 +378,9 @@ class L2LearningApp(app_manager.OSKenApp):
             except (KeyError, TypeError):
                 table.counters.dropped += 1
                 return
-            if len(data) < 14 or data[6] & 1 or lid == 0:
-                # Truncated, a group source address, or no network: unusable.
+            if len(data) < 14 or data[6] & 1 or lid == 0 or data[6:12] == _ZERO_MAC:
+                # Truncated, a group or all-zero source (found by fuzzing: it
+                # was learned, then the zero MAC forwarded), or no network.
                 table.counters.dropped += 1
                 return
             mac = data[6:12].hex(":")

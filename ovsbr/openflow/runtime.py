@@ -104,7 +104,11 @@ class StoppableOFPHandler(ofp_handler.OFPHandler):
                 break
             if self.ssl_context is not None:
                 try:
+                    # A client that stalls the handshake must not hold the
+                    # accept loop for long.
+                    sock.settimeout(5)
                     sock = self.ssl_context.wrap_socket(sock, server_side=True)
+                    sock.settimeout(None)
                 except (OSError, ssl.SSLError) as e:
                     LOG.warning("TLS handshake with %s failed: %s", addr, e)
                     sock.close()

@@ -18,6 +18,18 @@ from ovsbr.testing.agent import Agent, log_text
     ({"DEFAULT": {"resync_interval": "0"}}, "[DEFAULT] resync_interval"),
     ({"ovs": {"datapath_type": "fast"}}, "[ovs] datapath_type"),
     ({"ovs": {"of_listen_port": "70000"}}, "[ovs] of_listen_port"),
+    ({"DEFAULT": {"driver": "openvswitch"}, "ovs": {"of_listen_address": "192.0.2.1"}},
+     "[ovs] of_listen_address: 192.0.2.1 is not a loopback address: without TLS"),
+    ({"DEFAULT": {"driver": "openvswitch"}, "ovs": {"of_ssl_key_file": "/etc/hostname"}},
+     "[ovs] of_ssl_cert_file: required when any of"),
+    ({"DEFAULT": {"driver": "openvswitch"},
+      "ovs": {"of_ssl_key_file": "/nonexistent/k", "of_ssl_cert_file": "/etc/hostname",
+              "of_ssl_ca_cert_file": "/etc/hostname"}},
+     "[ovs] of_ssl_key_file: '/nonexistent/k' is not a readable file"),
+    ({"DEFAULT": {"driver": "openvswitch"},
+      "ovs": {"of_ssl_key_file": "/etc/hostname", "of_ssl_cert_file": "/etc/hostname",
+              "of_ssl_ca_cert_file": "/etc/hostname"}},
+     "[ovs] of_ssl_cert_file: cannot load the controller's TLS files"),
 ])
 def test_bad_config_stops_agent_with_one_line(tmp_path, sections, text):
     agent = Agent(str(tmp_path), sections)

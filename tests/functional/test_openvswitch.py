@@ -218,3 +218,52 @@ def test_vswitchd_restart_reinstalls_flows(ovsh):
     wait_for(lambda: any("group:" in f for f in ovsh.ovs.flows(ovsh.br_int)), 20,
              what="flows reinstalled after ovs-vswitchd restart")
     assert vm1.can_ping(vm2.ip, tries=40)
+
+
+def test_fuzzed_frames_are_survived_counted_and_forwarding_goes_on(ovsh):
+    """10,000 frames from scapy's fuzz(): random fields in every header layer."""
+    agent, vm1, vm2 = ovsh.two_vms(openflow={"max_macs_per_port": 50})
+    assert vm1.can_ping(vm2.ip)
+    before = _miss_packets(ovsh)
+    vm1.scapy(
+        "import random\n"
+        "random.seed(7)\n"
+        "E = lambda: Ether(src=RandMAC(), dst=RandMAC()) if random.random() < 0.9 else Ether()\n"
+        "layers = [lambda: E()/IP()/UDP(), lambda: E()/IP()/TCP(),\n"
+        "          lambda: E()/ARP(), lambda: E()/Dot1Q()/IP()/ICMP(),\n"
+        "          lambda: E()/IPv6()/UDP(), lambda: E()/Raw(b'x'*40),\n"
+        "          lambda: E()/LLC()/SNAP()/Raw(b'y'*20)]\n"
+        "s = conf.L2socket(iface='eth0')\n"
+        "sent = i = 0\n"
+        "while sent < 10000:\n"
+        "    i += 1\n"
+        "    try:\n"
+        "        s.send(bytes(fuzz(layers[i % len(layers)]())))\n"
+        "        sent += 1\n"
+        "    except (ValueError, TypeError, OSError, struct.error):\n"
+        "        pass  # fuzz() made a frame scapy cannot build or the NIC refuses\n"
+        "s.close()\n"
+        "print(sent, i)", timeout=300)
+    time.sleep(2)  # flow statistics reach OpenFlow from the datapath lazily
+    offered = _miss_packets(ovsh) - before
+
+    def counters():
+        table = agent.cli_json("mac-table").get("testhost", {}).get(ovsh.br_int, {})
+        return table.get("counters", {})
+    wait_for(lambda: counters().get("packet_ins", 0) > 0, 10, what="packet-ins counted")
+    c = counters()
+    print(f"fuzz: {offered} frames reached the learning miss, counters {c}")
+    assert agent.alive()
+    assert offered > 1000, "most fuzzed frames should reach ETH_SRC"
+    assert c["dropped"] > 0, "fuzzed group/zero source MACs must be counted as dropped"
+    learned_on_1 = [m for m in agent.cli_json("mac-table")["testhost"][ovsh.br_int]["macs"]
+                    if m["port"] == vm1.tap]
+    assert len(learned_on_1) <= 50
+    assert not _learned(ovsh, "00:00:00:00:00:00"), "the all-zero MAC is no source"
+    # Still forwarding, still learning new sources on other ports.
+    assert vm1.can_ping(vm2.ip)
+    vm3 = ovsh.vm("c", 3)
+    agent.cli("port", "create", "p3", "--network", "n1", "--device", vm3.tap)
+    agent.wait_ports(["p3"])
+    assert vm3.can_ping(vm2.ip)
+    wait_for(lambda: _learned(ovsh, vm3.mac), 5, what="a new VM learned after the fuzz")
