@@ -353,7 +353,8 @@ class OpenvSwitchDriver(Driver):
                         continue
                     eids = iface.external_ids
                     ifaces.append((iface.name, iface.type, eids.get("attached-mac"),
-                                   eids.get("iface-id"), ids.get(PORT_NET)))
+                                   eids.get("iface-id"), ids.get(PORT_NET),
+                                   ids.get(ADDED) == "true"))
             view = (networks, ifaces, names)
             self._view = (seq, view)
             return view
@@ -373,10 +374,10 @@ class OpenvSwitchDriver(Driver):
         kernel = {link.name: link.up for link in links}
         for name, fp in networks.items():
             observed.networks[name] = NetworkState(name, fp)
-        for name, itype, mac, iface_id, network in ifaces:
+        for name, itype, mac, iface_id, network, _ in ifaces:
             if not itype and name not in kernel:
-                # The tap is gone (VM destroyed) but its row stays: the port
-                # waits for its device again.
+                # The tap is gone (VM destroyed): the port waits for its
+                # device again; sync() removes the row if ovsbr added it.
                 continue
             # A tap that is down (e.g. recreated under the same name) is not
             # wired yet: plugging brings it up and makes ovs-vswitchd reopen it.
@@ -476,7 +477,8 @@ class OpenvSwitchDriver(Driver):
                                           ("external_ids", {"iface-status": "inactive"})))
 
     def sync(self, desired: Topology, bound: dict[str, Device]) -> None:
-        """Hand the app this bridge's port and uplink bindings."""
+        """Drop rows of vanished taps; hand the app the port and uplink bindings."""
+        self._forget_vanished()
         with self.conn.lock:
             br = self._bridge_row(self.br_int)
             if br is None:
@@ -506,6 +508,28 @@ class OpenvSwitchDriver(Driver):
                 uplinks.append(pl.UplinkBinding(ofport, lid, net.segmentation_id
                                                 if net.type == "vlan" else None))
         self.app.set_bindings(self.dpid, self.br_int, ports, uplinks)
+
+    def _forget_vanished(self) -> None:
+        """Delete the Port rows ovsbr added for taps that no longer exist.
+
+        A row left behind is an orphan in OVSDB, and when a tap of the same
+        name comes back ovs-vswitchd may keep the old device's state (seen:
+        the new tap stays PORT_DOWN): a fresh row makes it open the new one.
+        Rows someone else added (libvirt) are theirs to remove.
+        """
+        view = self._ovsdb_view()
+        if view is None:
+            return
+        kernel = {link.name for link in self.links.snapshot().values()}
+        gone = [name for name, itype, _, _, _, added in view[1]
+                if added and not itype and name not in kernel]
+        if not gone:
+            return
+        LOG.info("removing %d port(s) whose device vanished: %s", len(gone),
+                 ", ".join(sorted(gone)[:10]))
+        with self._lock, self.api.transaction(check_error=True) as txn:
+            for name in gone:
+                txn.add(self.api.del_port(name, if_exists=True))
 
     def cleanup(self) -> None:
         """Remove br-int and the patch ports, if ovsbr created them."""

@@ -14,7 +14,7 @@ import pytest
 
 from ovsbr.testing import ovs_sandbox
 from ovsbr.testing.agent import Agent
-from ovsbr.testing.netns import NetEnv, link_exists, link_master, run
+from ovsbr.testing.netns import NetEnv, link_exists, link_master, run, wait_for
 
 pytestmark = pytest.mark.functional
 
@@ -100,6 +100,28 @@ class Harness:
     def device_exists(self, name: str) -> bool:
         return link_exists(name)
 
+    def desired(self, agent: Agent) -> tuple[set[str], dict[str, str]]:
+        """(networks, {present device: network}) from the store, via the CLI."""
+        doc = agent.cli_json("export")
+        ports = {p["device"]: p["network"] for p in doc["ports"]
+                 if p.get("device") and link_exists(p["device"])}
+        return {n["name"] for n in doc["networks"]}, ports
+
+    def audit(self, agent: Agent) -> list[str]:
+        """Differences between desired and actual state, orphans included."""
+        raise NotImplementedError
+
+    def assert_converged(self, agent: Agent, timeout: float = 20) -> None:
+        problems: list[str] = []
+
+        def clean():
+            problems[:] = self.audit(agent)
+            return not problems
+        try:
+            wait_for(clean, timeout, interval=0.5, what="desired == actual")
+        except TimeoutError:
+            raise AssertionError("not converged:\n  " + "\n  ".join(problems)) from None
+
     def stop_agents(self) -> None:
         for agent in self.agents:
             agent.stop()
@@ -158,6 +180,26 @@ class LinuxBridgeHarness(Harness):
         return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()
                 if any(f" master {b} " in line for b in bridges)
                 and "ovsbr" not in line]
+
+    def audit(self, agent: Agent) -> list[str]:
+        networks, ports = self.desired(agent)
+        owned = self._owned_bridges()
+        problems = []
+        if sorted(owned.values()) != sorted(networks):
+            problems.append(f"bridges {sorted(owned.values())} != networks {sorted(networks)}")
+        nics = set(self.mappings.values())
+        members = {}
+        for line in run(["ip", "-o", "-d", "link", "show"]).stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            master = line.split(" master ")[1].split()[0] if " master " in line else None
+            if master in owned and name not in nics and "alias ovsbr:" not in line:
+                members[name] = owned[master]
+        if members != ports:
+            extra = sorted(set(members) - set(ports))
+            missing = sorted(set(ports) - set(members))
+            wrong = sorted(d for d in set(members) & set(ports) if members[d] != ports[d])
+            problems.append(f"ports: orphans {extra}, missing {missing}, wrong net {wrong}")
+        return problems
 
     def delete_bridge_by_hand(self, network: str) -> None:
         for name, net in self._owned_bridges().items():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from ovsbr.testing.netns import link_exists
 from tests.functional.conftest import Harness, free_port
 
@@ -50,6 +53,44 @@ class OvsHarness(Harness):
 
     def wired_devices(self) -> list[str]:
         return [p for p in self.ovs.ports(self.br_int) if not p.startswith("int-")]
+
+    def audit(self, agent) -> list[str]:
+        networks, ports = self.desired(agent)
+        problems = []
+        ids = self.ovs.get("Bridge", self.br_int, "external_ids")
+        declared = set(re.findall(r'"?ovsbr-net-([^"=]+)"?=', ids))
+        if declared != networks:
+            problems.append(f"networks in OVSDB {sorted(declared)} != {sorted(networks)}")
+        rows = self._rows("Port", "name,external_ids")
+        br_ports = set(self.ovs.ports(self.br_int))
+        wired = {name: ids.get("ovsbr-network", "") for name, ids in rows.items()
+                 if name in br_ports and not name.startswith("int-")}
+        ofports = {ofport: name for name, ofport in self._rows("Interface", "name,ofport").items()
+                   if name in br_ports}
+        if wired != ports:
+            problems.append(f"ports on {self.br_int} {wired} != declared {ports}")
+        flows = self.ovs.flows(self.br_int)
+        gens = {int(m, 16) >> 32 for m in re.findall(r"cookie=(0x[0-9a-f]+)", " ".join(flows))}
+        if len(gens) != 1:
+            problems.append(f"flows of {len(gens)} agent generations: {sorted(gens)}")
+        ingress = [int(m) for f in flows if "table=0," in f
+                   for m in re.findall(r"in_port=(\d+)", f)]
+        stale = sorted({p for p in ingress if p not in ofports})
+        if stale:
+            problems.append(f"ingress flows for ports no longer there: {stale}")
+        return problems
+
+    def _rows(self, table: str, columns: str) -> dict:
+        """name -> second column, for every row: one ovs-vsctl call, not one per row."""
+        out = self.ovs.vsctl("-f", "json", f"--columns={columns}", "list", table).stdout
+        result = {}
+        for name, value in json.loads(out)["data"]:
+            if isinstance(value, list) and value[0] == "map":
+                value = dict(value[1])
+            elif isinstance(value, list):  # an empty set: no ofport yet
+                value = -1
+            result[name] = value
+        return result
 
     def delete_bridge_by_hand(self, network: str) -> None:
         self.ovs.vsctl("del-br", self.br_int)

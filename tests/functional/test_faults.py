@@ -7,8 +7,6 @@ import os
 import subprocess
 import time
 
-import pytest
-
 from ovsbr.testing.agent import log_text
 from ovsbr.testing.netns import wait_for
 
@@ -37,6 +35,7 @@ def test_corrupt_store_keeps_last_good_state_and_recovers(datapath):
     vm3 = datapath.vm("c", 3)
     agent.cli("port", "create", "p3", "--network", "n1", "--device", vm3.tap)
     agent.wait_ports(["p3"])
+    datapath.assert_converged(agent)
 
 
 def test_bridge_deleted_by_hand_is_rebuilt(datapath):
@@ -45,12 +44,10 @@ def test_bridge_deleted_by_hand_is_rebuilt(datapath):
     wait_for(lambda: datapath.wired_into(vm1.tap) == "n1" and
              datapath.wired_into(vm2.tap) == "n1", 20, what="rebuilt and re-wired")
     assert vm1.can_ping(vm2.ip)
+    datapath.assert_converged(agent)
 
 
 def test_device_deleted_and_recreated_behind_the_agent(datapath):
-    if datapath.name == "openvswitch":
-        pytest.skip("open gap: on the netdev datapath a tap recreated under the same "
-                    "name is sometimes left PORT_DOWN by ovs-vswitchd (issue 7 note)")
     agent, vm1, vm2 = datapath.two_vms()
     # The VM goes away (its tap with it), then comes back under the same name.
     subprocess.run(["ip", "link", "del", vm1.tap], check=True)
@@ -60,6 +57,7 @@ def test_device_deleted_and_recreated_behind_the_agent(datapath):
     agent.wait_ports(["p1"])
     time.sleep(0.5)
     assert vm1b.can_ping(vm2.ip)
+    datapath.assert_converged(agent)
 
 
 def test_kill9_in_the_middle_of_wiring_500_ports_converges(datapath):
@@ -85,6 +83,7 @@ def test_kill9_in_the_middle_of_wiring_500_ports_converges(datapath):
     # exactly the declared ports.
     assert datapath.count_networks() == 5
     assert sorted(datapath.wired_devices()) == sorted(taps)
+    datapath.assert_converged(agent)
     print(f"wired before the kill: {partial} of 500")
 
 
@@ -121,3 +120,19 @@ def test_store_never_written_does_not_tear_down_the_host(datapath):
     time.sleep(1)
     assert datapath.wired_into(vm1.tap) == "n1" and datapath.network_exists("n1")
     assert vm1.ping(vm2.ip, count=3, interval=0.1)[1] == 3
+
+
+def test_device_renamed_behind_the_agent(datapath):
+    """A tap renamed away is no longer the port's: unwired, nothing orphaned;
+    renamed back, it is wired again."""
+    agent, vm1, vm2 = datapath.two_vms()
+    other = vm1.tap[:-1] + "Z"
+    subprocess.run(["ip", "link", "set", vm1.tap, "name", other], check=True)
+    datapath.env.links.append(other)
+    agent.wait_ports(["p1"], status="waiting")
+    datapath.assert_converged(agent)
+    assert datapath.wired_into(other) is None
+    subprocess.run(["ip", "link", "set", other, "name", vm1.tap], check=True)
+    agent.wait_ports(["p1"])
+    datapath.assert_converged(agent)
+    assert vm1.can_ping(vm2.ip)

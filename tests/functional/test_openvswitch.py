@@ -208,16 +208,29 @@ def test_ovsdb_server_restart_is_survived(ovsh):
     out = stream.communicate(timeout=30)[0]
     assert " 0% packet loss" in out, out
     assert agent.alive()
+    ovsh.assert_converged(agent)
 
 
 def test_vswitchd_restart_reinstalls_flows(ovsh):
     agent, vm1, vm2 = ovsh.two_vms()
     assert vm1.can_ping(vm2.ip)
+    stream = vm1.popen(["ping", "-n", "-i", "0.05", "-c", "300", "-W", "1", vm2.ip],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1)
     ovsh.ovs.restart_vswitchd()
     # Kernel-side veths stay; vswitchd re-opens them and the app reinstalls.
     wait_for(lambda: any("group:" in f for f in ovsh.ovs.flows(ovsh.br_int)), 20,
              what="flows reinstalled after ovs-vswitchd restart")
+    out = stream.communicate(timeout=60)[0]
+    got = sorted(int(m) for m in re.findall(r"icmp_seq=(\d+)", out))
+    lost = 300 - len(got)
+    # The outage: the longest run of missing replies, at 20 pings/s.
+    gaps = [b - a - 1 for a, b in zip([0, *got], [*got, 301], strict=True)]
+    print(f"ovs-vswitchd restart: {lost} of 300 pings lost, longest outage "
+          f"{max(gaps) * 0.05:.2f} s")
+    assert max(gaps) * 0.05 < 5.0, out
     assert vm1.can_ping(vm2.ip, tries=40)
+    ovsh.assert_converged(agent)
 
 
 def test_fuzzed_frames_are_survived_counted_and_forwarding_goes_on(ovsh):
