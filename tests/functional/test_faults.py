@@ -136,3 +136,28 @@ def test_device_renamed_behind_the_agent(datapath):
     agent.wait_ports(["p1"])
     datapath.assert_converged(agent)
     assert vm1.can_ping(vm2.ip)
+
+
+def test_kill9_and_restart_with_500_wired_ports_loses_no_packet(datapath):
+    taps = datapath.env.veths(498)
+    vm1, vm2 = datapath.vm("a", 1), datapath.vm("b", 2)
+    agent = datapath.agent()
+    doc = {"networks": [{"name": f"n{i}", "type": "local"} for i in range(5)],
+           "ports": [{"name": f"p{i}", "network": f"n{i % 5}", "device": tap}
+                     for i, tap in enumerate(taps)]
+           + [{"name": "vm1", "network": "n0", "device": vm1.tap},
+              {"name": "vm2", "network": "n0", "device": vm2.tap}]}
+    agent.cli("apply", "-", stdin=json.dumps(doc))
+    agent.start()
+    names = [p["name"] for p in doc["ports"]]
+    agent.wait_ports(names, timeout=90)
+    assert vm1.can_ping(vm2.ip)
+    stream = vm1.popen(["ping", "-n", "-q", "-i", "0.1", "-c", "150", "-W", "1", vm2.ip],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1)
+    agent.kill()
+    agent.start()
+    agent.wait_ports(names, timeout=90)
+    out = stream.communicate(timeout=60)[0]
+    assert " 0% packet loss" in out, out + agent.tail()
+    datapath.assert_converged(agent)
