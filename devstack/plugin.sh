@@ -9,6 +9,8 @@ function install_ovsbr {
         install_package openvswitch-switch
     fi
     install_package iproute2
+    # libnftables: port security on Linux bridges (nftables bridge family).
+    install_package nftables
     setup_develop "$OVSBR_DIR"
 }
 

@@ -42,6 +42,7 @@ class Agent:
         self._observed = Observed()
         self._introspection: dict = {}
         self._cleanup = False
+        self._keeping = False
         self._last_plan: reconciler.Plan | None = None
         self.reconciles = 0
 
@@ -166,7 +167,10 @@ class Agent:
                  if name not in self._port_errors and name in plan.ports
                  and plan.ports[name].status == reconciler.BOUND}
         try:
-            self.driver.sync(desired, bound)
+            # Keeping an unknown datapath (store never written) means hands
+            # off: no bindings, so the flows and filters found stay as they are.
+            if not self._keeping:
+                self.driver.sync(desired, bound)
         except Exception as e:
             LOG.error("datapath sync failed: %s", e)
         self.reconciles += 1
@@ -181,6 +185,7 @@ class Agent:
         # datapath is far more likely a wrong state_path than an order to
         # tear the host down: keep them, say so once. --cleanup removes them.
         keep = desired.revision == 0 and not self._cleanup and bool(self._observed.networks)
+        self._keeping = keep
         if keep and "never-written" not in self._logged:
             self._logged.add("never-written")
             LOG.warning("the store has never been written but the datapath holds ovsbr "

@@ -26,8 +26,9 @@ from ovsbr.conf.mappings import parse_mappings
 from ovsbr.drivers import names, rtnl
 from ovsbr.drivers.base import Device, Driver, EventCallback, NetworkState, Observed
 from ovsbr.drivers.netlink import Link, LinkTable, link_from_msg
+from ovsbr.drivers.portsec import NftPortSecurity, PortFilter, table_name
 from ovsbr.exceptions import ConfigError, DriverError, FeatureMissing, PartialFailure
-from ovsbr.model import Network, Port
+from ovsbr.model import Network, Port, Topology
 
 LOG = logging.getLogger(__name__)
 BRIDGE_MARK = "ovsbr:net="
@@ -81,6 +82,13 @@ def _l2_only(bridge: str) -> None:
             LOG.warning("cannot write %s: %s", path, e)
 
 
+def port_filter(port: Port, device: str) -> PortFilter | None:
+    """What nftables must check for a port; None when there is nothing to enforce."""
+    if not port.port_security or (port.mac is None and port.ips is None):
+        return None
+    return PortFilter(device, port.mac, port.ips)
+
+
 class LinuxBridgeDriver(Driver):
     name = "linuxbridge"
 
@@ -94,6 +102,9 @@ class LinuxBridgeDriver(Driver):
         self._lock = threading.RLock()
         self._batch: list[tuple[Link, dict, Network]] | None = None
         self._bridge_of: dict[str, int] = {}
+        self.portsec = NftPortSecurity(table_name(self.prefix or ""))
+        self._filters: dict[str, PortFilter] = {}
+        self._refilter = False
 
     # -- life cycle ----------------------------------------------------------
     def check_config(self) -> None:
@@ -116,6 +127,11 @@ class LinuxBridgeDriver(Driver):
             raise ConfigError("[vxlan] local_ip", f"{local_ip!r} is not an IPv4 address")
 
     def start(self, on_event: EventCallback) -> None:
+        missing = self.portsec.probe()
+        if missing:
+            LOG.warning("%s; ports with port security and a declared MAC or IPs will "
+                        "not be wired (use --no-port-security to wire them unfiltered)",
+                        missing)
         self._ipr = IPRoute()
         self._rtnl = rtnl.RtnlSocket()
         self.links._on_change = on_event
@@ -138,6 +154,7 @@ class LinuxBridgeDriver(Driver):
     def resync(self) -> None:
         with self._lock:
             self.links.refresh()
+            self._refilter = True  # rewrite the table even if nothing changed here
 
     # -- naming --------------------------------------------------------------
     def bridge_name(self, net_name: str) -> str:
@@ -378,6 +395,8 @@ class LinuxBridgeDriver(Driver):
                 self._flush(pending)
 
     def _flush(self, pending: list[tuple[Link, dict, Network]]) -> None:
+        # Filters first: a tap joins its bridge only once its rules are in.
+        self._apply_filters()
         batch = IPBatch()
         for link, spec, _net in pending:
             batch.link("set", index=link.index, **spec)
@@ -408,6 +427,13 @@ class LinuxBridgeDriver(Driver):
             link = self.links.by_name(device.name)
             if link is None:
                 raise DriverError(f"device {device.name} is gone")
+            wanted = port_filter(port, device.name)
+            if wanted is not None:
+                if self.portsec.missing:
+                    raise FeatureMissing(self.portsec.missing)
+                self._filters[device.name] = wanted
+            else:
+                self._filters.pop(device.name, None)
             spec = {"master": bridge.index, "state": "up"}
             mtu = effective_mtu(net)
             if mtu is not None:
@@ -415,6 +441,7 @@ class LinuxBridgeDriver(Driver):
             if self._batch is not None:
                 self._batch.append((link, spec, net))
             else:
+                self._apply_filters()
                 try:
                     self._ip().link("set", index=link.index, **spec)
                 except NetlinkError as e:
@@ -425,6 +452,24 @@ class LinuxBridgeDriver(Driver):
             if mtu is not None:
                 link.mtu = mtu
             self.links.put(link)
+
+    def _apply_filters(self) -> None:
+        try:
+            self.portsec.apply(list(self._filters.values()), force=self._refilter)
+        except FeatureMissing as e:
+            raise DriverError(f"port security: {e}") from e
+        self._refilter = False
+
+    def sync(self, desired: Topology, bound: dict[str, Device]) -> None:
+        """The nftables table follows the bound ports (restarts, edits, drift)."""
+        with self._lock:
+            self._filters = {
+                dev.name: f for name, dev in bound.items()
+                if (f := port_filter(desired.ports[name], dev.name)) is not None}
+            self._apply_filters()
+
+    def cleanup(self) -> None:
+        self.portsec.remove()
 
     def unplug(self, device: Device) -> None:
         with self._lock:

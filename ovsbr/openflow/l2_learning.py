@@ -97,6 +97,11 @@ class BridgeState:
         self.uplinks: dict[tuple[int, int], pl.UplinkBinding] = {}
         self.datapath = None
         self.synced = False
+        # The switch's old flows are replaced only once the agent has said
+        # what the bridge holds (first bindings) and the switch has said
+        # what is installed (flow stats): before that, old flows forward.
+        self.bound = False
+        self.stats_done = False
         self.installed: dict[tuple, pl.Flow] = {}
         self.groups: dict[int, pl.Group] = {}
         self.existing_groups: set[int] = set()
@@ -141,11 +146,14 @@ class L2LearningApp(app_manager.OSKenApp):
                          {u.lid for u in br.uplinks.values()})
             br.ports = new_ports
             br.uplinks = {(u.ofport, u.lid): u for u in uplinks}
+            br.bound = True
             gone_lids -= ({p.lid for p in ports} | {u.lid for u in uplinks})
             for lid in gone_lids:
                 br.macs.forget_network(lid)
             if br.datapath is not None and br.synced:
                 self._apply_static(br)
+            elif br.datapath is not None and br.stats_done:
+                self._take_over(br)
 
     def wait_connected(self, dpid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -296,7 +304,7 @@ class L2LearningApp(app_manager.OSKenApp):
         dp = ev.msg.datapath
         with self.lock:
             br = self.bridge(dp.id, f"dpid-{dp.id:016x}")
-            br.datapath, br.synced = dp, False
+            br.datapath, br.synced, br.stats_done = dp, False, False
             br.installed, br.groups = {}, {}
             br.existing_groups, br.old_generations = set(), set()
             br.macs = MacTable(self.max_macs_per_port)
@@ -325,6 +333,14 @@ class L2LearningApp(app_manager.OSKenApp):
                 if s.cookie >> pl.COOKIE_GEN_SHIFT != self.generation)
             if msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
                 return
+            br.stats_done = True
+            if br.bound:
+                self._take_over(br)
+
+    def _take_over(self, br: BridgeState) -> None:
+        """Install this generation, barrier, then delete the older ones."""
+        dp = br.datapath
+        with self.lock:
             self._apply_static(br)
             parser, ofp = dp.ofproto_parser, dp.ofproto
             msgs = [parser.OFPBarrierRequest(dp)]

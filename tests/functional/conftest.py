@@ -7,6 +7,7 @@ linuxbridge and openvswitch, skipping only where the host lacks a feature.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -129,6 +130,7 @@ class Harness:
 
 class LinuxBridgeHarness(Harness):
     name = "linuxbridge"
+    enforces_port_security = True
 
     def add_physnet(self, physnet: str, nic: str) -> None:
         self.mappings[physnet] = nic
@@ -199,7 +201,25 @@ class LinuxBridgeHarness(Harness):
             missing = sorted(set(ports) - set(members))
             wrong = sorted(d for d in set(members) & set(ports) if members[d] != ports[d])
             problems.append(f"ports: orphans {extra}, missing {missing}, wrong net {wrong}")
+        filtered = self.filtered_devices()
+        wanted = {p["device"] for p in agent.cli_json("export")["ports"]
+                  if p.get("device") in ports and p.get("port_security", True)
+                  and (p.get("mac") or p.get("ips") is not None)}
+        if filtered != wanted:
+            problems.append(f"nftables port chains {sorted(filtered)} != {sorted(wanted)}")
         return problems
+
+    @property
+    def nft_table(self) -> str:
+        return "ovsbr_" + self.bridge_prefix.replace("-", "_")
+
+    def filtered_devices(self) -> set[str]:
+        """Taps with a port-security chain in the agent's nftables table."""
+        res = run(["nft", "-j", "list", "table", "bridge", self.nft_table], check=False)
+        if res.returncode:
+            return set()
+        return {item["chain"]["name"][len("port-"):] for item in json.loads(res.stdout)["nftables"]
+                if "chain" in item and item["chain"]["name"].startswith("port-")}
 
     def delete_bridge_by_hand(self, network: str) -> None:
         for name, net in self._owned_bridges().items():
@@ -220,6 +240,7 @@ class LinuxBridgeHarness(Harness):
 
     def cleanup(self) -> None:
         self.stop_agents()
+        run(["nft", "delete", "table", "bridge", self.nft_table], check=False)
         # Bridges are named with the env prefix; remove any a test left.
         out = run(["ip", "-o", "link", "show", "type", "bridge"]).stdout
         for line in out.splitlines():

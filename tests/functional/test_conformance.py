@@ -177,9 +177,12 @@ def test_cleanup_removes_what_ovsbr_created_and_nothing_else(datapath):
     agent.cli("network", "create", "l1", "--type", "local")
     vm1, vm2 = datapath.vm("a", 1), datapath.vm("b", 2)
     agent.cli("port", "create", "p1", "--network", "ext", "--device", vm1.tap)
-    agent.cli("port", "create", "p2", "--network", "l1", "--device", vm2.tap)
+    agent.cli("port", "create", "p2", "--network", "l1", "--device", vm2.tap,
+              "--mac", vm2.mac)
     agent.start()
     agent.wait_ports(["p1", "p2"])
+    if datapath.name == "linuxbridge":
+        assert datapath.filtered_devices() == {vm2.tap}
     agent.stop()
     res = subprocess.run([agent.bin("ovsbr-agent"), "--config-file", agent.config,
                           "--cleanup"], capture_output=True, text=True, timeout=60)
@@ -189,3 +192,7 @@ def test_cleanup_removes_what_ovsbr_created_and_nothing_else(datapath):
     for vm in (vm1, vm2):
         assert datapath.device_exists(vm.tap) and datapath.wired_into(vm.tap) is None
     assert datapath.device_exists(out.tap)
+    if datapath.name == "linuxbridge":
+        res = subprocess.run(["nft", "list", "table", "bridge", datapath.nft_table],
+                             capture_output=True)
+        assert res.returncode != 0, "the port-security table must go with --cleanup"
