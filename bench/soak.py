@@ -72,15 +72,28 @@ def soak(driver: str, minutes: float, env: NetEnv, ovs) -> dict:
     store = FileStore(path=agent.state_path)
     nets = [f"s{i}" for i in range(NETWORKS)]
 
-    def setup(t: Topology) -> None:
-        fresh = Topology.from_dict({"networks": [{"name": n, "type": "local"} for n in nets]})
-        t.networks, t.ports = fresh.networks, {}
-    store.update(setup)
-    agent.start()
     rng = random.Random(1)
     declared: dict[str, str] = {}
+
+    def new_port(i: int):
+        name = f"q{i}"
+        declared[devices[i]] = name
+        return port_from_dict({
+            "name": name, "network": rng.choice(nets), "device": devices[i],
+            "mac": f"52:54:01:00:{i >> 8:02x}:{i & 255:02x}",
+            "ips": [f"203.0.113.{i % 250 + 1}"]})
+
+    # Start at the churn's steady state (half the pool declared), so the
+    # samples show drift, not the ramp-up.
+    first = [new_port(i) for i in range(0, POOL, 2)]
+
+    def setup(t: Topology) -> None:
+        fresh = Topology.from_dict({"networks": [{"name": n, "type": "local"} for n in nets]})
+        t.networks, t.ports = fresh.networks, {p.name: p for p in first}
+    store.update(setup)
+    agent.start()
     samples, ops, t_end = [], 0, time.monotonic() + minutes * 60
-    next_sample = time.monotonic() + 5  # warm-up before the first sample
+    next_sample = time.monotonic() + 30  # warm-up: the first wiring of 200 ports
     try:
         while time.monotonic() < t_end:
             t0 = time.monotonic()
@@ -91,12 +104,7 @@ def soak(driver: str, minutes: float, env: NetEnv, ovs) -> dict:
                     name = declared.pop(dev)
                     store.update(lambda t, n=name: t.ports.pop(n, None))
                 else:
-                    name = f"q{i}"
-                    declared[dev] = name
-                    port = port_from_dict({
-                        "name": name, "network": rng.choice(nets), "device": dev,
-                        "mac": f"52:54:01:00:{i >> 8:02x}:{i & 255:02x}",
-                        "ips": [f"203.0.113.{i % 250 + 1}"]})
+                    port = new_port(i)
 
                     def add(t, p=port):
                         t.ports[p.name] = p
@@ -110,28 +118,17 @@ def soak(driver: str, minutes: float, env: NetEnv, ovs) -> dict:
         assert agent.alive(), "agent died during the soak:\n" + agent.tail()
         # Everything away: nothing of ovsbr's may stay behind.
         store.update(lambda t: (t.ports.clear(), t.networks.clear()))
-        time.sleep(5)
+        t_clear = time.monotonic()
+        while time.monotonic() - t_clear < 120 and leftovers_of(driver, prefix, extra):
+            time.sleep(1)
+        clear_s = round(time.monotonic() - t_clear, 1)
         final = sample(agent, driver, extra)
-        leftovers = []
-        if driver == "openvswitch":
-            left = [p for p in ovs.ports(extra["br"]) if p.startswith(prefix)]
-            if left:
-                leftovers.append(f"ports on br-int: {left[:5]}")
-            ids = ovs.get("Bridge", extra["br"], "external_ids")
-            if "ovsbr-net-" in ids:
-                leftovers.append("networks in br-int external_ids")
-        else:
-            bridges = [ln.split(":")[1].strip() for ln in
-                       run(["ip", "-o", "link", "show", "type", "bridge"]).stdout.splitlines()
-                       if ln.split(":")[1].strip().startswith(prefix[:5] + "-")]
-            if bridges:
-                leftovers.append(f"bridges: {bridges[:5]}")
-            if final.get("nft_chains", 0) > 1:
-                leftovers.append(f"nftables chains: {final['nft_chains']}")
+        leftovers = leftovers_of(driver, prefix, extra)
         first, last = samples[0], samples[-1]
         growth = {k: round(last[k] - first[k], 1) for k in first if k != "t"}
         return {"driver": driver, "minutes": minutes, "ops": ops, "samples": samples,
-                "growth": growth, "final": final, "leftovers": leftovers}
+                "growth": growth, "final": final, "leftovers": leftovers,
+                "emptied_in_s": clear_s}
     finally:
         agent.stop()
         subprocess.run([Agent.bin("ovsbr-agent"), "--config-file", agent.config, "--cleanup"],
@@ -139,6 +136,33 @@ def soak(driver: str, minutes: float, env: NetEnv, ovs) -> dict:
         if driver == "openvswitch":
             ovs.vsctl("--if-exists", "del-br", extra["br"], check=False)
         delete_links(devices)
+
+
+def leftovers_of(driver: str, prefix: str, extra: dict) -> list[str]:
+    """What of ovsbr's is still on the datapath once every network is deleted."""
+    leftovers = []
+    if driver == "openvswitch":
+        ovs = extra["ovs"]
+        left = [p for p in ovs.ports(extra["br"]) if p.startswith(prefix)]
+        if left:
+            leftovers.append(f"ports on br-int: {left[:5]}")
+        if "ovsbr-net-" in ovs.get("Bridge", extra["br"], "external_ids"):
+            leftovers.append("networks in br-int external_ids")
+        flows = len(ovs.flows(extra["br"]))
+        if flows > 3:
+            leftovers.append(f"{flows} flows on br-int (3 table-miss flows expected)")
+    else:
+        bridges = [ln.split(":")[1].strip() for ln in
+                   run(["ip", "-o", "link", "show", "type", "bridge"]).stdout.splitlines()
+                   if ln.split(":")[1].strip().startswith(prefix[:5] + "-")]
+        if bridges:
+            leftovers.append(f"{len(bridges)} bridges, e.g. {bridges[:3]}")
+        res = run(["nft", "-j", "list", "table", "bridge", extra["table"]], check=False)
+        chains = (sum(1 for i in json.loads(res.stdout)["nftables"] if "chain" in i)
+                  if res.returncode == 0 else 0)
+        if chains > 1:
+            leftovers.append(f"{chains - 1} nftables port chains")
+    return leftovers
 
 
 def main() -> int:
@@ -163,13 +187,14 @@ def main() -> int:
             rows.append([driver, r["minutes"], r["ops"], r["samples"][0]["rss_mb"],
                          r["samples"][-1]["rss_mb"], g["rss_mb"], g["fds"], g["threads"],
                          g.get("flows", g.get("nft_chains")), g["devices"],
-                         "; ".join(r["leftovers"]) or "none"])
+                         r["emptied_in_s"], "; ".join(r["leftovers"]) or "none"])
     finally:
         if ovs is not None:
             ovs.stop()
     print(common.table("soak: port churn, growth from first to last sample",
                        ["driver", "min", "ops", "rss first MB", "rss last MB", "d rss MB",
-                        "d fds", "d threads", "d flows/chains", "d devices", "left behind"],
+                        "d fds", "d threads", "d flows/chains", "d devices", "emptied s",
+                        "left behind"],
                        rows))
     print("json:", common.write("soak", {"runs": results}))
     return 1 if any(r["leftovers"] for r in results) else 0
