@@ -81,7 +81,7 @@ def soak(driver: str, minutes: float, env: NetEnv, ovs) -> dict:
         return port_from_dict({
             "name": name, "network": rng.choice(nets), "device": devices[i],
             "mac": f"52:54:01:00:{i >> 8:02x}:{i & 255:02x}",
-            "ips": [f"203.0.113.{i % 250 + 1}"]})
+            "ips": [f"203.0.113.{i + 1}" if i < 250 else f"198.51.100.{i - 249}"]})
 
     # Start at the churn's steady state (half the pool declared), so the
     # samples show drift, not the ramp-up.

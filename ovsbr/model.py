@@ -14,11 +14,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-NETWORK_TYPES = ("local", "flat", "vlan", "vxlan")
+NETWORK_TYPES = ("local", "flat", "vlan", "vxlan", "geneve")
+OVERLAY_TYPES = ("vxlan", "geneve")
 VLAN_MIN, VLAN_MAX = 1, 4094
 VNI_MIN, VNI_MAX = 1, 16777215
 MTU_MIN, MTU_MAX = 68, 65535
-SEGMENT_RANGES = {"vlan": (VLAN_MIN, VLAN_MAX, "VLAN id"), "vxlan": (VNI_MIN, VNI_MAX, "VNI")}
+SEGMENT_RANGES = {"vlan": (VLAN_MIN, VLAN_MAX, "VLAN id"), "vxlan": (VNI_MIN, VNI_MAX, "VNI"),
+                  "geneve": (VNI_MIN, VNI_MAX, "VNI")}
 IFNAMSIZ = 15  # the kernel's limit for an interface name, without the NUL
 
 # Names end up in file names, device names and OVSDB external_ids: keep them
@@ -35,7 +37,9 @@ IFACE_ID_RULE = "1-128 characters: letters, digits, '.', '_', ':', '-'"
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 NETWORK_KEYS = ("name", "type", "physical_network", "segmentation_id", "mtu")
-PORT_KEYS = ("name", "network", "device", "iface_id", "mac", "port_security", "ips")
+PORT_KEYS = ("name", "network", "device", "iface_id", "mac", "port_security", "ips", "host")
+HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+HOST_RULE = "a host name: 1-253 characters of letters, digits, '.', '_', '-'"
 MAX_PORT_IPS = 16
 
 
@@ -71,6 +75,9 @@ class Port:
     # Declared addresses: with port security on, the only IP sources (and ARP
     # sender addresses) the port may use. None = not checked.
     ips: tuple[str, ...] | None = None
+    # The hypervisor whose agent wires the port; None = any agent that has
+    # the device (one host, the file store's case).
+    host: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _compact(self)
@@ -194,7 +201,10 @@ def port_from_dict(data: Mapping[str, Any]) -> Port:
     ips = data.get("ips")
     if ips is not None:
         ips = normalize_ips(f"{where}: ips", ips)
-    return Port(name, network, device, iface_id, mac, port_security, ips)
+    host = data.get("host")
+    if host is not None and (not isinstance(host, str) or not HOST_RE.match(host)):
+        raise ValidationError(f"{where}: host", f"{host!r} is not {HOST_RULE}")
+    return Port(name, network, device, iface_id, mac, port_security, ips, host)
 
 
 def normalize_ips(field: str, value: Any) -> tuple[str, ...]:
@@ -226,6 +236,9 @@ class Topology:
     networks: dict[str, Network] = dataclasses.field(default_factory=dict)
     ports: dict[str, Port] = dataclasses.field(default_factory=dict)
     revision: int = 0
+    # Live hosts (name -> registration: tunnel endpoint, driver), as a shared
+    # store reports them. Not desired state: never written with it.
+    hosts: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict, compare=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], validate: bool = True) -> Topology:
@@ -260,7 +273,13 @@ class Topology:
         }
 
     def copy(self) -> Topology:
-        return Topology(dict(self.networks), dict(self.ports), self.revision)
+        return Topology(dict(self.networks), dict(self.ports), self.revision, dict(self.hosts))
+
+    def local_view(self, host: str) -> Topology:
+        """What one host's agent wires: every network, the ports declared for it
+        (or for no host in particular)."""
+        ports = {n: p for n, p in self.ports.items() if p.host is None or p.host == host}
+        return Topology(self.networks, ports, self.revision, self.hosts)
 
     def validate(self) -> None:
         """Cross-object rules: segments unique, references resolve, devices unique."""
@@ -292,7 +311,9 @@ class Topology:
                 value = getattr(port, field)
                 if value is None:
                     continue
-                other = seen.setdefault((field, value), port.name)
+                # Device names repeat across hypervisors (vnet0 everywhere).
+                scope = (port.host or "") if field == "device" else ""
+                other = seen.setdefault((field, scope, value), port.name)
                 if other != port.name:
                     raise ValidationError(
                         f"port {port.name}: {field}", f"{value} is already port {other}'s"
@@ -319,8 +340,8 @@ class Topology:
 def _segment_key(net: Network) -> tuple | None:
     if net.type == "vlan":
         return ("vlan", net.physical_network, net.segmentation_id)
-    if net.type == "vxlan":
-        return ("vxlan", net.segmentation_id)
+    if net.type in OVERLAY_TYPES:
+        return (net.type, net.segmentation_id)
     return None
 
 

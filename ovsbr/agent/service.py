@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from ovsbr.agent import reconciler
+from ovsbr.agent.overlay import Overlay, overlays
 from ovsbr.drivers.base import Device, Driver, Observed
 from ovsbr.exceptions import OvsbrError, PartialFailure
 from ovsbr.model import Topology
@@ -25,12 +26,16 @@ INTROSPECT_INTERVAL = 2.0  # seconds between refreshes of the driver's runtime v
 
 
 class Agent:
-    def __init__(self, store: Store, driver: Driver, host: str, resync_interval: float):
+    def __init__(self, store: Store, driver: Driver, host: str, resync_interval: float,
+                 local_ip: str | None = None):
         self.store = store
         self.driver = driver
         self.host = host
+        self.local_ip = local_ip
         self.resync_interval = resync_interval
-        self.desired: Topology | None = None
+        self.topology: Topology | None = None  # every host's desired state
+        self.desired: Topology | None = None  # this host's share of it
+        self._overlays: dict[str, Overlay] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._network_errors: dict[str, tuple[str, str]] = {}
@@ -43,12 +48,16 @@ class Agent:
         self._introspection: dict = {}
         self._cleanup = False
         self._keeping = False
+        self._force_overlay = False
         self._last_plan: reconciler.Plan | None = None
         self.reconciles = 0
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
         self.driver.start(self._on_device_event)
+        # A shared store learns this host and its tunnel endpoint; the
+        # registration lives as long as the agent renews it.
+        self.store.register(self.host, {"local_ip": self.local_ip, "driver": self.driver.name})
         watcher = threading.Thread(target=self._watch_store, name="ovsbr-store", daemon=True)
         watcher.start()
         self._threads.append(watcher)
@@ -119,7 +128,8 @@ class Agent:
             if self._store_error is not None:
                 LOG.info("store readable again (revision %d)", item.revision)
             self._store_error = None
-            self.desired = item
+            self.topology = item
+            self.desired = item.local_view(self.host)
             self._wake.set()
 
     def _full_resync(self) -> None:
@@ -131,6 +141,7 @@ class Agent:
                 LOG.exception("full resync of the datapath failed")
         self._network_errors.clear()
         self._logged.clear()
+        self._force_overlay = True
 
     # -- reconcile -------------------------------------------------------------
     def reconcile(self) -> reconciler.Plan:
@@ -170,6 +181,7 @@ class Agent:
             # Keeping an unknown datapath (store never written) means hands
             # off: no bindings, so the flows and filters found stay as they are.
             if not self._keeping:
+                self._sync_overlays(desired)
                 self.driver.sync(desired, bound)
         except Exception as e:
             LOG.error("datapath sync failed: %s", e)
@@ -177,6 +189,22 @@ class Agent:
         self._last_plan = plan
         self._publish(desired, plan)
         return plan
+
+    def _sync_overlays(self, desired: Topology) -> None:
+        """Tunnels and remote MACs of overlay networks, from every host's ports."""
+        topo = self.topology if self.topology is not None else desired
+        wanted = {name: ov for name, ov in overlays(topo, self.host, self.local_ip).items()
+                  if name not in self._network_errors and name in desired.networks}
+        if wanted != self._overlays or self._force_overlay:
+            self.driver.set_overlay(wanted)
+            changed = sorted(n for n in set(wanted) | set(self._overlays)
+                             if wanted.get(n) != self._overlays.get(n))
+            if changed:
+                LOG.info("overlay %s", "; ".join(
+                    f"{n}: {len(wanted[n].vteps)} remote host(s), {len(wanted[n].macs)} "
+                    "MAC(s)" if n in wanted else f"{n}: gone" for n in changed))
+            self._overlays = wanted
+            self._force_overlay = False
 
     def _plan(self, desired: Topology) -> reconciler.Plan:
         errors = {name: reason for name, (_, reason) in self._network_errors.items()}
@@ -242,6 +270,8 @@ class Agent:
                 networks[name] = {"status": "error", "reason": self._network_errors[name][1]}
             else:
                 networks[name] = {"status": "ok"}
+                if name in self._overlays:
+                    networks[name]["remote_hosts"] = sorted(self._overlays[name].vteps)
         status = {"driver": self.driver.name, "revision": desired.revision,
                   "ports": ports, "networks": networks}
         if self._store_error:

@@ -28,7 +28,7 @@ def build(conf: cfg.ConfigOpts) -> Agent:
     driver = drivers.load(conf)
     driver.check_config()
     st = store.load(conf)
-    return Agent(st, driver, conf.host, conf.resync_interval)
+    return Agent(st, driver, conf.host, conf.resync_interval, conf.vxlan.local_ip)
 
 
 CLI_OPTS = [cfg.BoolOpt("cleanup", default=False,

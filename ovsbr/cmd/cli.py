@@ -7,6 +7,7 @@ before writing, so a refused command leaves the store as it was.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -145,7 +146,8 @@ def network_delete(args, st):
 def port_create(args, st):
     data = {"name": args.name, "network": args.network, "device": args.device,
             "iface_id": args.iface_id, "mac": args.mac,
-            "port_security": not args.no_port_security, "ips": args.ip}
+            "port_security": not args.no_port_security, "ips": args.ip,
+            "host": args.host or args.conf_host}
     port = model.port_from_dict({k: v for k, v in data.items() if v is not None})
 
     def change(t: Topology) -> None:
@@ -242,6 +244,9 @@ def _read_document(path: str) -> dict[str, Any]:
 def apply(args, st):
     doc = Topology.from_dict({k: v for k, v in _read_document(args.file).items()
                               if k != "revision"}, validate=False)
+    # Ports without a host are this host's, as with `port create`.
+    doc.ports = {n: p if p.host else dataclasses.replace(p, host=args.conf_host)
+                 for n, p in doc.ports.items()}
     changes: list[str] = []
 
     def change(t: Topology) -> None:
@@ -329,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an address the port owns (repeatable); with port security on, "
                         "the only IP/ARP sources it may use")
     p.add_argument("--no-port-security", action="store_true")
+    p.add_argument("--host", help="hypervisor whose agent wires the port "
+                                  "(default: this host's [DEFAULT] host)")
     _fmt(p)
     p.set_defaults(func=port_create)
     p = port.add_parser("list", help="list ports with their status")
@@ -371,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         conf = load_conf(args.config_file)
+        args.conf_host = conf.host
         st = store.load(conf)
         try:
             args.func(args, st)

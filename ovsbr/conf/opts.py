@@ -17,12 +17,15 @@ DEFAULT_OPTS = [
                     "'ovsbr.drivers' namespace (linuxbridge, openvswitch)."),
     cfg.StrOpt("store", default="file",
                help="Desired-state store: the name of an entry point in the "
-                    "'ovsbr.stores' namespace (file)."),
+                    "'ovsbr.stores' namespace (file: one host; etcd: several "
+                    "hosts share one desired state)."),
     cfg.StrOpt("state_path", default="/var/lib/ovsbr",
                help="Directory for ovsbr's own state: the file store's "
                     "topology.json and the agent's status.json."),
     cfg.StrOpt("host", default=socket.gethostname(), sample_default="<hostname>",
-               help="Name of this host as the agent reports it."),
+               help="Name of this host: the agent wires the ports declared "
+                    "for it, registers under it in a shared store, and the CLI "
+                    "gives it to ports declared without --host."),
     cfg.IntOpt("resync_interval", default=30, min=1, max=3600,
                help="Seconds between full resyncs that repair drift the "
                     "event streams did not report."),
@@ -77,6 +80,26 @@ OVS_OPTS = [
                help="PEM CA certificate that signed the switches' certificates."),
 ]
 
+ETCD_OPTS = [
+    cfg.ListOpt("endpoints", default=["127.0.0.1:2379"],
+                help="HOST:PORT of the etcd members (client URLs), tried in "
+                     "order; a failed member is skipped until the next error."),
+    cfg.StrOpt("prefix", default="/ovsbr",
+               help="Key prefix of everything ovsbr keeps in etcd; several "
+                    "ovsbr deployments can share a cluster under different "
+                    "prefixes."),
+    cfg.FloatOpt("timeout", default=5.0, min=0.1, max=120,
+                 help="Seconds to wait for one etcd request."),
+    cfg.IntOpt("lease_ttl", default=10, min=2, max=3600,
+               help="Seconds a host stays registered after its agent stops "
+                    "renewing its lease: then its tunnels and MACs are removed "
+                    "on every other host."),
+    cfg.StrOpt("ca_cert", help="PEM CA certificate of the etcd servers; set it "
+                               "to talk HTTPS."),
+    cfg.StrOpt("cert_file", help="PEM client certificate for etcd (with key_file)."),
+    cfg.StrOpt("key_file", help="PEM client key for etcd (with cert_file)."),
+]
+
 OPENFLOW_OPTS = [
     cfg.IntOpt("mac_aging_time", default=300, min=10, max=86400,
                help="Seconds of silence after which a learned MAC expires."),
@@ -94,6 +117,7 @@ GROUPS = {
     "vxlan": VXLAN_OPTS,
     "ovs": OVS_OPTS,
     "openflow": OPENFLOW_OPTS,
+    "etcd": ETCD_OPTS,
 }
 
 

@@ -104,6 +104,14 @@ class Driver(abc.ABC):
     def sync(self, desired: Topology, bound: dict[str, Device]) -> None:  # noqa: B027
         """After a reconcile: push derived state (e.g. flows) for bound ports."""
 
+    def set_overlay(self, overlays: dict) -> None:  # noqa: B027
+        """Program overlay networks' remote endpoints and MACs.
+
+        ``overlays`` maps network name -> :class:`ovsbr.agent.overlay.Overlay`:
+        the hosts to replicate broadcast and unknown unicast to, and the
+        remote MACs to install ahead of traffic. Everything not listed goes.
+        """
+
     def introspect(self) -> dict:
         """Driver-specific runtime state for ``ovsbr status`` (e.g. MAC tables)."""
         return {}

@@ -36,13 +36,14 @@ UPLINK_MARK = "ovsbr:uplink="
 PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,6}$")
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 UNDERLAY_MTU = 1500
+ZERO_MAC = "00:00:00:00:00:00"
 
 
 def effective_mtu(net: Network) -> int | None:
     """The MTU ovsbr applies: the network's, or the overlay-safe default."""
     if net.mtu is not None:
         return net.mtu
-    if net.type == "vxlan":
+    if net.type in ("vxlan", "geneve"):
         return UNDERLAY_MTU - VXLAN_OVERHEAD
     return None
 
@@ -247,6 +248,10 @@ class LinuxBridgeDriver(Driver):
         return self._get(idx[0]) if idx else None
 
     def ensure_network(self, net: Network) -> None:
+        if net.type == "geneve":
+            raise FeatureMissing(
+                "geneve networks need the openvswitch driver: a Linux geneve device "
+                "reaches a single remote and has no forwarding database for a flood list")
         with self._lock:
             self._ensure_network(net)
 
@@ -311,9 +316,11 @@ class LinuxBridgeDriver(Driver):
                     ipr.link("add", ifname=name, kind="vlan", link=nic.index,
                              vlan_id=net.segmentation_id)
                 else:
+                    # No learning from the wire: remote MACs and the flood
+                    # list come from the store (set_overlay), l2population style.
                     spec = {"vxlan_id": net.segmentation_id,
                             "vxlan_port": self.conf.vxlan.udp_port,
-                            "vxlan_learning": 1}
+                            "vxlan_learning": 0}
                     if self.conf.vxlan.local_ip:
                         spec["vxlan_local"] = self.conf.vxlan.local_ip
                     ipr.link("add", ifname=name, kind="vxlan", **spec)
@@ -329,6 +336,9 @@ class LinuxBridgeDriver(Driver):
                 raise DriverError(f"cannot create {name}: {e}") from e
             link = self._lookup(name)
             ipr.link("set", index=link.index, ifalias=alias)
+            # Before it comes up: an uplink with IPv6 on would send its own
+            # router solicitations down the tunnel to every flooded host.
+            _l2_only(name)
         elif net.type != "flat" and _uplink_owner(link.alias) != net.name:
             if not self._our_leftover(link, net.type):
                 raise DriverError(f"device {name} exists and was not created by ovsbr "
@@ -470,6 +480,33 @@ class LinuxBridgeDriver(Driver):
 
     def cleanup(self) -> None:
         self.portsec.remove()
+
+    def set_overlay(self, overlays: dict) -> None:
+        """The vxlan devices' forwarding databases: one all-zero entry per
+        remote host (head-end replication of broadcast and unknown unicast)
+        and one entry per remote MAC. Entries with a remote are ovsbr's."""
+        with self._lock:
+            ipr = self._ip()
+            for name, ov in sorted(overlays.items()):
+                if ov.type != "vxlan":
+                    continue
+                link = self._lookup(f"vxlan-{ov.vni}")
+                if link is None:
+                    continue
+                wanted = {(ZERO_MAC, ip) for ip in ov.vteps} | set(ov.macs)
+                current = set()
+                for msg in ipr.fdb("dump", ifindex=link.index):
+                    dst = msg.get_attr("NDA_DST")
+                    if dst and msg["ifindex"] == link.index:
+                        current.add((msg.get_attr("NDA_LLADDR"), dst))
+                try:
+                    for mac, dst in sorted(current - wanted):
+                        ipr.fdb("del", ifindex=link.index, lladdr=mac, dst=dst)
+                    for mac, dst in sorted(wanted - current):
+                        ipr.fdb("append", ifindex=link.index, lladdr=mac, dst=dst)
+                except NetlinkError as e:
+                    raise DriverError(f"network {name}: cannot program the vxlan "
+                                      f"forwarding database: {e}") from e
 
     def unplug(self, device: Device) -> None:
         with self._lock:

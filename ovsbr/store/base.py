@@ -45,5 +45,12 @@ class Store(abc.ABC):
     def read_status(self) -> dict[str, dict[str, Any]]:
         """Every host's last published status, keyed by host."""
 
+    def register(self, host: str, info: dict[str, Any]) -> None:  # noqa: B027
+        """Announce a live agent (tunnel endpoint, driver) to the other hosts.
+
+        Shared stores keep it under a lease the agent renews; the file store
+        serves one host and has no one to tell.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default store holds none."""

@@ -40,6 +40,9 @@ class Agent:
         sections = {k: dict(v) for k, v in sections.items()}
         sections.setdefault("DEFAULT", {}).setdefault("state_path", self.state_path)
         sections["DEFAULT"].setdefault("host", "testhost")
+        self.host = sections["DEFAULT"]["host"]
+        # Status lives in the store itself when it is shared (etcd).
+        self.shared_store = sections["DEFAULT"].get("store", "file") != "file"
         self.config = write_config(os.path.join(workdir, "ovsbr.conf"), sections)
         self.log = os.path.join(workdir, "agent.log")
         self.netns = netns
@@ -92,6 +95,12 @@ class Agent:
         return json.loads(self.cli(*args, "-f", "json").stdout)
 
     def status(self) -> dict[str, Any]:
+        if self.shared_store:
+            res = self.cli("status", "-f", "json", check=False)
+            try:
+                return json.loads(res.stdout)["hosts"].get(self.host, {})
+            except (ValueError, KeyError):
+                return {}
         try:
             with open(os.path.join(self.state_path, "status.json")) as f:
                 hosts = json.load(f)["hosts"]

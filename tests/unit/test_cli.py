@@ -109,4 +109,4 @@ def test_bad_config_option_is_named(tmp_path, capsys):
     conf.write_text("[DEFAULT]\nstore = nosuch\nstate_path = /tmp\n")
     assert cli.main(["--config-file", str(conf), "network", "list"]) == 1
     err = capsys.readouterr().err
-    assert "[DEFAULT] store: unknown value 'nosuch'; available: file" in err
+    assert "[DEFAULT] store: unknown value 'nosuch'; available: etcd, file" in err

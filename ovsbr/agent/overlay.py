@@ -1,0 +1,49 @@
+"""Which remote hosts and MACs each overlay network needs, from the shared store.
+
+The l2population idea (Neutron): the store already knows every port's host
+and MAC, and every live host's tunnel endpoint, so each agent can program
+its head-end replication list and its remote MACs ahead of traffic instead
+of flooding to every host and learning from the wire. Pure data, unit-tested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ovsbr.model import OVERLAY_TYPES, Topology
+
+
+@dataclasses.dataclass(frozen=True)
+class Overlay:
+    """One overlay network as this host must program it."""
+
+    type: str  # vxlan | geneve
+    vni: int
+    vteps: frozenset[str]  # remote tunnel endpoints with ports on the network
+    macs: tuple[tuple[str, str], ...]  # (MAC, endpoint) of remote declared ports
+
+
+def overlays(topo: Topology, host: str, local_ip: str | None) -> dict[str, Overlay]:
+    """Per overlay network: the live remote hosts that have ports on it.
+
+    A host counts only while it is registered (its lease alive) and has a
+    tunnel endpoint that is not ours; its ports' MACs come with it. A network
+    with no port on this host needs no tunnels here: nothing local to send
+    from, nothing to receive for.
+    """
+    endpoint = {name: info.get("local_ip") for name, info in topo.hosts.items()
+                if name != host and info.get("local_ip") and info.get("local_ip") != local_ip}
+    vteps: dict[str, set[str]] = {}
+    macs: dict[str, set[tuple[str, str]]] = {}
+    local = {p.network for p in topo.ports.values() if p.host in (None, host)}
+    for port in topo.ports.values():
+        ip = endpoint.get(port.host or "")
+        net = topo.networks.get(port.network)
+        if ip is None or net is None or net.type not in OVERLAY_TYPES or net.name not in local:
+            continue
+        vteps.setdefault(net.name, set()).add(ip)
+        if port.mac:
+            macs.setdefault(net.name, set()).add((port.mac, ip))
+    return {name: Overlay(net.type, net.segmentation_id, frozenset(vteps.get(name, ())),
+                          tuple(sorted(macs.get(name, ()))))
+            for name, net in topo.networks.items() if net.type in OVERLAY_TYPES}

@@ -1,0 +1,407 @@
+"""The distributed store: desired state, liveness and status in etcd.
+
+Layout under ``[etcd] prefix`` (default ``/ovsbr``)::
+
+    topology/revision          "N": bumped by every write, compared by the next
+    topology/networks/<name>   one JSON network per key
+    topology/ports/<name>      one JSON port per key
+    hosts/<host>               {"local_ip", "driver"}; under the agent's lease
+    status/<host>              the agent's last published status
+
+Writes are optimistic transactions: read the state at one revision, apply
+the caller's change, validate the whole result, then commit the changed
+keys only if ``topology/revision`` has not moved (else re-read and retry).
+Two CLIs writing at once therefore never lose an update, and an invalid
+result writes nothing. One key per object keeps each write and each watch
+event small at thousands of ports.
+
+Agents follow two watches (``topology/`` and ``hosts/``) from the revision
+they read, apply the events to a local copy, and start over from a fresh
+read when a watch ends, is cancelled or is compacted away. The watch stream
+is read here rather than through etcd3gw's Watcher, which drops the
+cancel/compaction notices and the end of the stream: a lost watch would go
+unnoticed. Everything else is etcd3gw.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import etcd3gw
+from etcd3gw import exceptions as etcd_exc
+from oslo_config import cfg
+
+from ovsbr.exceptions import ConfigError, StoreError
+from ovsbr.model import Topology, ValidationError, network_from_dict, port_from_dict
+from ovsbr.store.base import Store
+
+LOG = logging.getLogger(__name__)
+MAX_ATTEMPTS = 20  # optimistic retries of one update under contention
+ETCD_ERRORS = (etcd_exc.Etcd3Exception, OSError, ValueError)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def _range_end(prefix: str) -> str:
+    """The first key after every key starting with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def parse_endpoint(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("[etcd] endpoints", f"{value!r} is not HOST:PORT")
+    return host, int(port)
+
+
+class EtcdStore(Store):
+    def __init__(self, conf: cfg.ConfigOpts):
+        e = conf.etcd
+        self.prefix = "/" + e.prefix.strip("/") + "/"
+        if self.prefix == "//":
+            raise ConfigError("[etcd] prefix", "must not be empty or '/'")
+        if not e.endpoints:
+            raise ConfigError("[etcd] endpoints", "at least one HOST:PORT is required")
+        self.endpoints = [parse_endpoint(x) for x in e.endpoints]
+        if bool(e.cert_file) != bool(e.key_file):
+            raise ConfigError("[etcd] cert_file", "cert_file and key_file go together")
+        self.timeout = e.timeout
+        self.lease_ttl = e.lease_ttl
+        self._tls = (e.ca_cert, e.cert_file, e.key_file)
+        self._current = 0
+        self._client: etcd3gw.Etcd3Client | None = None
+        self._lock = threading.Lock()
+        self._lease = None
+        self._registration: tuple[str, dict] | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._watches: list[Any] = []
+
+    # -- connection ----------------------------------------------------------
+    def _make_client(self, index: int) -> etcd3gw.Etcd3Client:
+        host, port = self.endpoints[index]
+        ca, cert, key = self._tls
+        return etcd3gw.client(host=host, port=port, protocol="https" if ca else "http",
+                              ca_cert=ca, cert_cert=cert, cert_key=key,
+                              timeout=self.timeout, api_path="/v3/")
+
+    def _call(self, fn: Callable[[etcd3gw.Etcd3Client], Any]) -> Any:
+        """Run one request, failing over to the next endpoint on connection errors."""
+        last: Exception | None = None
+        for _ in range(len(self.endpoints)):
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client(self._current)
+                client = self._client
+            try:
+                return fn(client)
+            except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError) as e:
+                last = e
+                with self._lock:
+                    if self._client is client:
+                        self._current = (self._current + 1) % len(self.endpoints)
+                        self._client = None
+            except etcd_exc.Etcd3Exception as e:
+                raise StoreError(f"etcd: {e.detail_text or e}") from e
+        raise StoreError(f"etcd: no endpoint answered "
+                         f"({', '.join(f'{h}:{p}' for h, p in self.endpoints)}): {last}")
+
+    def _txn(self, txn: dict) -> dict:
+        return self._call(lambda c: c.transaction(txn))
+
+    def _range(self, prefix: str) -> dict:
+        return {"request_range": {"key": _b64(prefix), "range_end": _b64(_range_end(prefix))}}
+
+    # -- reading -------------------------------------------------------------
+    def _snapshot(self) -> tuple[int, dict[str, str], dict[str, str]]:
+        """(etcd revision, topology keys -> JSON, host keys -> JSON) at one revision."""
+        resp = self._txn({"success": [self._range(self.prefix + "topology/"),
+                                      self._range(self.prefix + "hosts/")]})
+        rev = int(resp["header"]["revision"])
+        parts = []
+        for r in resp.get("responses", []):
+            kvs = r.get("response_range", {}).get("kvs", [])
+            parts.append({_unb64(kv["key"]): _unb64(kv.get("value", "")) for kv in kvs})
+        while len(parts) < 2:
+            parts.append({})
+        return rev, parts[0], parts[1]
+
+    def _topology(self, keys: dict[str, str]) -> Topology:
+        """Build and validate the topology from its keys; StoreError names the key."""
+        base = self.prefix + "topology/"
+        topo = Topology()
+        for key, text in sorted(keys.items()):
+            rel = key[len(base):]
+            try:
+                if rel == "revision":
+                    topo.revision = int(text)
+                    continue
+                kind, _, name = rel.partition("/")
+                data = json.loads(text)
+                if kind == "networks":
+                    obj = network_from_dict(data)
+                    topo.networks[obj.name] = obj
+                elif kind == "ports":
+                    obj = port_from_dict(data)
+                    topo.ports[obj.name] = obj
+                else:
+                    continue
+                if obj.name != name:
+                    raise ValidationError(f"{kind[:-1]} {name}", f"key names {name!r} but "
+                                          f"the value names {obj.name!r}")
+            except (ValueError, TypeError) as e:
+                raise StoreError(f"etcd key {key}: invalid content: {e}") from e
+        try:
+            topo.validate()
+        except ValidationError as e:
+            raise StoreError(f"etcd {base}: invalid content: {e}") from e
+        return topo
+
+    def _hosts(self, keys: dict[str, str]) -> dict[str, dict]:
+        hosts = {}
+        for key, text in keys.items():
+            try:
+                hosts[key.rsplit("/", 1)[1]] = json.loads(text)
+            except ValueError:
+                LOG.warning("etcd key %s: not JSON; ignored", key)
+        return hosts
+
+    def load(self) -> Topology:
+        _, topo_keys, host_keys = self._snapshot()
+        topo = self._topology(topo_keys)
+        topo.hosts = self._hosts(host_keys)
+        return topo
+
+    # -- writing -------------------------------------------------------------
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}topology/{kind}/{name}"
+
+    def update(self, change: Callable[[Topology], None]) -> tuple[Topology, Topology]:
+        rev_key = self.prefix + "topology/revision"
+        for _attempt in range(MAX_ATTEMPTS):
+            resp = self._txn({"success": [self._range(self.prefix + "topology/")]})
+            kvs = resp["responses"][0]["response_range"].get("kvs", [])
+            keys = {_unb64(kv["key"]): _unb64(kv.get("value", "")) for kv in kvs}
+            mod = {_unb64(kv["key"]): kv.get("mod_revision", "0") for kv in kvs}
+            before = self._topology(keys)
+            after = before.copy()
+            change(after)
+            after.validate()
+            ops = self._diff(before, after)
+            if not ops:
+                return before, before
+            after.revision = before.revision + 1
+            ops.append({"request_put": {"key": _b64(rev_key),
+                                        "value": _b64(str(after.revision))}})
+            # Unchanged since our read: the revision key is where every
+            # writer meets (absent = never written: create_revision 0).
+            if rev_key in mod:
+                compare = {"key": _b64(rev_key), "target": "MOD", "result": "EQUAL",
+                           "mod_revision": mod[rev_key]}
+            else:
+                compare = {"key": _b64(rev_key), "target": "CREATE", "result": "EQUAL",
+                           "create_revision": "0"}
+            result = self._txn({"compare": [compare], "success": ops})
+            if result.get("succeeded"):
+                return before, after
+            time.sleep(0.005 * (_attempt + 1))
+        raise StoreError(f"etcd: {MAX_ATTEMPTS} concurrent writers won in a row; try again")
+
+    def _diff(self, before: Topology, after: Topology) -> list[dict]:
+        ops = []
+        for kind, old, new in (("networks", before.networks, after.networks),
+                               ("ports", before.ports, after.ports)):
+            for name in sorted(set(old) | set(new)):
+                key = _b64(self._key(kind, name))
+                if name not in new:
+                    ops.append({"request_delete_range": {"key": key}})
+                elif old.get(name) != new[name]:
+                    value = json.dumps(new[name].to_dict(), sort_keys=True)
+                    ops.append({"request_put": {"key": key, "value": _b64(value)}})
+        return ops
+
+    # -- status and liveness -------------------------------------------------
+    def write_status(self, host: str, status: dict[str, Any]) -> None:
+        key = f"{self.prefix}status/{host}"
+        self._call(lambda c: c.put(key, json.dumps(status, sort_keys=True)))
+
+    def read_status(self) -> dict[str, dict[str, Any]]:
+        base = self.prefix + "status/"
+        items = self._call(lambda c: c.get_prefix(base))
+        result = {}
+        for value, meta in items:
+            key = meta["key"] if isinstance(meta["key"], str) else meta["key"].decode()
+            try:
+                result[key[len(base):]] = json.loads(value)
+            except ValueError:
+                continue
+        return result
+
+    def register(self, host: str, info: dict[str, Any]) -> None:
+        """Keep ``hosts/<host>`` alive under a lease while the agent runs.
+
+        Not revoked on stop: an agent restart must not pull its tunnels
+        from the other hosts; the lease lapses lease_ttl after the last renewal.
+        """
+        self._registration = (host, info)
+        self._renew()
+        t = threading.Thread(target=self._keepalive, name="ovsbr-etcd-lease", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _renew(self) -> None:
+        host, info = self._registration
+        key = f"{self.prefix}hosts/{host}"
+        if self._lease is not None:
+            try:
+                if self._call(lambda c: self._lease.refresh()) > 0:
+                    return
+            except (StoreError, *ETCD_ERRORS):
+                pass
+        lease = self._call(lambda c: c.lease(self.lease_ttl))
+        self._call(lambda c: c.put(key, json.dumps(info, sort_keys=True), lease=lease))
+        self._lease = lease
+        LOG.info("registered host %s in etcd (lease %s, ttl %ds)", host, lease.id,
+                 self.lease_ttl)
+
+    def _keepalive(self) -> None:
+        interval = max(0.5, self.lease_ttl / 3)
+        while not self._stop.wait(interval):
+            try:
+                self._renew()
+            except (StoreError, *ETCD_ERRORS) as e:
+                LOG.warning("cannot renew this host's etcd lease: %s", e)
+                self._lease = None
+
+    # -- watching ------------------------------------------------------------
+    def watch(self, stop: threading.Event) -> Iterator[Topology | Exception]:
+        """Yield the state, then again after each change of topology or hosts."""
+        while not stop.is_set():
+            try:
+                rev, topo_keys, host_keys = self._snapshot()
+            except StoreError as e:
+                yield e
+                stop.wait(1.0)
+                continue
+            yield from self._follow(stop, rev, topo_keys, host_keys)
+
+    def _follow(self, stop, rev, topo_keys, host_keys) -> Iterator[Topology | Exception]:
+        events: queue.Queue = queue.Queue()
+        streams = [WatchStream(self, self.prefix + p, rev + 1, events)
+                   for p in ("topology/", "hosts/")]
+        self._watches = streams
+        last_error = None
+        try:
+            emit = True
+            while not stop.is_set():
+                if emit:
+                    try:
+                        topo = self._topology(topo_keys)
+                        topo.hosts = self._hosts(host_keys)
+                        last_error = None
+                        yield topo
+                    except StoreError as e:
+                        if str(e) != str(last_error):
+                            last_error = e
+                            yield e
+                emit = False
+                try:
+                    batch = events.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if isinstance(batch, Exception):
+                    LOG.warning("etcd watch lost (%s): reading the state again", batch)
+                    return
+                for kind, key, value in batch:
+                    target = host_keys if key.startswith(self.prefix + "hosts/") else topo_keys
+                    if kind == "PUT":
+                        target[key] = value
+                    else:
+                        target.pop(key, None)
+                # Coalesce what else has arrived: one reconcile for a burst.
+                emit = True
+        finally:
+            for s in streams:
+                s.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        for s in self._watches:
+            s.close()
+        for t in self._threads:
+            t.join(2)
+
+
+class WatchStream:
+    """One etcd watch over the gateway's streaming /v3/watch, on its own thread.
+
+    Puts lists of (PUT|DELETE, key, value) on ``out``, one list per etcd
+    response, and an exception when the watch ends for any reason.
+    """
+
+    def __init__(self, store: EtcdStore, prefix: str, start_revision: int, out: queue.Queue):
+        self.out = out
+        self._resp = None
+        self._closed = threading.Event()
+        req = {"create_request": {"key": _b64(prefix), "range_end": _b64(_range_end(prefix)),
+                                  "start_revision": str(start_revision)}}
+        self._thread = threading.Thread(target=self._run, args=(store, req),
+                                        name="ovsbr-etcd-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self, store: EtcdStore, req: dict) -> None:
+        try:
+            def open_stream(client):
+                return client.session.post(client.get_url("/watch"), json=req, stream=True,
+                                           timeout=(store.timeout, None))
+            self._resp = store._call(open_stream)
+            if self._closed.is_set():
+                return
+            for line in self._resp.iter_lines():
+                if not line.strip():
+                    continue
+                result = json.loads(line).get("result", {})
+                if result.get("canceled") or "compact_revision" in result:
+                    raise StoreError(f"watch cancelled (compact revision "
+                                     f"{result.get('compact_revision', '?')}: "
+                                     f"{result.get('cancel_reason', '')})")
+                events = []
+                for ev in result.get("events", []):
+                    kv = ev["kv"]
+                    events.append((ev.get("type", "PUT"), _unb64(kv["key"]),
+                                   _unb64(kv.get("value", ""))))
+                if events:
+                    self.out.put(events)
+            raise StoreError("watch stream ended")
+        except Exception as e:  # every end of the stream means: start over
+            if not self._closed.is_set():
+                self.out.put(e)
+
+    def close(self) -> None:
+        self._closed.set()
+        resp = self._resp
+        if resp is None:
+            return
+        try:
+            # Unblock the reader thread: shut the socket under the stream.
+            sock = socket.fromfd(resp.raw._fp.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        except Exception:  # noqa: S110 - best effort; the stream may be gone already
+            pass
+        resp.close()

@@ -1,0 +1,183 @@
+"""The etcd store against a real etcd: contended writes, watches, liveness."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+
+import pytest
+from oslo_config import cfg
+
+from ovsbr.conf import opts
+from ovsbr.exceptions import StoreError
+from ovsbr.store.etcd import EtcdStore
+from ovsbr.testing import etcd_sandbox
+from ovsbr.testing.agent import Agent
+from ovsbr.testing.netns import wait_for
+
+
+@pytest.fixture(scope="module")
+def etcd():
+    reason = etcd_sandbox.available()
+    if reason:
+        pytest.skip(reason)
+    sandbox = etcd_sandbox.EtcdSandbox().start()
+    yield sandbox
+    sandbox.remove()
+
+
+@pytest.fixture
+def prefix(request):
+    return "/t-" + request.node.name[:40].replace("[", "-").replace("]", "")
+
+
+def make_store(etcd, prefix, **etcd_opts) -> EtcdStore:
+    conf = cfg.ConfigOpts()
+    opts.register(conf)
+    conf([], default_config_files=[])
+    for key, value in {"endpoints": [etcd.endpoint], "prefix": prefix, **etcd_opts}.items():
+        conf.set_override(key, value, group="etcd")
+    return EtcdStore(conf)
+
+
+def add_network(t, name="n1"):
+    from ovsbr.model import network_from_dict
+    t.networks[name] = network_from_dict({"name": name, "type": "local"})
+
+
+def add_port(t, name, device=None, host=None):
+    from ovsbr.model import port_from_dict
+    t.ports[name] = port_from_dict({"name": name, "network": "n1", "device": device or name,
+                                    **({"host": host} if host else {})})
+
+
+def test_concurrent_writers_never_lose_an_update(etcd, prefix):
+    make_store(etcd, prefix).update(add_network)
+    errors = []
+
+    def writer(w):
+        store = make_store(etcd, prefix)  # its own HTTP session: real contention
+        try:
+            for i in range(10):
+                store.update(lambda t, n=f"w{w}p{i}": add_port(t, n))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    topo = make_store(etcd, prefix).load()
+    assert len(topo.ports) == 40 and topo.revision == 41
+
+
+def test_invalid_result_writes_nothing_and_names_the_field(etcd, prefix):
+    store = make_store(etcd, prefix)
+    store.update(add_network)
+    store.update(lambda t: add_port(t, "p1", "tap1"))
+    before = etcd.revision()
+    from ovsbr.model import ValidationError
+    with pytest.raises(ValidationError) as e:
+        store.update(lambda t: add_port(t, "p2", "tap1"))  # same device, same host
+    assert e.value.field == "port p2: device"
+    assert etcd.revision() == before
+    # The same device name on two hypervisors is fine (vnet0 everywhere).
+    store.update(lambda t: (add_port(t, "a", "vnet0", "hv1"), add_port(t, "b", "vnet0", "hv2")))
+
+
+def _consume(store, stop, seen):
+    for item in store.watch(stop):
+        seen.append(item)
+
+
+def test_watch_follows_changes_and_survives_etcd_restart(etcd, prefix):
+    store = make_store(etcd, prefix)
+    store.update(add_network)
+    watcher, stop, seen = make_store(etcd, prefix), threading.Event(), []
+    t = threading.Thread(target=_consume, args=(watcher, stop, seen), daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: seen and seen[-1].revision == 1, 5, what="initial state")
+        t0 = time.monotonic()
+        store.update(lambda t: add_port(t, "p1"))
+        wait_for(lambda: seen[-1].revision == 2, 5, interval=0.01, what="change seen")
+        print(f"watch latency {time.monotonic() - t0:.3f} s")
+        etcd.restart()
+        store.update(lambda t: add_port(t, "p2"))
+        wait_for(lambda: isinstance(seen[-1], type(seen[0])) and seen[-1].revision == 3, 15,
+                 what="change after the etcd restart seen")
+    finally:
+        stop.set()
+        watcher.close()
+        t.join(5)
+
+
+def test_watch_lost_to_compaction_starts_over(etcd, prefix):
+    store = make_store(etcd, prefix)
+    store.update(add_network)
+    old = etcd.revision()
+    for i in range(3):
+        store.update(lambda t, n=f"p{i}": add_port(t, n))
+    etcd.compact(etcd.revision())
+    watcher, stop, seen = make_store(etcd, prefix), threading.Event(), []
+    real = watcher._snapshot
+    calls = []
+
+    def stale_first():
+        rev, topo, hosts = real()
+        calls.append(rev)
+        return (old if len(calls) == 1 else rev), topo, hosts
+    watcher._snapshot = stale_first  # a watch from before the compaction
+    t = threading.Thread(target=_consume, args=(watcher, stop, seen), daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: len(calls) >= 2, 10, what="a fresh read after the compaction")
+        store.update(lambda t: add_port(t, "late"))
+        wait_for(lambda: "late" in seen[-1].ports, 5, what="changes followed again")
+    finally:
+        stop.set()
+        watcher.close()
+        t.join(5)
+
+
+def test_garbage_in_etcd_is_reported_and_refused(etcd, prefix):
+    store = make_store(etcd, prefix)
+    store.update(add_network)
+    key = f"{prefix}/topology/ports/bad"
+    etcd._post("/v3/kv/put", {"key": base64.b64encode(key.encode()).decode(),
+                              "value": base64.b64encode(b"{not json").decode()})
+    with pytest.raises(StoreError, match=f"etcd key {key}: invalid content"):
+        store.load()
+    with pytest.raises(StoreError):
+        store.update(lambda t: add_port(t, "p1"))
+
+
+def test_hosts_live_under_a_lease(etcd, prefix):
+    agent_store = make_store(etcd, prefix, lease_ttl=2)
+    agent_store.register("hv1", {"local_ip": "198.51.100.1"})
+    reader = make_store(etcd, prefix)
+    assert reader.load().hosts == {"hv1": {"local_ip": "198.51.100.1"}}
+    time.sleep(3)  # kept alive past its TTL
+    assert "hv1" in reader.load().hosts
+    agent_store.close()  # stops renewing, like a killed agent
+    t0 = time.monotonic()
+    wait_for(lambda: "hv1" not in reader.load().hosts, 5, interval=0.1, what="lease expired")
+    assert time.monotonic() - t0 < 3.5
+
+
+def test_cli_and_agent_status_work_against_etcd(etcd, prefix, tmp_path):
+    sections = {"DEFAULT": {"store": "etcd", "host": "hv9"},
+                "etcd": {"endpoints": etcd.endpoint, "prefix": prefix}}
+    cli = Agent(str(tmp_path), sections)
+    cli.cli("network", "create", "n1", "--type", "vxlan", "--segmentation-id", "42")
+    cli.cli("port", "create", "p1", "--network", "n1", "--device", "vnet0",
+            "--mac", "52:54:00:00:00:01")
+    ports = cli.cli_json("port", "list")
+    assert [(p["name"], p["host"]) for p in ports] == [("p1", "hv9")]
+    res = cli.cli("port", "create", "p2", "--network", "n1", "--device", "vnet0", check=False)
+    assert res.returncode == 1 and "port p2: device" in res.stderr
+    doc = json.loads(cli.cli("export", "-f", "json").stdout)
+    assert doc["networks"][0]["segmentation_id"] == 42

@@ -1,0 +1,176 @@
+"""Several hypervisors sharing one desired state in etcd, carrying overlays.
+
+Three emulated hosts (namespaces on an underlay switch), etcd in a fourth,
+one ovsbr-agent inside each host's namespace. VMs on different hosts talk
+over VXLAN/Geneve; the flood list and remote MACs come from etcd.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from ovsbr.testing import etcd_sandbox
+from ovsbr.testing.agent import Agent
+from ovsbr.testing.hypervisors import Fabric
+from ovsbr.testing.netns import wait_for
+
+LEASE_TTL = 3
+
+
+@pytest.fixture
+def fabric(env):
+    reason = etcd_sandbox.available()
+    if reason:
+        pytest.skip(reason)
+    fab = Fabric(env)
+    ctl = fab.host("etcd", 2)
+    fab.etcd = etcd_sandbox.EtcdSandbox(host=ctl.ip, netns=ctl.name, client_port=2379,
+                                        peer_port=2380).start()
+    yield fab
+    fab.etcd.remove()
+
+
+class MultiHost:
+    def __init__(self, fabric, tmp_path):
+        self.fabric = fabric
+        self.tmp_path = tmp_path
+        self.agents: dict[str, Agent] = {}
+        self.hosts = {}
+
+    def add(self, name: str, index: int, driver: str = "linuxbridge"):
+        host = self.fabric.host(name, index)
+        sections = {"DEFAULT": {"driver": driver, "store": "etcd", "host": name,
+                                "resync_interval": 5},
+                    "etcd": {"endpoints": self.fabric.etcd.endpoint, "lease_ttl": LEASE_TTL},
+                    "vxlan": {"local_ip": host.ip}}
+        agent = Agent(str(self.tmp_path / name), sections, netns=host.name)
+        self.agents[name], self.hosts[name] = agent, host
+        return host, agent
+
+    def cli(self, *args):
+        return next(iter(self.agents.values())).cli(*args)
+
+    def port(self, name, network, vm, host):
+        self.cli("port", "create", name, "--network", network, "--device", vm.tap,
+                 "--mac", vm.mac, "--host", host)
+
+    def fdb(self, host: str, vni: int) -> str:
+        return self.hosts[host].exec(["bridge", "fdb", "show", "dev", f"vxlan-{vni}"]).stdout
+
+
+@pytest.fixture
+def three_lb(fabric, tmp_path):
+    mh = MultiHost(fabric, tmp_path)
+    for i, name in enumerate(("hv1", "hv2", "hv3"), start=1):
+        mh.add(name, 10 + i)
+    yield mh
+    for agent in mh.agents.values():
+        agent.stop()
+
+
+def _three_vms_on_blue(mh):
+    mh.cli("network", "create", "blue", "--type", "vxlan", "--segmentation-id", "1001")
+    vms = {}
+    for i, name in enumerate(("hv1", "hv2", "hv3"), start=1):
+        vms[name] = mh.hosts[name].vm(f"b{i}", i)
+        mh.port(f"b{i}", "blue", vms[name], name)
+    for agent in mh.agents.values():
+        agent.start()
+    for i, agent in enumerate(mh.agents.values(), start=1):
+        agent.wait_ports([f"b{i}"], timeout=20)
+    return vms
+
+
+def test_vms_on_three_hosts_talk_over_vxlan(three_lb):
+    mh = three_lb
+    vms = _three_vms_on_blue(mh)
+    for a in vms.values():
+        for b in vms.values():
+            if a is not b:
+                assert a.can_ping(b.ip), f"{a.name} -> {b.ip}"
+    # Head-end replication list and remote MACs came from etcd, ahead of traffic.
+    fdb = mh.fdb("hv1", 1001)
+    for other in ("hv2", "hv3"):
+        ip = mh.hosts[other].ip
+        assert f"00:00:00:00:00:00 dst {ip}" in fdb and f"{vms[other].mac} dst {ip}" in fdb
+    # The taps carry the overlay MTU.
+    assert "mtu 1450" in mh.hosts["hv2"].exec(["ip", "link", "show", vms["hv2"].tap]).stdout
+    status = mh.agents["hv1"].cli_json("status")
+    assert {"hv1", "hv2", "hv3"} <= set(status["hosts"])
+
+
+def test_second_vni_is_isolated_and_floods_only_where_it_has_ports(three_lb):
+    mh = three_lb
+    vms = _three_vms_on_blue(mh)
+    mh.cli("network", "create", "red", "--type", "vxlan", "--segmentation-id", "1002")
+    r1 = mh.hosts["hv1"].vm("r1", 21)
+    r2 = mh.hosts["hv2"].vm("r2", 22)
+    mh.port("r1", "red", r1, "hv1")
+    mh.port("r2", "red", r2, "hv2")
+    mh.agents["hv1"].wait_ports(["r1"])
+    mh.agents["hv2"].wait_ports(["r2"])
+    assert r1.can_ping(r2.ip)
+    # red never reaches blue's VMs, and hv3 (no red port) gets no red VXLAN.
+    with vms["hv3"].capture(f"ether src {r1.mac}") as blue_cap, \
+            mh.fabric.capture_underlay(mh.hosts["hv3"], "udp port 4789") as wire:
+        r1.ping("192.0.2.255", count=3, interval=0.2, extra=["-b"])
+        r1.ping(vms["hv3"].ip, count=2, interval=0.2)
+        r1.scapy(f"sendp(Ether(src='{r1.mac}', dst='52:54:00:de:ad:01')/IP(dst='192.0.2.99')"
+                 "/ICMP(), iface='eth0', count=3)")
+    assert not blue_cap.text.strip(), blue_cap.text
+    assert "vni 1002" not in wire.text, wire.text
+    with mh.fabric.capture_underlay(mh.hosts["hv2"], "udp port 4789") as control:
+        r1.ping("192.0.2.255", count=2, interval=0.2, extra=["-b"])
+    assert "vni 1002" in control.text, "capture control: red floods reach hv2"
+
+
+def test_dead_host_leaves_the_flood_lists_and_comes_back(three_lb):
+    mh = three_lb
+    vms = _three_vms_on_blue(mh)
+    hv3_ip = mh.hosts["hv3"].ip
+    assert f"dst {hv3_ip}" in mh.fdb("hv1", 1001)
+    mh.agents["hv3"].kill()
+    t0 = time.monotonic()
+    wait_for(lambda: f"dst {hv3_ip}" not in mh.fdb("hv1", 1001) and
+             f"dst {hv3_ip}" not in mh.fdb("hv2", 1001), LEASE_TTL + 5, interval=0.1,
+             what="hv3's entries removed on hv1 and hv2")
+    gone = time.monotonic() - t0
+    print(f"dead host removed everywhere {gone:.2f} s after kill -9 (lease TTL {LEASE_TTL} s)")
+    assert gone < LEASE_TTL + 1.5
+    assert vms["hv1"].can_ping(vms["hv2"].ip), "the live hosts keep talking"
+    mh.agents["hv3"].start()
+    wait_for(lambda: f"dst {hv3_ip}" in mh.fdb("hv1", 1001), 15, what="hv3 back")
+    assert vms["hv1"].can_ping(vms["hv3"].ip)
+
+
+def _stream(vm, ip, count):
+    return vm.popen(["ping", "-n", "-i", "0.1", "-c", str(count), "-W", "1", ip],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _lost(out, count):
+    return count - len(set(re.findall(r"icmp_seq=(\d+)", out)))
+
+
+def test_etcd_restart_and_agent_restart_lose_no_packet(three_lb):
+    mh = three_lb
+    vms = _three_vms_on_blue(mh)
+    assert vms["hv1"].can_ping(vms["hv2"].ip)
+    stream = _stream(vms["hv1"], vms["hv2"].ip, 100)
+    time.sleep(1)
+    mh.fabric.etcd.restart(down=2)
+    time.sleep(2)
+    mh.agents["hv2"].kill()  # restarted within the lease: nobody pulls its tunnels
+    mh.agents["hv2"].start()
+    mh.agents["hv2"].wait_ports(["b2"], timeout=20)
+    out = stream.communicate(timeout=60)[0]
+    assert _lost(out, 100) == 0, out
+    # Changes made after the etcd restart still reach every agent.
+    v4 = mh.hosts["hv3"].vm("b4", 4)
+    mh.port("b4", "blue", v4, "hv3")
+    mh.agents["hv3"].wait_ports(["b4"], timeout=20)
+    assert vms["hv1"].can_ping(v4.ip)
