@@ -61,6 +61,10 @@ COLUMNS = {
     "Controller": ["target", "connection_mode", "controller_rate_limit",
                    "controller_burst_limit"],
 }
+TUNNEL_TYPES = ("vxlan", "geneve")
+TUNNEL_KEY = "ovsbr-tunnel"  # external_ids of a tunnel port: its remote endpoint
+GENEVE_PORT = 6081  # IANA
+OVERLAY_MTU = 1450  # a 1500-byte underlay minus VXLAN/Geneve (no options) headers
 OVSDB_RE = re.compile(r"^(unix:/.+|(tcp|ssl):[0-9a-fA-F.:\[\]]+:\d+)$")
 
 
@@ -113,6 +117,7 @@ class OpenvSwitchDriver(Driver):
         self.runtime = None
         self.app = None
         self.ssl_context: ssl.SSLContext | None = None
+        self._overlay: dict = {}
         self.links = LinkTable()
         self._txn = None
         self._view: tuple[int, tuple] | None = None
@@ -349,7 +354,7 @@ class OpenvSwitchDriver(Driver):
                 if port.name == self.br_int or (OWNED in ids and "ovsbr-physnet" in ids):
                     continue
                 for iface in port.interfaces:
-                    if iface.type in ("patch", "internal"):
+                    if iface.type in ("patch", "internal", *TUNNEL_TYPES):
                         continue
                     eids = iface.external_ids
                     ifaces.append((iface.name, iface.type, eids.get("attached-mac"),
@@ -395,9 +400,6 @@ class OpenvSwitchDriver(Driver):
         if net.type in ("flat", "vlan") and net.physical_network not in self.mappings:
             raise DriverError(f"physical network {net.physical_network!r} has no entry "
                               "in [ovs] bridge_mappings on this host")
-        if net.type == "vxlan":
-            raise DriverError("vxlan networks on openvswitch need the overlay support "
-                              "(tunnel ports), which this version does not have yet")
         with self._lock:
             with self.conn.lock:
                 registry = self._registry(self._bridge_row(self.br_int))
@@ -445,8 +447,9 @@ class OpenvSwitchDriver(Driver):
             if port.iface_id and not device.iface_id:
                 iface_ids["iface-id"] = port.iface_id
             cols = [("external_ids", iface_ids)]
-            if net.mtu:
-                cols.append(("mtu_request", net.mtu))
+            mtu = net.mtu or (OVERLAY_MTU if net.type in TUNNEL_TYPES else None)
+            if mtu:
+                cols.append(("mtu_request", mtu))
             self._add(self.api.db_set("Interface", device.name, *cols))
 
     def _link_up(self, name: str) -> None:
@@ -507,7 +510,59 @@ class OpenvSwitchDriver(Driver):
             if ofport:
                 uplinks.append(pl.UplinkBinding(ofport, lid, net.segmentation_id
                                                 if net.type == "vlan" else None))
-        self.app.set_bindings(self.dpid, self.br_int, ports, uplinks)
+        self.app.set_bindings(self.dpid, self.br_int, ports, uplinks,
+                              self._tunnel_bindings(registry, ofports))
+
+    # -- overlays --------------------------------------------------------------
+    @staticmethod
+    def tunnel_name(kind: str, remote: str) -> str:
+        """vx-c6336416: the type and the remote endpoint in hex, <= 15 characters."""
+        prefix = {"vxlan": "vx", "geneve": "gn"}[kind]
+        return f"{prefix}-{ipaddress.ip_address(remote).packed.hex()}"
+
+    def set_overlay(self, overlays: dict) -> None:
+        """One tunnel port per (type, remote host) any overlay network needs."""
+        wanted = {}
+        for ov in overlays.values():
+            for remote in ov.vteps:
+                wanted[self.tunnel_name(ov.type, remote)] = (ov.type, remote)
+        local_ip = self.conf.vxlan.local_ip
+        if wanted and not local_ip:
+            raise DriverError("[vxlan] local_ip: required for tunnels to other hosts "
+                              "(this host's tunnel endpoint address)")
+        with self._lock:
+            with self.conn.lock:
+                br = self._bridge_row(self.br_int)
+                have = {} if br is None else {
+                    p.name: p for p in br.ports if TUNNEL_KEY in p.external_ids}
+            with self.api.transaction(check_error=True) as txn:
+                for name in sorted(set(have) - set(wanted)):
+                    txn.add(self.api.del_port(name, self.br_int, if_exists=True))
+                for name, (kind, remote) in sorted(wanted.items()):
+                    if name in have:
+                        continue
+                    options = {"remote_ip": remote, "local_ip": local_ip, "key": "flow",
+                               "dst_port": str(self.conf.vxlan.udp_port if kind == "vxlan"
+                                               else GENEVE_PORT)}
+                    txn.add(self.api.add_port(self.br_int, name, may_exist=True))
+                    txn.add(self.api.db_set("Port", name, ("external_ids", {
+                        OWNED: "true", TUNNEL_KEY: remote})))
+                    txn.add(self.api.db_set("Interface", name, ("type", kind),
+                                            ("options", options)))
+            self._overlay = dict(overlays)
+
+    def _tunnel_bindings(self, registry: dict, ofports: dict) -> list[pl.TunnelBinding]:
+        bindings = []
+        for net_name, ov in sorted(self._overlay.items()):
+            lid = registry.get(net_name, (None,))[0]
+            if lid is None:
+                continue
+            for remote in sorted(ov.vteps):
+                ofport = ofports.get(self.tunnel_name(ov.type, remote))
+                if ofport:
+                    macs = tuple(mac for mac, ip in ov.macs if ip == remote)
+                    bindings.append(pl.TunnelBinding(ofport, lid, ov.vni, macs))
+        return bindings
 
     def _forget_vanished(self) -> None:
         """Delete the Port rows ovsbr added for taps that no longer exist.

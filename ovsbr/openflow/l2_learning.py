@@ -95,6 +95,7 @@ class BridgeState:
         self.name = name
         self.ports: dict[int, pl.PortBinding] = {}
         self.uplinks: dict[tuple[int, int], pl.UplinkBinding] = {}
+        self.tunnels: list[pl.TunnelBinding] = []
         self.datapath = None
         self.synced = False
         # The switch's old flows are replaced only once the agent has said
@@ -136,7 +137,8 @@ class L2LearningApp(app_manager.OSKenApp):
             return br
 
     def set_bindings(self, dpid: int, name: str, ports: list[pl.PortBinding],
-                     uplinks: list[pl.UplinkBinding]) -> None:
+                     uplinks: list[pl.UplinkBinding],
+                     tunnels: list[pl.TunnelBinding] = ()) -> None:
         with self.lock:
             br = self.bridge(dpid, name)
             new_ports = {p.ofport: p for p in ports}
@@ -146,6 +148,7 @@ class L2LearningApp(app_manager.OSKenApp):
                          {u.lid for u in br.uplinks.values()})
             br.ports = new_ports
             br.uplinks = {(u.ofport, u.lid): u for u in uplinks}
+            br.tunnels = list(tunnels)
             br.bound = True
             gone_lids -= ({p.lid for p in ports} | {u.lid for u in uplinks})
             for lid in gone_lids:
@@ -184,7 +187,7 @@ class L2LearningApp(app_manager.OSKenApp):
             insts.append(parser.OFPInstructionActions(
                 ofp.OFPIT_APPLY_ACTIONS, [self._action(dp, a) for a in flow.actions]))
         if flow.metadata is not None:
-            insts.append(parser.OFPInstructionWriteMetadata(flow.metadata, pl.METADATA_MASK))
+            insts.append(parser.OFPInstructionWriteMetadata(flow.metadata, flow.metadata_mask))
         if flow.goto is not None:
             insts.append(parser.OFPInstructionGotoTable(flow.goto))
         flags = ofp.OFPFF_SEND_FLOW_REM if flow.send_flow_rem else 0
@@ -272,7 +275,8 @@ class L2LearningApp(app_manager.OSKenApp):
 
     # -- static pipeline -----------------------------------------------------
     def _desired(self, br: BridgeState) -> tuple[dict[tuple, pl.Flow], dict[int, pl.Group]]:
-        flows, groups = pl.static_flows(list(br.ports.values()), list(br.uplinks.values()))
+        flows, groups = pl.static_flows(list(br.ports.values()), list(br.uplinks.values()),
+                                        br.tunnels)
         return {f.key(): f for f in flows}, {g.group_id: g for g in groups}
 
     def _apply_static(self, br: BridgeState) -> None:

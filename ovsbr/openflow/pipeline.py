@@ -19,18 +19,25 @@ Tables (Faucet-style):
     to the vlan network with segment (P, V), untagged to P's flat network.
     This and the flood/output buckets below are the *only* places where
     802.1Q tags are pushed or popped: VLAN translation lives in one place.
+    Tunnel ports (vxlan, geneve) map a tunnel id (VNI) to its network and
+    mark the frame as come-from-tunnel (metadata bit 12).
     Anything else is dropped by the table-miss flow.
 ``ETH_SRC`` (1)
     Source learning. A known (network, source MAC, in_port) goes on; a miss
     is copied (truncated) to the controller *and* goes on, so a frame never
     waits for the controller, and a source is learned even when its
-    destination is already known.
+    destination is already known. Frames from tunnels are not learned:
+    remote MACs come from the store, installed ahead of traffic.
 ``ETH_DST`` (2)
     Forwarding. A known (network, destination MAC) is output to its port
     (tagged for a vlan uplink); a miss floods through the network's group,
-    which never leaves the network.
+    which never leaves the network. Remote MACs of overlay networks go to
+    their host's tunnel with the VNI set. A frame that came from a tunnel
+    floods to local ports only (split horizon: hosts replicate to each
+    other once, never onwards).
 
-Metadata carries the network id (``lid``, 1-4095) between tables.
+Metadata carries the network id (``lid``, 1-4095) between tables, and bit 12
+for frames that came from a tunnel.
 """
 
 from __future__ import annotations
@@ -48,12 +55,16 @@ PRIO_PORT_IP_DROP = 240  # INGRESS: port security, any other ARP/IPv4/IPv6 sourc
 PRIO_PORT_MAC = 200  # INGRESS: port security, in_port + declared eth_src
 PRIO_PORT = 100  # INGRESS: in_port (or uplink VLAN) -> network
 PRIO_LEARNED = 100  # ETH_SRC/ETH_DST: one MAC
+PRIO_TUNNEL_SRC = 150  # ETH_SRC: from a tunnel, no learning
+PRIO_FLOOD_LOCAL = 11  # ETH_DST: flood of a frame that came from a tunnel
 PRIO_FLOOD = 10  # ETH_DST: network flood
 PRIO_MISS = 0
 
 OFPVID_PRESENT = 0x1000
 OFPVID_NONE = 0x0000
 METADATA_MASK = 0xFFF
+FROM_TUNNEL = 0x1000  # metadata bit; also marks the local-only flood group id
+TUNNEL_META_MASK = METADATA_MASK | FROM_TUNNEL
 PACKET_IN_BYTES = 128  # enough for Ethernet + 802.1Q + ARP/IP headers
 
 # Cookies: the top 32 bits name the agent generation, so a restarted agent
@@ -75,7 +86,8 @@ class Flow:
     match: tuple[tuple[str, object], ...]
     actions: tuple[tuple, ...] = ()  # apply-actions
     goto: int | None = None
-    metadata: int | None = None  # write-metadata (value, METADATA_MASK)
+    metadata: int | None = None  # write-metadata (value, metadata_mask)
+    metadata_mask: int = METADATA_MASK
     idle_timeout: int = 0
     send_flow_rem: bool = False
     kind: int = KIND_STATIC
@@ -114,6 +126,16 @@ class UplinkBinding:
     ofport: int
     lid: int
     vid: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class TunnelBinding:
+    """An overlay network reachable through a tunnel port (one remote host)."""
+
+    ofport: int
+    lid: int
+    vni: int
+    macs: tuple[str, ...] = ()  # that host's declared MACs on the network
 
 
 def _m(**kw) -> tuple[tuple[str, object], ...]:
@@ -194,16 +216,42 @@ def uplink_flows(u: UplinkBinding) -> list[Flow]:
                  goto=ETH_SRC)]
 
 
+def _tun_out(t: TunnelBinding) -> tuple[tuple, ...]:
+    return (("set_field", "tunnel_id", t.vni), ("output", t.ofport))
+
+
+def tunnel_flows(t: TunnelBinding) -> list[Flow]:
+    """VNI in -> network (marked from-tunnel); remote MACs out with the VNI."""
+    flows = [Flow(INGRESS, PRIO_PORT, _m(in_port=t.ofport, tunnel_id=t.vni),
+                  metadata=t.lid | FROM_TUNNEL, metadata_mask=TUNNEL_META_MASK,
+                  goto=ETH_SRC),
+             Flow(ETH_SRC, PRIO_TUNNEL_SRC, _m(in_port=t.ofport), goto=ETH_DST)]
+    flows += [Flow(ETH_DST, PRIO_LEARNED, _m(metadata=(t.lid, METADATA_MASK), eth_dst=mac),
+                   actions=_tun_out(t)) for mac in t.macs]
+    return flows
+
+
 def flood_flow(lid: int) -> Flow:
     return Flow(ETH_DST, PRIO_FLOOD, _m(metadata=(lid, METADATA_MASK)),
                 actions=(("group", lid),))
 
 
-def flood_group(lid: int, ports: list[PortBinding], uplinks: list[UplinkBinding]) -> Group:
+def flood_group(lid: int, ports: list[PortBinding], uplinks: list[UplinkBinding],
+                tunnels: list[TunnelBinding] = ()) -> Group:
     """All of the network's ports; OVS never sends a bucket back out in_port."""
     buckets = [_out(p.ofport, None) for p in sorted(ports, key=lambda p: p.ofport)]
     buckets += [_out(u.ofport, u.vid) for u in sorted(uplinks, key=lambda u: u.ofport)]
+    buckets += [_tun_out(t) for t in sorted(tunnels, key=lambda t: t.ofport)]
     return Group(lid, tuple(buckets))
+
+
+def local_flood(lid: int, ports: list[PortBinding], uplinks: list[UplinkBinding]) -> tuple[
+        Flow, Group]:
+    """Split horizon: what came from a tunnel floods to local ports only."""
+    group = flood_group(lid | FROM_TUNNEL, ports, uplinks)
+    flow = Flow(ETH_DST, PRIO_FLOOD_LOCAL, _m(metadata=(lid | FROM_TUNNEL, TUNNEL_META_MASK)),
+                actions=(("group", lid | FROM_TUNNEL),))
+    return flow, group
 
 
 def learned_src(lid: int, mac: str, ofport: int, idle: int, kind: int = KIND_LEARNED) -> Flow:
@@ -218,19 +266,28 @@ def learned_dst(lid: int, mac: str, ofport: int, vid: int | None, idle: int,
                 actions=_out(ofport, vid), idle_timeout=idle, kind=kind)
 
 
-def static_flows(ports: list[PortBinding], uplinks: list[UplinkBinding]) -> tuple[
-        list[Flow], list[Group]]:
+def static_flows(ports: list[PortBinding], uplinks: list[UplinkBinding],
+                 tunnels: list[TunnelBinding] = ()) -> tuple[list[Flow], list[Group]]:
     """The whole non-learned state of a bridge from its bindings."""
     flows = base_flows()
-    by_lid: dict[int, tuple[list[PortBinding], list[UplinkBinding]]] = {}
+    by_lid: dict[int, tuple[list, list, list]] = {}
     for p in ports:
         flows += port_flows(p)
-        by_lid.setdefault(p.lid, ([], []))[0].append(p)
+        by_lid.setdefault(p.lid, ([], [], []))[0].append(p)
     for u in uplinks:
         flows += uplink_flows(u)
-        by_lid.setdefault(u.lid, ([], []))[1].append(u)
+        by_lid.setdefault(u.lid, ([], [], []))[1].append(u)
+    for t in tunnels:
+        flows += tunnel_flows(t)
+        by_lid.setdefault(t.lid, ([], [], []))[2].append(t)
     groups = []
-    for lid, (ps, us) in sorted(by_lid.items()):
+    for lid, (ps, us, ts) in sorted(by_lid.items()):
         flows.append(flood_flow(lid))
-        groups.append(flood_group(lid, ps, us))
-    return flows, groups
+        groups.append(flood_group(lid, ps, us, ts))
+        if ts:
+            flow, group = local_flood(lid, ps, us)
+            flows.append(flow)
+            groups.append(group)
+    # One ETH_SRC flow per tunnel port, however many networks it carries.
+    unique = {f.key(): f for f in flows}
+    return list(unique.values()), groups

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from ovsbr.testing import etcd_sandbox
+from ovsbr.drivers.openvswitch import OpenvSwitchDriver
+from ovsbr.testing import etcd_sandbox, ovs_sandbox
 from ovsbr.testing.agent import Agent
 from ovsbr.testing.hypervisors import Fabric
 from ovsbr.testing.netns import wait_for
@@ -40,6 +41,7 @@ class MultiHost:
         self.tmp_path = tmp_path
         self.agents: dict[str, Agent] = {}
         self.hosts = {}
+        self.sandboxes = []
 
     def add(self, name: str, index: int, driver: str = "linuxbridge"):
         host = self.fabric.host(name, index)
@@ -47,9 +49,39 @@ class MultiHost:
                                 "resync_interval": 5},
                     "etcd": {"endpoints": self.fabric.etcd.endpoint, "lease_ttl": LEASE_TTL},
                     "vxlan": {"local_ip": host.ip}}
+        host.offload_off = driver == "openvswitch"
+        if driver == "openvswitch":
+            sections["ovs"] = self._ovs_host(host)
         agent = Agent(str(self.tmp_path / name), sections, netns=host.name)
         self.agents[name], self.hosts[name] = agent, host
         return host, agent
+
+    def _ovs_host(self, host) -> dict:
+        """ovs-vswitchd inside the host; the underlay address on br-phy, as
+        OVS userspace tunnelling wants it."""
+        reason = ovs_sandbox.available()
+        if reason:
+            pytest.skip(reason)
+        ovs = ovs_sandbox.OvsSandbox(netns=host.name).start()
+        self.sandboxes.append(ovs)
+        ovs.vsctl("add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev",
+                  "--", "add-port", "br-phy", "u0")
+        host.exec(["ip", "addr", "del", f"{host.ip}/24", "dev", "u0"])
+        host.exec(["ip", "addr", "add", f"{host.ip}/24", "dev", "br-phy"])
+        host.exec(["ip", "link", "set", "br-phy", "up"])
+        host.ovs = ovs
+        return {"ovsdb_connection": ovs.connection, "integration_bridge": "br-int",
+                "datapath_type": "netdev"}
+
+    def vm(self, host: str, role: str, host_id: int):
+        h = self.hosts[host]
+        return h.vm(role, host_id, offload_off=h.offload_off)
+
+    def stop(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+        for ovs in self.sandboxes:
+            ovs.stop()
 
     def cli(self, *args):
         return next(iter(self.agents.values())).cli(*args)
@@ -68,15 +100,14 @@ def three_lb(fabric, tmp_path):
     for i, name in enumerate(("hv1", "hv2", "hv3"), start=1):
         mh.add(name, 10 + i)
     yield mh
-    for agent in mh.agents.values():
-        agent.stop()
+    mh.stop()
 
 
 def _three_vms_on_blue(mh):
     mh.cli("network", "create", "blue", "--type", "vxlan", "--segmentation-id", "1001")
     vms = {}
     for i, name in enumerate(("hv1", "hv2", "hv3"), start=1):
-        vms[name] = mh.hosts[name].vm(f"b{i}", i)
+        vms[name] = mh.vm(name, f"b{i}", i)
         mh.port(f"b{i}", "blue", vms[name], name)
     for agent in mh.agents.values():
         agent.start()
@@ -174,3 +205,57 @@ def test_etcd_restart_and_agent_restart_lose_no_packet(three_lb):
     mh.port("b4", "blue", v4, "hv3")
     mh.agents["hv3"].wait_ports(["b4"], timeout=20)
     assert vms["hv1"].can_ping(v4.ip)
+
+
+@pytest.fixture
+def mixed(fabric, tmp_path):
+    mh = MultiHost(fabric, tmp_path)
+    mh.add("lb1", 31, "linuxbridge")
+    mh.add("ovs1", 32, "openvswitch")
+    mh.add("ovs2", 33, "openvswitch")
+    yield mh
+    mh.stop()
+
+
+def _start(mh, ports):
+    for agent in mh.agents.values():
+        agent.start()
+    for host, names in ports.items():
+        mh.agents[host].wait_ports(names, timeout=30)
+
+
+def test_linuxbridge_and_openvswitch_hosts_share_a_vxlan_network(mixed):
+    mh = mixed
+    mh.cli("network", "create", "blue", "--type", "vxlan", "--segmentation-id", "2001")
+    vms = {h: mh.vm(h, f"m{i}", i) for i, h in enumerate(("lb1", "ovs1", "ovs2"), start=1)}
+    for i, (h, vm) in enumerate(vms.items(), start=1):
+        mh.port(f"m{i}", "blue", vm, h)
+    _start(mh, {"lb1": ["m1"], "ovs1": ["m2"], "ovs2": ["m3"]})
+    for a, b in (("lb1", "ovs1"), ("ovs1", "lb1"), ("ovs1", "ovs2"), ("ovs2", "lb1")):
+        assert vms[a].can_ping(vms[b].ip, tries=30), f"{a} -> {b}"
+    # Standard VXLAN on the wire between the kernel and OVS userspace.
+    with mh.fabric.capture_underlay(mh.hosts["lb1"], "udp dst port 4789") as wire:
+        vms["ovs1"].ping(vms["lb1"].ip, count=2, interval=0.2)
+    assert "vni 2001" in wire.text, wire.text
+    ovs1 = mh.hosts["ovs1"].ovs
+    assert sorted(p for p in ovs1.ports("br-int") if p.startswith("vx-")) == sorted(
+        OpenvSwitchDriver.tunnel_name("vxlan", mh.hosts[h].ip) for h in ("lb1", "ovs2"))
+
+
+def test_geneve_between_two_openvswitch_hosts(mixed):
+    mh = mixed
+    mh.cli("network", "create", "green", "--type", "geneve", "--segmentation-id", "3001")
+    g1, g2 = mh.vm("ovs1", "g1", 1), mh.vm("ovs2", "g2", 2)
+    mh.port("g1", "green", g1, "ovs1")
+    mh.port("g2", "green", g2, "ovs2")
+    g3 = mh.vm("lb1", "g3", 3)
+    mh.port("g3", "green", g3, "lb1")
+    _start(mh, {"ovs1": ["g1"], "ovs2": ["g2"]})
+    assert g1.can_ping(g2.ip, tries=30)
+    with mh.fabric.capture_underlay(mh.hosts["ovs2"], "udp dst port 6081") as wire:
+        g1.ping(g2.ip, count=2, interval=0.2)
+    assert "Geneve" in wire.text and "vni 0xbb9" in wire.text, wire.text
+    # The linuxbridge host refuses geneve with the reason, per port.
+    wait_for(lambda: mh.agents["lb1"].status().get("networks", {}).get("green", {})
+             .get("status") == "error", 15, what="geneve refused on linuxbridge")
+    assert "openvswitch" in mh.agents["lb1"].status()["networks"]["green"]["reason"]

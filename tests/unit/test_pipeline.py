@@ -110,3 +110,26 @@ def test_flow_template_renders_exactly_what_os_ken_encodes():
         got = tpl[kind].render(99, pl.cookie(0x1234, flow.kind), 42,
                                bytes.fromhex(mac.replace(":", "")), 17, vid)
         assert got == bytes(want.buf), kind
+
+
+def test_tunnels_map_vni_skip_learning_and_split_horizon():
+    t2 = pl.TunnelBinding(20, 3, 1001, ("52:54:00:00:00:02",))
+    t3 = pl.TunnelBinding(30, 3, 1001)
+    flows, groups = pl.static_flows([pl.PortBinding(5, 3)], [], [t2, t3])
+    ingress = [f for f in flows if f.table == pl.INGRESS and dict(f.match).get("tunnel_id")]
+    assert {dict(f.match)["in_port"] for f in ingress} == {20, 30}
+    assert all(f.metadata == 3 | pl.FROM_TUNNEL and f.metadata_mask == pl.TUNNEL_META_MASK
+               for f in ingress)
+    # No learning from tunnels: remote MACs come from the store.
+    skip = [f for f in flows if f.table == pl.ETH_SRC and f.priority == pl.PRIO_TUNNEL_SRC]
+    assert sorted(dict(f.match)["in_port"] for f in skip) == [20, 30]
+    remote = [f for f in flows if f.table == pl.ETH_DST and dict(f.match).get("eth_dst")]
+    assert remote[0].actions == (("set_field", "tunnel_id", 1001), ("output", 20))
+    by_id = {g.group_id: g for g in groups}
+    assert by_id[3].buckets == ((("output", 5),),
+                                (("set_field", "tunnel_id", 1001), ("output", 20)),
+                                (("set_field", "tunnel_id", 1001), ("output", 30)))
+    # From a tunnel: local ports only, never on to another host.
+    assert by_id[3 | pl.FROM_TUNNEL].buckets == ((("output", 5),),)
+    local = [f for f in flows if f.priority == pl.PRIO_FLOOD_LOCAL]
+    assert local[0].actions == (("group", 3 | pl.FROM_TUNNEL),)
