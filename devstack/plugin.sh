@@ -18,7 +18,13 @@ function configure_ovsbr {
     sudo install -d -o "$STACK_USER" "$OVSBR_CONF_DIR"
     sudo install -d -m 0700 "$OVSBR_STATE_PATH"
     iniset "$OVSBR_CONF" DEFAULT driver "$OVSBR_DRIVER"
-    iniset "$OVSBR_CONF" DEFAULT store file
+    iniset "$OVSBR_CONF" DEFAULT store "$OVSBR_STORE"
+    if [[ "$OVSBR_STORE" == "etcd" ]]; then
+        iniset "$OVSBR_CONF" etcd endpoints "$OVSBR_ETCD_ENDPOINTS"
+    fi
+    if [[ -n "$OVSBR_LOCAL_IP" ]]; then
+        iniset "$OVSBR_CONF" vxlan local_ip "$OVSBR_LOCAL_IP"
+    fi
     iniset "$OVSBR_CONF" DEFAULT state_path "$OVSBR_STATE_PATH"
     iniset "$OVSBR_CONF" DEFAULT debug "$OVSBR_DEBUG"
     if [[ "$OVSBR_DRIVER" == "linuxbridge" ]]; then

@@ -5,6 +5,7 @@ Linux bridge has no pipeline, so frames entering the bridge from a VM's tap
 are checked in an nftables ``bridge`` table (the job Neutron's Linux bridge
 agent gave ebtables and arptables). The same rules as the OVS pipeline:
 
+* no 802.1Q/802.1ad tagged frames;
 * with a declared MAC, only that source MAC;
 * with declared IPs, only those ARP sender and IPv4/IPv6 source addresses,
   plus DHCP discovery from 0.0.0.0, ARP probes (sender 0.0.0.0, RFC 5227),
@@ -56,7 +57,7 @@ def _payload(protocol: str, field: str) -> dict:
     return {"payload": {"protocol": protocol, "field": field}}
 
 
-def _ether_type(name: str) -> dict:
+def _ether_type(name: Any) -> dict:
     return _match(_payload("ether", "type"), name)
 
 
@@ -66,7 +67,8 @@ def _set(values: list) -> Any:
 
 def _port_rules(f: PortFilter) -> list[list[dict]]:
     """The rules of one port's chain, in order; each is a list of expressions."""
-    rules: list[list[dict]] = []
+    # 802.1Q/802.1ad from a VM: no VLAN hopping, as on the OVS access ports.
+    rules: list[list[dict]] = [[_ether_type({"set": ["vlan", "8021ad"]}), {"drop": None}]]
     if f.mac is not None:
         rules.append([_match(_payload("ether", "saddr"), f.mac, "!="), {"drop": None}])
     if f.ips is None:

@@ -259,3 +259,28 @@ def test_geneve_between_two_openvswitch_hosts(mixed):
     wait_for(lambda: mh.agents["lb1"].status().get("networks", {}).get("green", {})
              .get("status") == "error", 15, what="geneve refused on linuxbridge")
     assert "openvswitch" in mh.agents["lb1"].status()["networks"]["green"]["reason"]
+
+
+def test_dead_openvswitch_host_loses_its_tunnels_everywhere(mixed):
+    mh = mixed
+    mh.cli("network", "create", "blue", "--type", "vxlan", "--segmentation-id", "2002")
+    vms = {h: mh.vm(h, f"d{i}", i) for i, h in enumerate(("lb1", "ovs1", "ovs2"), start=1)}
+    for i, (h, vm) in enumerate(vms.items(), start=1):
+        mh.port(f"d{i}", "blue", vm, h)
+    _start(mh, {"lb1": ["d1"], "ovs1": ["d2"], "ovs2": ["d3"]})
+    tunnel = OpenvSwitchDriver.tunnel_name("vxlan", mh.hosts["ovs2"].ip)
+    ovs1 = mh.hosts["ovs1"].ovs
+    wait_for(lambda: tunnel in ovs1.ports("br-int"), 15, what="tunnel to ovs2")
+    assert vms["ovs1"].can_ping(vms["ovs2"].ip, tries=30)
+    mh.agents["ovs2"].kill()
+    t0 = time.monotonic()
+    wait_for(lambda: tunnel not in ovs1.ports("br-int") and
+             f"dst {mh.hosts['ovs2'].ip}" not in mh.fdb("lb1", 2002), LEASE_TTL + 5,
+             interval=0.1, what="ovs2 removed from ovs1 and lb1")
+    gone = time.monotonic() - t0
+    print(f"dead OVS host's tunnels gone {gone:.2f} s after kill -9 (TTL {LEASE_TTL} s)")
+    assert gone < LEASE_TTL + 1.5
+    assert vms["ovs1"].can_ping(vms["lb1"].ip)
+    mh.agents["ovs2"].start()
+    wait_for(lambda: tunnel in ovs1.ports("br-int"), 15, what="tunnel back")
+    assert vms["ovs1"].can_ping(vms["ovs2"].ip, tries=30)

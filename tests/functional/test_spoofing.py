@@ -73,3 +73,18 @@ def test_ip_source_spoofing_is_dropped(secured):
             f" dst='{victim.ip}')/ICMP(id=2222), iface='eth0')")
     assert f"{other.ip} >" not in cap.text, cap.text
     assert f"{attacker.ip} >" in cap.text, "control frame missing"
+
+
+def test_tagged_frames_from_a_secured_port_are_dropped(secured):
+    attacker, victim, _ = secured
+    with victim.capture(f"ether src {attacker.mac}") as cap:
+        attacker.scapy(
+            f"sendp([Ether(src='{attacker.mac}', dst='{victim.mac}')/Dot1Q(vlan=5)/"
+            f"IP(src='{attacker.ip}', dst='{victim.ip}')/ICMP(id=3333),"
+            f" Ether(src='{attacker.mac}', dst='{victim.mac}', type=0x88a8)/Dot1Q(vlan=5)/"
+            f"Dot1Q(vlan=6)/IP(src='{attacker.ip}', dst='{victim.ip}')/ICMP(id=3334)],"
+            f" iface='eth0', count=3)\n"
+            f"sendp(Ether(src='{attacker.mac}', dst='{victim.mac}')/IP(src='{attacker.ip}',"
+            f" dst='{victim.ip}')/ICMP(id=4444), iface='eth0')")
+    assert "vlan" not in cap.text.lower() and "802.1ad" not in cap.text.lower(), cap.text
+    assert "id 4444" in cap.text, "control frame missing"

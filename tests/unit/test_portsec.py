@@ -23,6 +23,10 @@ def test_port_with_mac_and_ips_gets_its_own_chain():
     assert jump == [[{"match": {"op": "==", "left": {"meta": {"key": "iifname"}},
                                 "right": "vnet0"}}, {"jump": {"target": "port-vnet0"}}]]
     rules = _rules(doc, "port-vnet0")
+    assert rules[0] == [{"match": {"op": "==", "left": {"payload": {
+        "protocol": "ether", "field": "type"}}, "right": {"set": ["vlan", "8021ad"]}}},
+        {"drop": None}]
+    rules = rules[1:]
     assert rules[0][0]["match"]["op"] == "!=" and rules[0][-1] == {"drop": None}
     arp_ok = rules[1][1]["match"]["right"]
     assert arp_ok == {"set": ["0.0.0.0", "192.0.2.5"]}
@@ -37,7 +41,7 @@ def test_port_with_mac_and_ips_gets_its_own_chain():
 def test_mac_only_port_checks_only_the_mac():
     rules = _rules(portsec.ruleset("t", [portsec.PortFilter("v", "52:54:00:00:00:01", None)]),
                    "port-v")
-    assert len(rules) == 1
+    assert len(rules) == 2  # tags, then the MAC
 
 
 def test_which_ports_are_filtered():

@@ -1,0 +1,250 @@
+"""Many hosts on one etcd, simulated: write and watch latency, flood lists.
+
+    python bench/scale.py --hosts 1000 --ports 10000 --networks 200
+
+One local etcd (the sandbox). Simulated hosts register under leases kept
+alive at TTL/3, as agents do; ports are spread over networks and hosts
+at random. Measured:
+
+* registration and bulk-write latency (raw etcd transactions);
+* one port write through EtcdStore.update, the CLI's path (read all,
+  validate, compare-and-swap), at the full port count;
+* watch fan-out: after one port write, the delay until each of the W
+  watcher streams (one per simulated host) has the event;
+* per-agent update latency: write -> EtcdStore.watch yields the new
+  topology in a real agent's code path (parse, validate 10,000 ports);
+* flood lists: remote hosts per (host, overlay network) and tunnels per
+  host, from the same overlays() the agents run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import sys
+import threading
+import time
+
+import requests
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import common  # noqa: E402
+from ovsbr.agent.overlay import overlays  # noqa: E402
+from ovsbr.model import port_from_dict  # noqa: E402
+from ovsbr.testing.etcd_sandbox import EtcdSandbox  # noqa: E402
+
+PREFIX = "/bench"
+
+
+def step(what: str) -> None:
+    print(f"  {time.strftime('%H:%M:%S')} {what}", flush=True)
+
+
+def b64(s: str) -> str:
+    return base64.b64encode(s.encode()).decode()
+
+
+def make_store(endpoint: str):
+    from oslo_config import cfg
+
+    from ovsbr.conf import opts
+    from ovsbr.store.etcd import EtcdStore
+    conf = cfg.ConfigOpts()
+    opts.register(conf)
+    conf([], default_config_files=[])
+    conf.set_override("endpoints", [endpoint], group="etcd")
+    conf.set_override("prefix", PREFIX, group="etcd")
+    return EtcdStore(conf)
+
+
+class Watcher(threading.Thread):
+    """One raw watch stream, as each agent holds: records when events arrive."""
+
+    def __init__(self, url: str, start_rev: int):
+        super().__init__(daemon=True)
+        self.url, self.start_rev = url, start_rev
+        self.seen: dict[str, float] = {}
+        self.ready = threading.Event()
+        self.resp = None
+
+    def run(self):
+        key = PREFIX + "/topology/"
+        req = {"create_request": {"key": b64(key), "range_end": b64(key[:-1] + "0"),
+                                  "start_revision": str(self.start_rev)}}
+        self.resp = requests.post(self.url + "/v3/watch", json=req, stream=True, timeout=None)
+        self.ready.set()
+        try:
+            for line in self.resp.iter_lines():
+                now = time.perf_counter()
+                for ev in json.loads(line).get("result", {}).get("events", []):
+                    self.seen.setdefault(base64.b64decode(ev["kv"]["key"]).decode(), now)
+        except Exception:  # noqa: S110 - closed at the end of the run
+            pass
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--ports", type=int, default=10000)
+    parser.add_argument("--networks", type=int, default=200)
+    parser.add_argument("--writes", type=int, default=20)
+    args = parser.parse_args()
+    rng = random.Random(7)
+    etcd = EtcdSandbox().start()
+    session = requests.Session()
+    url = etcd.url
+    result: dict = {"hosts": args.hosts, "ports": args.ports, "networks": args.networks}
+    watchers: list[Watcher] = []
+    stop_keepalive = threading.Event()
+    try:
+        def txn(body):
+            t0 = time.perf_counter()
+            r = session.post(url + "/v3/kv/txn", json=body, timeout=30)
+            r.raise_for_status()
+            return time.perf_counter() - t0, r.json()
+
+        step(f"registering {args.hosts} hosts")
+        # Hosts under leases.
+        leases, reg = [], []
+        for h in range(args.hosts):
+            lease = session.post(url + "/v3/lease/grant", json={"TTL": 10}).json()["ID"]
+            ip = f"10.{h >> 16 & 255}.{h >> 8 & 255}.{h & 255}"
+            info = json.dumps({"local_ip": ip, "driver": "linuxbridge"})
+            dt, _ = txn({"success": [{"request_put": {
+                "key": b64(f"{PREFIX}/hosts/hv{h}"), "value": b64(info), "lease": lease}}]})
+            leases.append(lease)
+            reg.append(dt)
+        result["register_ms_p50"] = common.median(reg) * 1000
+        result["register_ms_p99"] = common.percentile(reg, 99) * 1000
+
+        def keepalive():
+            # Every lease renewed every TTL/3 (10 s / 3), spread evenly.
+            chunk, i = max(1, len(leases) // 33), 0
+            ka = requests.Session()
+            while not stop_keepalive.wait(0.1):
+                for lease in leases[i:i + chunk]:
+                    try:
+                        ka.post(url + "/v3/lease/keepalive", json={"ID": lease}, timeout=10)
+                    except requests.RequestException:
+                        return  # etcd stopped: the run is over
+                i = (i + chunk) % len(leases)
+        threading.Thread(target=keepalive, daemon=True).start()
+        result["keepalives_per_s"] = args.hosts / (10 / 3)
+
+        step(f"writing {args.networks} networks and {args.ports} ports")
+        # Networks and ports, 100 keys per transaction.
+        nets = [{"name": f"net{i}", "type": "vxlan", "segmentation_id": 1000 + i}
+                for i in range(args.networks)]
+        ports = [{"name": f"port{i}", "network": rng.choice(nets)["name"],
+                  "device": f"tap{i}", "host": f"hv{rng.randrange(args.hosts)}",
+                  "mac": f"52:54:{i >> 24 & 255:02x}:{i >> 16 & 255:02x}:"
+                         f"{i >> 8 & 255:02x}:{i & 255:02x}"} for i in range(args.ports)]
+        ops = [(f"{PREFIX}/topology/networks/{n['name']}", n) for n in nets]
+        ops += [(f"{PREFIX}/topology/ports/{p['name']}", p) for p in ports]
+        bulk = []
+        t_all = time.perf_counter()
+        for i in range(0, len(ops), 100):
+            dt, _ = txn({"success": [{"request_put": {"key": b64(k), "value": b64(json.dumps(v))}}
+                                     for k, v in ops[i:i + 100]]})
+            bulk.append(dt)
+        txn({"success": [{"request_put": {"key": b64(f"{PREFIX}/topology/revision"),
+                                          "value": b64("1")}}]})
+        result["bulk_txn100_ms_p50"] = common.median(bulk) * 1000
+        result["bulk_all_s"] = time.perf_counter() - t_all
+
+        store = make_store(etcd.endpoint)
+        t0 = time.perf_counter()
+        topo = store.load()
+        result["load_all_s"] = time.perf_counter() - t0
+
+        step(f"opening {args.hosts} watch streams")
+        # Watch fan-out: one stream per simulated host.
+        rev = etcd.revision()
+        watchers = [Watcher(url, rev + 1) for _ in range(args.hosts)]
+        for w in watchers:
+            w.start()
+        for w in watchers:
+            w.ready.wait(30)
+        time.sleep(1.0)
+
+        # A real agent's watch: parse and validate everything on each event.
+        agent_store = make_store(etcd.endpoint)
+        yielded: list[tuple[float, int]] = []
+        stop = threading.Event()
+
+        def consume():
+            for item in agent_store.watch(stop):
+                if not isinstance(item, Exception):
+                    yielded.append((time.perf_counter(), item.revision))
+        threading.Thread(target=consume, daemon=True).start()
+        common_wait = time.monotonic() + 60
+        while not yielded and time.monotonic() < common_wait:
+            time.sleep(0.05)
+
+        step(f"agent watch up: {bool(yielded)}; {args.writes} port writes")
+        update_lat, fanout, agent_lat = [], [], []
+        cli_store = make_store(etcd.endpoint)
+        for i in range(args.writes):
+            name = f"extra{i}"
+            port = port_from_dict({"name": name, "network": "net0", "device": f"x{i}",
+                                   "host": "hv0"})
+            t0 = time.perf_counter()
+            _, after = cli_store.update(lambda t, p=port: t.ports.__setitem__(p.name, p))
+            t_commit = time.perf_counter()
+            update_lat.append(t_commit - t0)
+            key = f"{PREFIX}/topology/ports/{name}"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (
+                    sum(key in w.seen for w in watchers) < len(watchers)
+                    or not any(r == after.revision for _, r in yielded)):
+                time.sleep(0.01)
+            lat = [w.seen[key] - t_commit for w in watchers if key in w.seen]
+            fanout.append((common.percentile(lat, 50), common.percentile(lat, 99), max(lat),
+                           len(lat)))
+            got = [t for t, r in yielded if r == after.revision]
+            if got:
+                agent_lat.append(got[0] - t_commit)
+        stop.set()
+        result["cli_update_ms_p50"] = common.median(update_lat) * 1000
+        result["cli_update_ms_p99"] = common.percentile(update_lat, 99) * 1000
+        result["watch_fanout_ms_p50"] = common.median([f[0] for f in fanout]) * 1000
+        result["watch_fanout_ms_p99"] = common.median([f[1] for f in fanout]) * 1000
+        result["watch_fanout_ms_max"] = max(f[2] for f in fanout) * 1000
+        result["watchers_reached"] = min(f[3] for f in fanout)
+        result["agent_update_ms_p50"] = common.median(agent_lat) * 1000
+        result["agent_update_ms_p99"] = common.percentile(agent_lat, 99) * 1000
+
+        step("flood lists")
+        # Flood lists as every host's agent would compute them.
+        per_net, per_host = [], []
+        for h in range(args.hosts):
+            host = f"hv{h}"
+            ov = overlays(topo, host, topo.hosts[host]["local_ip"])
+            sizes = [len(o.vteps) for o in ov.values() if o.vteps]
+            per_net += sizes
+            per_host.append(len({ip for o in ov.values() for ip in o.vteps}))
+        result["flood_list_mean"] = sum(per_net) / max(1, len(per_net))
+        result["flood_list_max"] = max(per_net or [0])
+        result["tunnels_per_host_mean"] = sum(per_host) / len(per_host)
+        result["tunnels_per_host_max"] = max(per_host)
+        result["etcd_rss_mb"] = common.rss_mb(etcd.proc.pid)
+    finally:
+        stop_keepalive.set()
+        # Stopping etcd ends every stream; closing a response another thread
+        # is reading would block on its buffer lock.
+        etcd.remove()
+    rows = [[k, v] for k, v in result.items()]
+    print(common.table(f"scale: {args.hosts} simulated hosts, {args.ports} ports, "
+                       f"{args.networks} vxlan networks, one local etcd",
+                       ["figure", "value"], rows))
+    print("json:", common.write("scale", result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
