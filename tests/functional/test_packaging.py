@@ -41,4 +41,4 @@ def test_install_from_dist_in_a_fresh_venv(dist, tmp_path, kind):
                " sorted(x.name for x in e(group='ovsbr.stores')),"
                " 'ovsbr' in [x.name for x in e(group='oslo.config.opts')])"],
               cwd=tmp_path, env=dict(os.environ, PYTHONPATH=""))
-    assert "['linuxbridge', 'openvswitch'] ['file'] True" in res.stdout
+    assert "['linuxbridge', 'openvswitch'] ['etcd', 'file'] True" in res.stdout
