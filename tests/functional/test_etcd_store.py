@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -88,18 +89,28 @@ def test_invalid_result_writes_nothing_and_names_the_field(etcd, prefix):
     store.update(lambda t: (add_port(t, "a", "vnet0", "hv1"), add_port(t, "b", "vnet0", "hv2")))
 
 
-def _consume(store, stop, seen):
-    for item in store.watch(stop):
-        seen.append(item)
+@contextlib.contextmanager
+def watching(watcher):
+    """Run ``watcher.watch`` on a thread for the block; yield what it yields."""
+    stop, seen = threading.Event(), []
+
+    def consume():
+        for item in watcher.watch(stop):
+            seen.append(item)
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        watcher.close()
+        t.join(5)
 
 
 def test_watch_follows_changes_and_survives_etcd_restart(etcd, prefix):
     store = make_store(etcd, prefix)
     store.update(add_network)
-    watcher, stop, seen = make_store(etcd, prefix), threading.Event(), []
-    t = threading.Thread(target=_consume, args=(watcher, stop, seen), daemon=True)
-    t.start()
-    try:
+    with watching(make_store(etcd, prefix)) as seen:
         wait_for(lambda: seen and seen[-1].revision == 1, 5, what="initial state")
         t0 = time.monotonic()
         store.update(lambda t: add_port(t, "p1"))
@@ -109,10 +120,6 @@ def test_watch_follows_changes_and_survives_etcd_restart(etcd, prefix):
         store.update(lambda t: add_port(t, "p2"))
         wait_for(lambda: isinstance(seen[-1], type(seen[0])) and seen[-1].revision == 3, 15,
                  what="change after the etcd restart seen")
-    finally:
-        stop.set()
-        watcher.close()
-        t.join(5)
 
 
 def test_watch_lost_to_compaction_starts_over(etcd, prefix):
@@ -122,7 +129,7 @@ def test_watch_lost_to_compaction_starts_over(etcd, prefix):
     for i in range(3):
         store.update(lambda t, n=f"p{i}": add_port(t, n))
     etcd.compact(etcd.revision())
-    watcher, stop, seen = make_store(etcd, prefix), threading.Event(), []
+    watcher = make_store(etcd, prefix)
     real = watcher._snapshot
     calls = []
 
@@ -131,16 +138,10 @@ def test_watch_lost_to_compaction_starts_over(etcd, prefix):
         calls.append(rev)
         return (old if len(calls) == 1 else rev), topo, hosts
     watcher._snapshot = stale_first  # a watch from before the compaction
-    t = threading.Thread(target=_consume, args=(watcher, stop, seen), daemon=True)
-    t.start()
-    try:
+    with watching(watcher) as seen:
         wait_for(lambda: len(calls) >= 2, 10, what="a fresh read after the compaction")
         store.update(lambda t: add_port(t, "late"))
         wait_for(lambda: "late" in seen[-1].ports, 5, what="changes followed again")
-    finally:
-        stop.set()
-        watcher.close()
-        t.join(5)
 
 
 def test_garbage_in_etcd_is_reported_and_refused(etcd, prefix):

@@ -224,13 +224,19 @@ def _start(mh, ports):
         mh.agents[host].wait_ports(names, timeout=30)
 
 
+def _vxlan_on_every_host(mh, vni: int, role: str) -> dict:
+    """Network blue (VXLAN ``vni``) with one VM per host, all agents up."""
+    mh.cli("network", "create", "blue", "--type", "vxlan", "--segmentation-id", str(vni))
+    vms = {h: mh.vm(h, f"{role}{i}", i) for i, h in enumerate(mh.hosts, start=1)}
+    for i, (h, vm) in enumerate(vms.items(), start=1):
+        mh.port(f"{role}{i}", "blue", vm, h)
+    _start(mh, {h: [f"{role}{i}"] for i, h in enumerate(mh.hosts, start=1)})
+    return vms
+
+
 def test_linuxbridge_and_openvswitch_hosts_share_a_vxlan_network(mixed):
     mh = mixed
-    mh.cli("network", "create", "blue", "--type", "vxlan", "--segmentation-id", "2001")
-    vms = {h: mh.vm(h, f"m{i}", i) for i, h in enumerate(("lb1", "ovs1", "ovs2"), start=1)}
-    for i, (h, vm) in enumerate(vms.items(), start=1):
-        mh.port(f"m{i}", "blue", vm, h)
-    _start(mh, {"lb1": ["m1"], "ovs1": ["m2"], "ovs2": ["m3"]})
+    vms = _vxlan_on_every_host(mh, 2001, "m")
     for a, b in (("lb1", "ovs1"), ("ovs1", "lb1"), ("ovs1", "ovs2"), ("ovs2", "lb1")):
         assert vms[a].can_ping(vms[b].ip, tries=30), f"{a} -> {b}"
     # Standard VXLAN on the wire between the kernel and OVS userspace.
@@ -263,11 +269,7 @@ def test_geneve_between_two_openvswitch_hosts(mixed):
 
 def test_dead_openvswitch_host_loses_its_tunnels_everywhere(mixed):
     mh = mixed
-    mh.cli("network", "create", "blue", "--type", "vxlan", "--segmentation-id", "2002")
-    vms = {h: mh.vm(h, f"d{i}", i) for i, h in enumerate(("lb1", "ovs1", "ovs2"), start=1)}
-    for i, (h, vm) in enumerate(vms.items(), start=1):
-        mh.port(f"d{i}", "blue", vm, h)
-    _start(mh, {"lb1": ["d1"], "ovs1": ["d2"], "ovs2": ["d3"]})
+    vms = _vxlan_on_every_host(mh, 2002, "d")
     tunnel = OpenvSwitchDriver.tunnel_name("vxlan", mh.hosts["ovs2"].ip)
     ovs1 = mh.hosts["ovs1"].ovs
     wait_for(lambda: tunnel in ovs1.ports("br-int"), 15, what="tunnel to ovs2")
