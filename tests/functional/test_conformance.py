@@ -53,6 +53,8 @@ def test_local_networks_are_isolated(datapath):
     time.sleep(1.0)
     r1.ping("192.0.2.255", count=3, interval=0.2, extra=["-b"])  # broadcast
     r1.ping("224.0.0.1", count=2, interval=0.2)  # multicast
+    r1.scapy(f"sendp(Ether(src='{r1.mac}', dst='52:54:00:de:ad:01')/IP(dst='192.0.2.99')"
+             "/ICMP(), iface='eth0', count=3)")  # unknown unicast
     assert r1.ping(b1.ip, count=2, interval=0.2)[1] == 0
     time.sleep(0.5)
     for proc in (cap, control):

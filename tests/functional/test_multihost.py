@@ -237,6 +237,10 @@ def _vxlan_on_every_host(mh, vni: int, role: str) -> dict:
 def test_linuxbridge_and_openvswitch_hosts_share_a_vxlan_network(mixed):
     mh = mixed
     vms = _vxlan_on_every_host(mh, 2001, "m")
+    # Remote MACs are in ovs1's pipeline before any traffic, with the VNI.
+    flows = mh.hosts["ovs1"].ovs.flows("br-int")
+    assert any(f"dl_dst={vms['lb1'].mac}" in f and "set_field:0x7d1->tun_id" in f
+               for f in flows), flows
     for a, b in (("lb1", "ovs1"), ("ovs1", "lb1"), ("ovs1", "ovs2"), ("ovs2", "lb1")):
         assert vms[a].can_ping(vms[b].ip, tries=30), f"{a} -> {b}"
     # Standard VXLAN on the wire between the kernel and OVS userspace.

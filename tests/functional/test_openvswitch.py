@@ -153,6 +153,8 @@ def test_mac_move_is_relearned_within_one_frame(ovsh):
 
 def test_mac_limit_holds_under_a_flood_and_others_still_learn(ovsh):
     agent, vm1, vm2 = ovsh.two_vms(openflow={"max_macs_per_port": 20})
+    assert vm2.can_ping(vm1.ip)
+    wait_for(lambda: _learned(ovsh, vm2.mac), 5, what="vm2 learned before the flood")
     vm1.scapy("sendp([Ether(src=RandMAC('52:54:01'), dst='ff:ff:ff:ff:ff:ff')/"
               "ARP(psrc='192.0.2.99') for _ in range(300)], iface='eth0')")
     time.sleep(1.0)
@@ -160,6 +162,7 @@ def test_mac_limit_holds_under_a_flood_and_others_still_learn(ovsh):
     learned_on_1 = [f for f in ovsh.ovs.flows(ovsh.br_int)
                     if "table=1," in f and f"in_port={ofport1}" in f and "priority=100" in f]
     assert 0 < len(learned_on_1) <= 20
+    assert len(_learned(ovsh, vm2.mac)) == 2, "the flood must not evict another port's MAC"
     # The controller still serves other ports.
     assert vm2.can_ping(vm1.ip)
     wait_for(lambda: _learned(ovsh, vm2.mac), 5, what="vm2 learned after the flood")
