@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,7 @@ def soak(driver: str, minutes: float, env: NetEnv, ovs) -> dict:
         if driver == "openvswitch":
             ovs.vsctl("--if-exists", "del-br", extra["br"], check=False)
         delete_links(devices)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def leftovers_of(driver: str, prefix: str, extra: dict) -> list[str]:

@@ -105,6 +105,8 @@ class LinuxBridge(Datapath):
             name = line.split(":")[1].strip()
             if name.startswith("bb-bench"):
                 run(["ip", "link", "del", name], check=False)
+        # The agent's port-security table (it stays when an agent stops).
+        run(["nft", "delete", "table", "bridge", "ovsbr_bb_"], check=False)
 
 
 class OpenvSwitch(Datapath):
