@@ -41,9 +41,10 @@ LINUX_BRIDGE_OPTS = [
 ]
 
 VXLAN_OPTS = [
-    cfg.StrOpt("local_ip",
-               help="IPv4 address of this host's tunnel endpoint; vxlan "
-                    "devices use it as their source address."),
+    cfg.IPOpt("local_ip", version=4,
+              help="IPv4 address of this host's tunnel endpoint (both "
+                   "drivers): the source of its VXLAN/Geneve packets and "
+                   "the address other hosts tunnel to."),
     cfg.PortOpt("udp_port", default=4789,
                 help="UDP destination port of VXLAN (IANA: 4789)."),
 ]

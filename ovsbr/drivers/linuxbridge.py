@@ -123,9 +123,6 @@ class LinuxBridgeDriver(Driver):
                         "[linux_bridge] physical_interface_mappings",
                         f"interface {nic!r} of physical network {physnet!r} does "
                         "not exist on this host")
-        local_ip = self.conf.vxlan.local_ip
-        if local_ip is not None and not re.fullmatch(r"(\d{1,3}\.){3}\d{1,3}", local_ip):
-            raise ConfigError("[vxlan] local_ip", f"{local_ip!r} is not an IPv4 address")
 
     def start(self, on_event: EventCallback) -> None:
         missing = self.portsec.probe()
