@@ -15,7 +15,7 @@ from typing import Any
 
 from ovsbr.agent import reconciler
 from ovsbr.agent.overlay import Overlay, overlays
-from ovsbr.drivers.base import Device, Driver, Observed
+from ovsbr.drivers.base import Device, Driver, NotReady, Observed
 from ovsbr.exceptions import OvsbrError, PartialFailure
 from ovsbr.model import Topology
 from ovsbr.store.base import Store
@@ -40,6 +40,7 @@ class Agent:
         self._stop = threading.Event()
         self._network_errors: dict[str, tuple[str, str]] = {}
         self._port_errors: dict[str, str] = {}
+        self._not_ready: dict[str, NotReady] = {}
         self._store_error: str | None = None
         self._last_status: dict[str, Any] | None = None
         self._logged: set[str] = set()
@@ -182,7 +183,7 @@ class Agent:
             # off: no bindings, so the flows and filters found stay as they are.
             if not self._keeping:
                 self._sync_overlays(desired)
-                self.driver.sync(desired, bound)
+                self._not_ready = self.driver.sync(desired, bound) or {}
         except Exception as e:
             LOG.error("datapath sync failed: %s", e)
         self.reconciles += 1
@@ -263,6 +264,10 @@ class Agent:
         for name, st in plan.ports.items():
             if name in self._port_errors:
                 st = reconciler.PortStatus(reconciler.ERROR, st.device, self._port_errors[name])
+            elif st.status == reconciler.BOUND and name in self._not_ready:
+                nr = self._not_ready[name]
+                st = reconciler.PortStatus(reconciler.ERROR if nr.failed else reconciler.WAITING,
+                                           st.device, nr.reason)
             ports[name] = st.to_dict()
         networks = {}
         for name in desired.networks:

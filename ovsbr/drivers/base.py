@@ -44,6 +44,17 @@ class NetworkState:
     fingerprint: str
 
 
+@dataclasses.dataclass(frozen=True)
+class NotReady:
+    """A plugged port the datapath cannot forward for yet, and why.
+
+    ``failed`` means waiting will not help (the datapath refused the device).
+    """
+
+    reason: str
+    failed: bool = False
+
+
 @dataclasses.dataclass
 class Observed:
     networks: dict[str, NetworkState] = dataclasses.field(default_factory=dict)
@@ -101,8 +112,12 @@ class Driver(abc.ABC):
         """Group the calls made inside into one datapath transaction, if any."""
         return contextlib.nullcontext()
 
-    def sync(self, desired: Topology, bound: dict[str, Device]) -> None:  # noqa: B027
-        """After a reconcile: push derived state (e.g. flows) for bound ports."""
+    def sync(self, desired: Topology, bound: dict[str, Device]) -> dict[str, NotReady]:
+        """After a reconcile: push derived state (e.g. flows) for bound ports.
+
+        Returns the ports (by name) that are plugged but cannot forward yet.
+        """
+        return {}
 
     def set_overlay(self, overlays: dict) -> None:  # noqa: B027
         """Program overlay networks' remote endpoints and MACs.

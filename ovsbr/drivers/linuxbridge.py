@@ -24,7 +24,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ovsbr.conf.mappings import parse_mappings
 from ovsbr.drivers import names, rtnl
-from ovsbr.drivers.base import Device, Driver, EventCallback, NetworkState, Observed
+from ovsbr.drivers.base import Device, Driver, EventCallback, NetworkState, NotReady, Observed
 from ovsbr.drivers.netlink import Link, LinkTable, link_from_msg
 from ovsbr.drivers.portsec import NftPortSecurity, PortFilter, table_name
 from ovsbr.exceptions import ConfigError, DriverError, FeatureMissing, PartialFailure
@@ -467,13 +467,17 @@ class LinuxBridgeDriver(Driver):
             raise DriverError(f"port security: {e}") from e
         self._refilter = False
 
-    def sync(self, desired: Topology, bound: dict[str, Device]) -> None:
-        """The nftables table follows the bound ports (restarts, edits, drift)."""
+    def sync(self, desired: Topology, bound: dict[str, Device]) -> dict[str, NotReady]:
+        """The nftables table follows the bound ports (restarts, edits, drift).
+
+        A port forwards as soon as it is enslaved: nothing is ever pending.
+        """
         with self._lock:
             self._filters = {
                 dev.name: f for name, dev in bound.items()
                 if (f := port_filter(desired.ports[name], dev.name)) is not None}
             self._apply_filters()
+        return {}
 
     def cleanup(self) -> None:
         self.portsec.remove()

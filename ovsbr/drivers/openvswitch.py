@@ -27,7 +27,6 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from oslo_config import cfg
 from ovsdbapp.backend.ovs_idl import connection, idlutils
@@ -36,18 +35,33 @@ from pyroute2 import IPRoute
 
 from ovsbr.conf.mappings import parse_mappings
 from ovsbr.drivers import names
-from ovsbr.drivers.base import Device, Driver, EventCallback, NetworkState, Observed
+from ovsbr.drivers.base import (
+    Device,
+    Driver,
+    EventCallback,
+    NetworkState,
+    NotReady,
+    Observed,
+)
 from ovsbr.drivers.netlink import LinkTable
+from ovsbr.drivers.ovsdb_view import (
+    ADDED,
+    NET_KEY,
+    OWNED,
+    PHYSNET,
+    PORT_NET,
+    TUNNEL_KEY,
+    TUNNEL_TYPES,
+    BridgeView,
+    RowCache,
+    registry,
+)
 from ovsbr.exceptions import ConfigError, DriverError
 from ovsbr.model import IFNAME_RE, Network, Port, Topology
 from ovsbr.openflow import pipeline as pl
 
 LOG = logging.getLogger(__name__)
-OWNED = "ovsbr-owned"
-NET_KEY = "ovsbr-net-"
-PORT_NET = "ovsbr-network"
 PORT_NAME = "ovsbr-port"
-ADDED = "ovsbr-added"
 
 # Only the columns ovsbr reads: Interface statistics change every few
 # seconds and would wake the agent for nothing.
@@ -57,12 +71,11 @@ COLUMNS = {
     "Bridge": ["name", "ports", "external_ids", "datapath_type", "fail_mode",
                "protocols", "controller", "other_config"],
     "Port": ["name", "interfaces", "external_ids"],
-    "Interface": ["name", "type", "ofport", "external_ids", "options", "mtu_request"],
+    "Interface": ["name", "type", "ofport", "error", "external_ids", "options",
+                  "mtu_request"],
     "Controller": ["target", "connection_mode", "controller_rate_limit",
                    "controller_burst_limit"],
 }
-TUNNEL_TYPES = ("vxlan", "geneve")
-TUNNEL_KEY = "ovsbr-tunnel"  # external_ids of a tunnel port: its remote endpoint
 GENEVE_PORT = 6081  # IANA
 OVERLAY_MTU = 1450  # a 1500-byte underlay minus VXLAN/Geneve (no options) headers
 OVSDB_RE = re.compile(r"^(unix:/.+|(tcp|ssl):[0-9a-fA-F.:\[\]]+:\d+)$")
@@ -73,18 +86,15 @@ def datapath_id(bridge: str) -> int:
     return int(hashlib.sha1(bridge.encode()).hexdigest()[:15], 16)
 
 
-def _scalar(value: Any) -> Any:
-    if isinstance(value, list):
-        return value[0] if value else None
-    return value
-
-
 class _NotifyingIdl(connection.OvsdbIdl):
     """An IDL that reports each row change: wiring follows OVSDB at once."""
 
     on_change = None
+    cache: RowCache | None = None
 
     def notify(self, event, row, updates=None):
+        if self.cache is not None:
+            self.cache.forget(row._table.name, row.uuid)
         callback = self.on_change
         if callback is not None:
             callback(row._table.name)
@@ -120,7 +130,8 @@ class OpenvSwitchDriver(Driver):
         self._overlay: dict = {}
         self.links = LinkTable()
         self._txn = None
-        self._view: tuple[int, tuple] | None = None
+        self._cache = RowCache()
+        self._view: tuple[int, BridgeView] | None = None
         self._ipr: IPRoute | None = None
         self._lock = threading.RLock()
         self.dpid = datapath_id(self.br_int)
@@ -192,6 +203,7 @@ class OpenvSwitchDriver(Driver):
         for table, cols in COLUMNS.items():
             helper.register_columns(table, cols)
         idl = _NotifyingIdl(target, helper)
+        idl.cache = self._cache
         self.conn = connection.Connection(idl=idl, timeout=self.ovs.ovsdb_timeout)
         self.api = impl_idl.OvsdbIdl(self.conn)
         idl.on_change = on_event
@@ -316,51 +328,27 @@ class OpenvSwitchDriver(Driver):
                 txn.add(api.db_set("Interface", name, ("type", "patch"),
                                    ("options", {"peer": peer})))
                 txn.add(api.db_set("Port", name, ("external_ids", {
-                    OWNED: "true", "ovsbr-physnet": physnet})))
+                    OWNED: "true", PHYSNET: physnet})))
 
     # -- observation -------------------------------------------------------------
-    def _registry(self, br) -> dict[str, tuple[int, str]]:
-        nets = {}
-        for key, value in br.external_ids.items():
-            if key.startswith(NET_KEY):
-                lid, _, fp = value.partition(" ")
-                with contextlib.suppress(ValueError):
-                    nets[key[len(NET_KEY):]] = (int(lid), fp)
-        return nets
-
     def fingerprint(self, net: Network) -> str:
         return "/".join(str(x) for x in (net.type, net.physical_network or "-",
                                          net.segmentation_id or "-", net.mtu or "-"))
 
-    def _ovsdb_view(self) -> tuple[dict, list, set] | None:
-        """(networks, br-int interfaces, every interface name) from the IDL.
+    def _registry(self) -> dict[str, tuple[int, str]]:
+        with self.conn.lock:
+            br = self._bridge_row(self.br_int)
+            return {} if br is None else registry(br.external_ids)
 
-        Reading python-ovs rows is slow (each attribute access converts a
-        datum), and most reconciles follow a netlink event with OVSDB
-        unchanged: the view is rebuilt only when the IDL's change_seqno moves.
-        """
+    def _ovsdb_view(self) -> BridgeView | None:
+        """br-int as the IDL has it now, built again only after an OVSDB change."""
         with self.conn.lock:
             seq = self.conn.idl.change_seqno
             if self._view is not None and self._view[0] == seq:
                 return self._view[1]
-            br = self._bridge_row(self.br_int)
-            if br is None:
+            view = self._cache.view(self.api.tables, self.br_int)
+            if view is None:
                 return None
-            names = {row.name for row in self._rows("Interface")}
-            networks = {name: fp for name, (_, fp) in self._registry(br).items()}
-            ifaces = []
-            for port in br.ports:
-                ids = port.external_ids
-                if port.name == self.br_int or (OWNED in ids and "ovsbr-physnet" in ids):
-                    continue
-                for iface in port.interfaces:
-                    if iface.type in ("patch", "internal", *TUNNEL_TYPES):
-                        continue
-                    eids = iface.external_ids
-                    ifaces.append((iface.name, iface.type, eids.get("attached-mac"),
-                                   eids.get("iface-id"), ids.get(PORT_NET),
-                                   ids.get(ADDED) == "true"))
-            view = (networks, ifaces, names)
             self._view = (seq, view)
             return view
 
@@ -372,14 +360,14 @@ class OpenvSwitchDriver(Driver):
             # are kernel devices again and the reconciler re-plugs them.
             LOG.warning("integration bridge %s is missing; recreating it", self.br_int)
             self._ensure_bridges()
-            view = self._ovsdb_view() or ({}, [], set())
-        networks, ifaces, on_ovs = view
+            view = self._ovsdb_view() or BridgeView({}, [], {}, {}, set(), set())
         observed = Observed()
         links = self.links.snapshot().values()
         kernel = {link.name: link.up for link in links}
-        for name, fp in networks.items():
+        for name, (_, fp) in view.networks.items():
             observed.networks[name] = NetworkState(name, fp)
-        for name, itype, mac, iface_id, network, _ in ifaces:
+        for iface in view.vm_ifaces:
+            name, itype = iface.name, iface.type
             if not itype and name not in kernel:
                 # The tap is gone (VM destroyed): the port waits for its
                 # device again; sync() removes the row if ovsbr added it.
@@ -387,9 +375,10 @@ class OpenvSwitchDriver(Driver):
             # A tap that is down (e.g. recreated under the same name) is not
             # wired yet: plugging brings it up and makes ovs-vswitchd reopen it.
             wired = itype or kernel[name]
-            observed.devices[name] = Device(name, mac, iface_id, network if wired else None)
+            observed.devices[name] = Device(name, iface.mac, iface.iface_id,
+                                            iface.network if wired else None)
         for link in links:
-            if link.name in on_ovs or link.name == "lo" or link.kind in (
+            if link.name in view.names or link.name == "lo" or link.kind in (
                     "openvswitch", "bridge") or link.name in observed.devices:
                 continue
             observed.devices[link.name] = Device(link.name, link.mac)
@@ -401,11 +390,10 @@ class OpenvSwitchDriver(Driver):
             raise DriverError(f"physical network {net.physical_network!r} has no entry "
                               "in [ovs] bridge_mappings on this host")
         with self._lock:
-            with self.conn.lock:
-                registry = self._registry(self._bridge_row(self.br_int))
-            lid = registry.get(net.name, (None, None))[0]
+            nets = self._registry()
+            lid = nets.get(net.name, (None, None))[0]
             if lid is None:
-                used = {v[0] for v in registry.values()}
+                used = {v[0] for v in nets.values()}
                 lid = next((i for i in range(1, pl.MAX_LID + 1) if i not in used), None)
                 if lid is None:
                     raise DriverError(f"no free network id on {self.br_int} "
@@ -479,30 +467,37 @@ class OpenvSwitchDriver(Driver):
                 self._add(self.api.db_set("Interface", device.name,
                                           ("external_ids", {"iface-status": "inactive"})))
 
-    def sync(self, desired: Topology, bound: dict[str, Device]) -> None:
-        """Drop rows of vanished taps; hand the app the port and uplink bindings."""
+    def sync(self, desired: Topology, bound: dict[str, Device]) -> dict[str, NotReady]:
+        """Drop rows of vanished taps; hand the app the port and uplink bindings.
+
+        A port is not reported ready until ovs-vswitchd has given its
+        interface an OpenFlow port number and its flows went to the switch:
+        "bound" means the VM can talk, as ovs-vsctl's wait for ovs-vswitchd.
+        """
         self._forget_vanished()
-        with self.conn.lock:
-            br = self._bridge_row(self.br_int)
-            if br is None:
-                return
-            registry = self._registry(br)
-            ofports = {}
-            for port in br.ports:
-                for iface in port.interfaces:
-                    ofport = _scalar(iface.ofport)
-                    if ofport and ofport > 0:
-                        ofports[iface.name] = ofport
-        ports = []
+        view = self._ovsdb_view()
+        if view is None:
+            return {}
+        nets, ofports = view.networks, view.ofports
+        ports, not_ready = [], {}
         for pname, dev in bound.items():
             port = desired.ports[pname]
-            lid = registry.get(port.network, (None,))[0]
-            if lid is not None and dev.name in ofports:
+            lid = nets.get(port.network, (None,))[0]
+            if lid is None:
+                continue
+            if dev.name in ofports:
                 ports.append(pl.PortBinding(ofports[dev.name], lid, port.mac,
                                             port.port_security, port.ips))
+            elif dev.name in view.errors:
+                not_ready[pname] = NotReady(
+                    f"ovs-vswitchd cannot open {dev.name}: {view.errors[dev.name]}", True)
+            else:
+                not_ready[pname] = NotReady(
+                    f"{dev.name} is on {self.br_int}; waiting for ovs-vswitchd to give "
+                    "it an OpenFlow port")
         uplinks = []
         for net in desired.networks.values():
-            lid = registry.get(net.name, (None,))[0]
+            lid = nets.get(net.name, (None,))[0]
             bridge = self.mappings.get(net.physical_network or "")
             if lid is None or bridge is None or net.type not in ("flat", "vlan"):
                 continue
@@ -511,7 +506,8 @@ class OpenvSwitchDriver(Driver):
                 uplinks.append(pl.UplinkBinding(ofport, lid, net.segmentation_id
                                                 if net.type == "vlan" else None))
         self.app.set_bindings(self.dpid, self.br_int, ports, uplinks,
-                              self._tunnel_bindings(registry, ofports))
+                              self._tunnel_bindings(nets, ofports))
+        return not_ready
 
     # -- overlays --------------------------------------------------------------
     @staticmethod
@@ -531,10 +527,8 @@ class OpenvSwitchDriver(Driver):
             raise DriverError("[vxlan] local_ip: required for tunnels to other hosts "
                               "(this host's tunnel endpoint address)")
         with self._lock:
-            with self.conn.lock:
-                br = self._bridge_row(self.br_int)
-                have = set() if br is None else {
-                    p.name for p in br.ports if TUNNEL_KEY in p.external_ids}
+            view = self._ovsdb_view()
+            have = set() if view is None else set(view.tunnels)
             with self.api.transaction(check_error=True) as txn:
                 for name in sorted(have - set(wanted)):
                     txn.add(self.api.del_port(name, self.br_int, if_exists=True))
@@ -551,10 +545,10 @@ class OpenvSwitchDriver(Driver):
                                             ("options", options)))
             self._overlay = dict(overlays)
 
-    def _tunnel_bindings(self, registry: dict, ofports: dict) -> list[pl.TunnelBinding]:
+    def _tunnel_bindings(self, nets: dict, ofports: dict) -> list[pl.TunnelBinding]:
         bindings = []
         for net_name, ov in sorted(self._overlay.items()):
-            lid = registry.get(net_name, (None,))[0]
+            lid = nets.get(net_name, (None,))[0]
             if lid is None:
                 continue
             for remote in sorted(ov.vteps):
@@ -579,8 +573,8 @@ class OpenvSwitchDriver(Driver):
             return
         view = self._view[1]
         kernel = {link.name for link in self.links.snapshot().values()}
-        gone = [name for name, itype, _, _, _, added in view[1]
-                if added and not itype and name not in kernel]
+        gone = [i.name for i in view.vm_ifaces
+                if i.added and not i.type and i.name not in kernel]
         if not gone:
             return
         LOG.info("removing %d port(s) whose device vanished: %s", len(gone),
@@ -595,8 +589,7 @@ class OpenvSwitchDriver(Driver):
             owned_br = self._bridge_row(self.br_int)
             owned_br = owned_br is not None and owned_br.external_ids.get(OWNED) == "true"
             patches = [p.name for p in self._rows("Port")
-                       if p.external_ids.get(OWNED) == "true" and "ovsbr-physnet" in
-                       p.external_ids]
+                       if p.external_ids.get(OWNED) == "true" and PHYSNET in p.external_ids]
         with self.api.transaction(check_error=True) as txn:
             for name in patches:
                 txn.add(self.api.del_port(name, if_exists=True))
@@ -608,12 +601,11 @@ class OpenvSwitchDriver(Driver):
         if self.app is None:
             return {}
         data = self.app.introspect()
-        with self.conn.lock:
-            br = self._bridge_row(self.br_int)
-            if br is None:
-                return data
-            networks = {lid: name for name, (lid, _) in self._registry(br).items()}
-            ports = {_scalar(i.ofport): i.name for p in br.ports for i in p.interfaces}
+        view = self._ovsdb_view()
+        if view is None:
+            return data
+        networks = {lid: name for name, (lid, _) in view.networks.items()}
+        ports = {ofport: name for name, ofport in view.ofports.items()}
         for bridge in data.values():
             for entry in bridge["macs"]:
                 entry["network"] = networks.get(entry.pop("lid"), "?")

@@ -142,13 +142,18 @@ class L2LearningApp(app_manager.OSKenApp):
         with self.lock:
             br = self.bridge(dpid, name)
             new_ports = {p.ofport: p for p in ports}
+            new_uplinks = {(u.ofport, u.lid): u for u in uplinks}
+            tunnels = list(tunnels)
+            if (br.bound and new_ports == br.ports and new_uplinks == br.uplinks
+                    and tunnels == br.tunnels):
+                return  # most reconciles: nothing on this bridge changed
             for ofport in set(br.ports) - set(new_ports):
                 self._forget_learned(br, br.macs.forget_port(ofport))
             gone_lids = ({p.lid for p in br.ports.values()} |
                          {u.lid for u in br.uplinks.values()})
             br.ports = new_ports
-            br.uplinks = {(u.ofport, u.lid): u for u in uplinks}
-            br.tunnels = list(tunnels)
+            br.uplinks = new_uplinks
+            br.tunnels = tunnels
             br.bound = True
             gone_lids -= ({p.lid for p in ports} | {u.lid for u in uplinks})
             for lid in gone_lids:
@@ -275,9 +280,8 @@ class L2LearningApp(app_manager.OSKenApp):
 
     # -- static pipeline -----------------------------------------------------
     def _desired(self, br: BridgeState) -> tuple[dict[tuple, pl.Flow], dict[int, pl.Group]]:
-        flows, groups = pl.static_flows(list(br.ports.values()), list(br.uplinks.values()),
-                                        br.tunnels)
-        return {f.key(): f for f in flows}, {g.group_id: g for g in groups}
+        return pl.static_state(list(br.ports.values()), list(br.uplinks.values()),
+                               br.tunnels)
 
     def _apply_static(self, br: BridgeState) -> None:
         dp = br.datapath
@@ -290,8 +294,10 @@ class L2LearningApp(app_manager.OSKenApp):
                 cmd = ofp.OFPGC_MODIFY if gid in br.existing_groups else ofp.OFPGC_ADD
                 msgs.append(self._group_mod(dp, group, cmd))
                 br.existing_groups.add(gid)
+        installed = br.installed
         for key, flow in flows.items():
-            if br.installed.get(key) != flow:
+            old = installed.get(key)
+            if old is not flow and old != flow:
                 msgs.append(self._flow_mod(dp, flow))
         for key, flow in br.installed.items():
             if key not in flows:

@@ -43,6 +43,7 @@ for frames that came from a tunnel.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 
 INGRESS, ETH_SRC, ETH_DST = 0, 1, 2
@@ -266,28 +267,52 @@ def learned_dst(lid: int, mac: str, ofport: int, vid: int | None, idle: int,
                 actions=_out(ofport, vid), idle_timeout=idle, kind=kind)
 
 
+def _binding_flows(binding) -> list[Flow]:
+    if isinstance(binding, PortBinding):
+        return port_flows(binding)
+    if isinstance(binding, UplinkBinding):
+        return uplink_flows(binding)
+    return tunnel_flows(binding)
+
+
+@functools.lru_cache(maxsize=16384)
+def keyed_flows(binding: PortBinding | UplinkBinding | TunnelBinding) -> tuple[
+        tuple[tuple, Flow], ...]:
+    """A binding's flows with their keys, built once per distinct binding.
+
+    Bindings are values and most survive every reconcile unchanged, so a
+    bridge's state is rebuilt from cached pieces instead of anew (building
+    ~5,000 flows from scratch was ~19 ms at 1,000 ports).
+    """
+    return tuple((f.key(), f) for f in _binding_flows(binding))
+
+
+def static_state(ports: list[PortBinding], uplinks: list[UplinkBinding],
+                 tunnels: list[TunnelBinding] = ()) -> tuple[dict[tuple, Flow],
+                                                              dict[int, Group]]:
+    """The whole non-learned state of a bridge, flows by key and groups by id."""
+    flows = {f.key(): f for f in base_flows()}
+    by_lid: dict[int, tuple[list, list, list]] = {}
+    for kind, bindings in enumerate((ports, uplinks, tunnels)):
+        for b in bindings:
+            # One ETH_SRC flow per tunnel port, however many networks it
+            # carries: equal keys hold equal flows.
+            flows.update(keyed_flows(b))
+            by_lid.setdefault(b.lid, ([], [], []))[kind].append(b)
+    groups = {}
+    for lid, (ps, us, ts) in sorted(by_lid.items()):
+        flow = flood_flow(lid)
+        flows[flow.key()] = flow
+        groups[lid] = flood_group(lid, ps, us, ts)
+        if ts:
+            flow, group = local_flood(lid, ps, us)
+            flows[flow.key()] = flow
+            groups[group.group_id] = group
+    return flows, groups
+
+
 def static_flows(ports: list[PortBinding], uplinks: list[UplinkBinding],
                  tunnels: list[TunnelBinding] = ()) -> tuple[list[Flow], list[Group]]:
     """The whole non-learned state of a bridge from its bindings."""
-    flows = base_flows()
-    by_lid: dict[int, tuple[list, list, list]] = {}
-    for p in ports:
-        flows += port_flows(p)
-        by_lid.setdefault(p.lid, ([], [], []))[0].append(p)
-    for u in uplinks:
-        flows += uplink_flows(u)
-        by_lid.setdefault(u.lid, ([], [], []))[1].append(u)
-    for t in tunnels:
-        flows += tunnel_flows(t)
-        by_lid.setdefault(t.lid, ([], [], []))[2].append(t)
-    groups = []
-    for lid, (ps, us, ts) in sorted(by_lid.items()):
-        flows.append(flood_flow(lid))
-        groups.append(flood_group(lid, ps, us, ts))
-        if ts:
-            flow, group = local_flood(lid, ps, us)
-            flows.append(flow)
-            groups.append(group)
-    # One ETH_SRC flow per tunnel port, however many networks it carries.
-    unique = {f.key(): f for f in flows}
-    return list(unique.values()), groups
+    flows, groups = static_state(ports, uplinks, tunnels)
+    return list(flows.values()), list(groups.values())

@@ -1,0 +1,84 @@
+"""The OVSDB row cache: right after changes, deletions and reconnects."""
+
+from types import SimpleNamespace as NS
+
+from ovsbr.drivers.ovsdb_view import RowCache
+
+
+def _tables(*bridges, ports=(), ifaces=()):
+    return {"Bridge": NS(rows={b.uuid: b for b in bridges}),
+            "Port": NS(rows={p.uuid: p for p in ports}),
+            "Interface": NS(rows={i.uuid: i for i in ifaces})}
+
+
+def _iface(uuid, name, ofport=None, itype="", error=None, **ids):
+    return NS(uuid=uuid, name=name, type=itype, ofport=[ofport] if ofport else [],
+              error=[error] if error else [], external_ids=ids)
+
+
+def _port(uuid, name, ifaces, **ids):
+    return NS(uuid=uuid, name=name, interfaces=list(ifaces), external_ids=ids)
+
+
+def _world():
+    vm = _iface("i1", "vnet0", 5, **{"attached-mac": "52:54:00:00:00:01"})
+    patch = _iface("i2", "int-br-ex", 1, "patch")
+    tun = _iface("i3", "vx-c0000202", 2, "vxlan")
+    pvm = _port("p1", "vnet0", [vm], **{"ovsbr-network": "n1", "ovsbr-added": "true"})
+    ppatch = _port("p2", "int-br-ex", [patch], **{"ovsbr-owned": "true",
+                                                   "ovsbr-physnet": "physnet1"})
+    ptun = _port("p3", "vx-c0000202", [tun], **{"ovsbr-tunnel": "192.0.2.2"})
+    br = NS(uuid="b1", name="br-int", ports=[pvm, ppatch, ptun],
+            external_ids={"ovsbr-net-n1": "3 vlan/physnet1/101/-", "ovsbr-net-bad": "x y"})
+    return br, [pvm, ppatch, ptun], [vm, patch, tun]
+
+
+def test_view_reads_networks_ports_and_tunnels():
+    br, ports, ifaces = _world()
+    view = RowCache().view(_tables(br, ports=ports, ifaces=ifaces), "br-int")
+    assert view.networks == {"n1": (3, "vlan/physnet1/101/-")}  # malformed entry skipped
+    assert [(i.name, i.mac, i.network, i.added) for i in view.vm_ifaces] == [
+        ("vnet0", "52:54:00:00:00:01", "n1", True)]
+    assert view.ofports == {"vnet0": 5, "int-br-ex": 1, "vx-c0000202": 2}
+    assert view.tunnels == {"vx-c0000202"}
+    assert view.names == {"vnet0", "int-br-ex", "vx-c0000202"}
+
+
+def test_missing_bridge_is_none():
+    br, ports, ifaces = _world()
+    assert RowCache().view(_tables(br, ports=ports, ifaces=ifaces), "br-other") is None
+
+
+def test_a_row_is_read_again_only_after_it_is_forgotten():
+    br, ports, ifaces = _world()
+    tables = _tables(br, ports=ports, ifaces=ifaces)
+    cache = RowCache()
+    cache.view(tables, "br-int")
+    ifaces[0].ofport = [9]
+    assert cache.view(tables, "br-int").ofports["vnet0"] == 5  # not told: cached
+    cache.forget("Interface", "i1")
+    assert cache.view(tables, "br-int").ofports["vnet0"] == 9
+
+
+def test_no_ofport_yet_and_errors():
+    br, ports, ifaces = _world()
+    ifaces[0].ofport = []
+    ifaces[0].error = ["could not open network device vnet0 (No such device)"]
+    view = RowCache().view(_tables(br, ports=ports, ifaces=ifaces), "br-int")
+    assert "vnet0" not in view.ofports
+    assert view.errors == {"vnet0": "could not open network device vnet0 (No such device)"}
+
+
+def test_reconnect_drops_rows_deleted_meanwhile():
+    # python-ovs clears its tables on reconnect without delete notices and
+    # reports every row as created again: a row gone meanwhile must vanish.
+    br, ports, ifaces = _world()
+    cache = RowCache()
+    cache.view(_tables(br, ports=ports, ifaces=ifaces), "br-int")
+    br2 = NS(uuid="b1", name="br-int", ports=ports[1:], external_ids={})
+    for table, uuid in (("Bridge", "b1"), ("Port", "p2"), ("Port", "p3"),
+                        ("Interface", "i2"), ("Interface", "i3")):
+        cache.forget(table, uuid)
+    view = cache.view(_tables(br2, ports=ports[1:], ifaces=ifaces[1:]), "br-int")
+    assert view.vm_ifaces == [] and view.networks == {}
+    assert "vnet0" not in view.names
