@@ -131,6 +131,7 @@ class OpenvSwitchDriver(Driver):
         self.links = LinkTable()
         self._txn = None
         self._cache = RowCache()
+        self._bindings: dict[str, tuple[tuple, pl.PortBinding]] = {}
         self._view: tuple[int, BridgeView] | None = None
         self._ipr: IPRoute | None = None
         self._lock = threading.RLock()
@@ -480,14 +481,24 @@ class OpenvSwitchDriver(Driver):
             return {}
         nets, ofports = view.networks, view.ofports
         ports, not_ready = [], {}
+        # Bindings are rebuilt on every reconcile; most are the same as last
+        # time (same Port object, ofport and network id): reuse those, which
+        # also makes the app's comparison an identity check.
+        last, self._bindings = self._bindings, {}
         for pname, dev in bound.items():
             port = desired.ports[pname]
             lid = nets.get(port.network, (None,))[0]
             if lid is None:
                 continue
-            if dev.name in ofports:
-                ports.append(pl.PortBinding(ofports[dev.name], lid, port.mac,
-                                            port.port_security, port.ips))
+            ofport = ofports.get(dev.name)
+            if ofport is not None:
+                key = (port, ofport, lid)
+                binding = last.get(dev.name)
+                if binding is None or binding[0] != key:
+                    binding = (key, pl.PortBinding(ofport, lid, port.mac,
+                                                   port.port_security, port.ips))
+                self._bindings[dev.name] = binding
+                ports.append(binding[1])
             elif dev.name in view.errors:
                 not_ready[pname] = NotReady(
                     f"ovs-vswitchd cannot open {dev.name}: {view.errors[dev.name]}", True)

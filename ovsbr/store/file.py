@@ -92,7 +92,9 @@ class FileStore(Store):
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path), dir=self.dir)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1 if durable else None, sort_keys=True)
+                # dumps, not dump: dump always takes the pure-Python encoder,
+                # and the status of 1,000 ports is rewritten on every change.
+                f.write(json.dumps(data, indent=1 if durable else None, sort_keys=True))
                 f.write("\n")
                 if durable:  # the desired state must survive a crash
                     f.flush()
