@@ -8,6 +8,7 @@ and retries networks that failed to build).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -23,6 +24,23 @@ from ovsbr.store.base import Store
 LOG = logging.getLogger(__name__)
 NETWORK_ACTIONS = ("unplug", "delete_network", "ensure_network")
 INTROSPECT_INTERVAL = 2.0  # seconds between refreshes of the driver's runtime view
+SETTLE_AFTER = 100  # a reconcile with this many actions built state worth freezing
+
+
+def settle_gc() -> None:
+    """Collect once, then keep the survivors out of later full collections.
+
+    At 1,000 ports the agent holds a few hundred thousand long-lived objects
+    (OVSDB rows, flows, the topology) and CPython scanned them all in a full
+    collection every ~1.4 s while wiring: ~70 ms with the GIL held, finding
+    nothing (measured with gc.callbacks), the whole p95/p99 tail of
+    single-port wiring. Frozen objects are still freed by reference
+    counting; cycles among them are found at the next settle (after each
+    full resync), which unfreezes first.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class Agent:
@@ -80,7 +98,8 @@ class Agent:
                     break
                 self._wake.clear()
                 now = time.monotonic()
-                if now >= next_resync:
+                resynced = now >= next_resync
+                if resynced:
                     self._full_resync()
                     next_resync = now + self.resync_interval
                     woken = True
@@ -90,7 +109,9 @@ class Agent:
                     if not woken and self._last_plan is not None:
                         self._publish(self.desired, self._last_plan)
                 if woken and self.desired is not None:
-                    self.reconcile()
+                    plan = self.reconcile()
+                    if resynced or self.reconciles == 1 or len(plan.actions) >= SETTLE_AFTER:
+                        settle_gc()
         finally:
             for t in self._threads:
                 t.join(2)
