@@ -23,6 +23,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import warnings
 
 from bench import common
 from ovsbr.model import Topology
@@ -148,8 +149,10 @@ class OpenvSwitch(Datapath):
         the agent): the commit returns once ovs-vswitchd has reconfigured
         (cur_cfg), so this is the least any agent can take, ovsbr included.
         """
-        from ovsdbapp.backend.ovs_idl import connection, idlutils
-        from ovsdbapp.schema.open_vswitch import impl_idl
+        with warnings.catch_warnings():  # python-ovs imports eventlet, deprecated
+            warnings.simplefilter("ignore")
+            from ovsdbapp.backend.ovs_idl import connection, idlutils
+            from ovsdbapp.schema.open_vswitch import impl_idl
 
         helper = idlutils.get_schema_helper(self.ovs.connection, "Open_vSwitch")
         helper.register_all()
