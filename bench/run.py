@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import dataplane, learning, wiring  # noqa: E402
+from bench import common, dataplane, learning, wiring  # noqa: E402
 
 BENCHMARKS = ("wiring", "learning", "dataplane")
 DRIVERS = ("linuxbridge", "openvswitch")
@@ -49,12 +49,16 @@ def main() -> int:
     if os.geteuid() != 0:
         print("benchmarks need root (namespaces, bridges, a private OVS)")
         return 2
-    if "wiring" in which:
-        wiring.main(sizes, drivers)
-    if "learning" in which:
-        learning.main()
-    if "dataplane" in which:
-        dataplane.main()
+    for name in which:
+        waited = common.settle()
+        if waited > 1.5:
+            print(f"  (waited {waited:.0f} s for the machine to go quiet)", flush=True)
+        if name == "wiring":
+            wiring.main(sizes, drivers)
+        elif name == "learning":
+            learning.main()
+        else:
+            dataplane.main()
     return 0
 
 
