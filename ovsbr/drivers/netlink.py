@@ -137,7 +137,13 @@ class LinkTable:
                 continue
             if buf is None:
                 return
-            self._apply(buf)
+            try:
+                self._apply(buf)
+            except Exception:  # a message we cannot decode must not end the monitor
+                LOG.exception("netlink monitor: undecodable link event; re-reading all links")
+                self.stale = True
+                if self._on_change is not None:
+                    self._on_change("netlink-undecodable")
 
     def _apply(self, buf: bytes) -> None:
         changed = []

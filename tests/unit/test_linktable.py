@@ -1,3 +1,4 @@
+from ovsbr.drivers import rtnl
 from ovsbr.drivers.netlink import LinkTable
 from ovsbr.drivers.rtnl import Link
 
@@ -16,3 +17,24 @@ def test_name_index_follows_puts_renames_and_deletes():
     assert t.by_name("vnet0").index == 6
     t.forget(5)
     assert t.by_name("vnet9") is None and t.get(6).name == "vnet0"
+
+
+class _OneMessage:
+    """A monitor socket that yields one buffer, then reports shutdown."""
+
+    def __init__(self, buf):
+        self.bufs = [buf, None]
+
+    def recv(self):
+        return self.bufs.pop(0)
+
+
+def test_an_undecodable_event_marks_the_table_stale_and_keeps_running():
+    # An RTM_NEWLINK whose ifinfomsg is cut short: decoding raises. Before,
+    # the exception ended the monitor thread and no device event came again.
+    hdr = rtnl.NLMSG_HDR.pack(rtnl.NLMSG_HDR.size + 4, rtnl.RTM_NEWLINK, 0, 1, 0)
+    events = []
+    t = LinkTable(on_change=events.append)
+    t._mon = _OneMessage(hdr + b"\0" * 4)
+    t._run()  # returns at the None after the bad buffer
+    assert t.stale and events == ["netlink-undecodable"]
