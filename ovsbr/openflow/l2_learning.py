@@ -104,6 +104,7 @@ class BridgeState:
         self.bound = False
         self.stats_done = False
         self.installed: dict[tuple, pl.Flow] = {}
+        self.flow_cache: dict = {}  # binding -> its keyed flows (pipeline.static_state)
         self.groups: dict[int, pl.Group] = {}
         self.existing_groups: set[int] = set()
         self.old_generations: set[int] = set()
@@ -280,8 +281,9 @@ class L2LearningApp(app_manager.OSKenApp):
 
     # -- static pipeline -----------------------------------------------------
     def _desired(self, br: BridgeState) -> tuple[dict[tuple, pl.Flow], dict[int, pl.Group]]:
-        return pl.static_state(list(br.ports.values()), list(br.uplinks.values()),
-                               br.tunnels)
+        flows, groups, br.flow_cache = pl.static_state(
+            list(br.ports.values()), list(br.uplinks.values()), br.tunnels, br.flow_cache)
+        return flows, groups
 
     def _apply_static(self, br: BridgeState) -> None:
         dp = br.datapath

@@ -43,7 +43,6 @@ for frames that came from a tunnel.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import ipaddress
 
 INGRESS, ETH_SRC, ETH_DST = 0, 1, 2
@@ -275,29 +274,36 @@ def _binding_flows(binding) -> list[Flow]:
     return tunnel_flows(binding)
 
 
-@functools.lru_cache(maxsize=16384)
 def keyed_flows(binding: PortBinding | UplinkBinding | TunnelBinding) -> tuple[
         tuple[tuple, Flow], ...]:
-    """A binding's flows with their keys, built once per distinct binding.
-
-    Bindings are values and most survive every reconcile unchanged, so a
-    bridge's state is rebuilt from cached pieces instead of anew (building
-    ~5,000 flows from scratch was ~19 ms at 1,000 ports).
-    """
+    """A binding's flows with their keys."""
     return tuple((f.key(), f) for f in _binding_flows(binding))
 
 
 def static_state(ports: list[PortBinding], uplinks: list[UplinkBinding],
-                 tunnels: list[TunnelBinding] = ()) -> tuple[dict[tuple, Flow],
-                                                              dict[int, Group]]:
-    """The whole non-learned state of a bridge, flows by key and groups by id."""
+                 tunnels: list[TunnelBinding] = (), cache: dict | None = None
+                 ) -> tuple[dict[tuple, Flow], dict[int, Group], dict]:
+    """The whole non-learned state of a bridge, flows by key and groups by id.
+
+    ``cache`` is the third value the previous call returned: bindings are
+    values and most survive every reconcile unchanged, so their flows are
+    reused instead of built again (~19 ms for 5,000 flows at 1,000 ports).
+    The cache returned holds only the bindings given: a process-wide cache
+    grew by 18 MB in a 10-minute port-churn soak.
+    """
+    cache = cache or {}
+    fresh: dict = {}
     flows = {f.key(): f for f in base_flows()}
     by_lid: dict[int, tuple[list, list, list]] = {}
     for kind, bindings in enumerate((ports, uplinks, tunnels)):
         for b in bindings:
+            keyed = cache.get(b)
+            if keyed is None:
+                keyed = keyed_flows(b)
+            fresh[b] = keyed
             # One ETH_SRC flow per tunnel port, however many networks it
             # carries: equal keys hold equal flows.
-            flows.update(keyed_flows(b))
+            flows.update(keyed)
             by_lid.setdefault(b.lid, ([], [], []))[kind].append(b)
     groups = {}
     for lid, (ps, us, ts) in sorted(by_lid.items()):
@@ -308,11 +314,11 @@ def static_state(ports: list[PortBinding], uplinks: list[UplinkBinding],
             flow, group = local_flood(lid, ps, us)
             flows[flow.key()] = flow
             groups[group.group_id] = group
-    return flows, groups
+    return flows, groups, fresh
 
 
 def static_flows(ports: list[PortBinding], uplinks: list[UplinkBinding],
                  tunnels: list[TunnelBinding] = ()) -> tuple[list[Flow], list[Group]]:
     """The whole non-learned state of a bridge from its bindings."""
-    flows, groups = static_state(ports, uplinks, tunnels)
+    flows, groups, _ = static_state(ports, uplinks, tunnels)
     return list(flows.values()), list(groups.values())
