@@ -54,7 +54,6 @@ from ovsbr.drivers.ovsdb_view import (
     TUNNEL_TYPES,
     BridgeView,
     RowCache,
-    registry,
 )
 from ovsbr.exceptions import ConfigError, DriverError
 from ovsbr.model import IFNAME_RE, Network, Port, Topology
@@ -336,11 +335,6 @@ class OpenvSwitchDriver(Driver):
         return "/".join(str(x) for x in (net.type, net.physical_network or "-",
                                          net.segmentation_id or "-", net.mtu or "-"))
 
-    def _registry(self) -> dict[str, tuple[int, str]]:
-        with self.conn.lock:
-            br = self._bridge_row(self.br_int)
-            return {} if br is None else registry(br.external_ids)
-
     def _ovsdb_view(self) -> BridgeView | None:
         """br-int as the IDL has it now, built again only after an OVSDB change."""
         with self.conn.lock:
@@ -391,7 +385,8 @@ class OpenvSwitchDriver(Driver):
             raise DriverError(f"physical network {net.physical_network!r} has no entry "
                               "in [ovs] bridge_mappings on this host")
         with self._lock:
-            nets = self._registry()
+            view = self._ovsdb_view()
+            nets = view.networks if view is not None else {}
             lid = nets.get(net.name, (None, None))[0]
             if lid is None:
                 used = {v[0] for v in nets.values()}
