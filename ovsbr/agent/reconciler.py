@@ -19,7 +19,7 @@ BOUND, WAITING, ERROR = "bound", "waiting", "error"
 
 @dataclasses.dataclass(frozen=True)
 class Action:
-    kind: str  # ensure_network | delete_network | plug | unplug
+    kind: str  # ensure_network | delete_network | plug | prepare | unplug
     network: str | None = None
     port: str | None = None
     device: str | None = None
@@ -75,6 +75,7 @@ def plan(
     fingerprint: Callable[[Network], str],
     network_errors: Mapping[str, str] | None = None,
     keep_existing: bool = False,
+    prepare: bool = False,
 ) -> Plan:
     """The actions that make ``observed`` match ``desired``.
 
@@ -85,12 +86,20 @@ def plan(
     ``keep_existing`` plans no unplug and no delete: for a store that was
     never written, where "nothing declared" more likely means a wrong
     state_path than "tear the host's networks down".
+
+    ``prepare`` (the driver can hold a port for a device not there yet):
+    a declared port whose device name is absent is prepared, and a prepared
+    name no declared port waits for any more is unplugged.
     """
     network_errors = network_errors or {}
     result = Plan()
     matched = match_devices(desired, observed.devices)
     result.devices = matched
     wanted_devices = {d.name for d in matched.values()}
+    awaited = {} if not prepare else {
+        port.device: port for name, port in desired.ports.items()
+        if name not in matched and port.device and port.device not in observed.devices
+        and port.network not in network_errors}
 
     if not keep_existing:
         # 1. Devices wired by ovsbr that no port claims any more.
@@ -98,6 +107,9 @@ def plan(
             if dev.network is not None and dev.name not in wanted_devices:
                 result.actions.append(Action("unplug", network=dev.network,
                                              device=dev.name))
+        for name, net in sorted(observed.prepared.items()):
+            if net is not None and name not in awaited:
+                result.actions.append(Action("unplug", network=net, device=name))
         # 2. Networks that should no longer exist.
         for name in sorted(set(observed.networks) - set(desired.networks)):
             result.actions.append(Action("delete_network", network=name))
@@ -121,6 +133,10 @@ def plan(
         if dev is None:
             result.ports[pname] = PortStatus(
                 WAITING, None, f"no device {_identity(port)} on this host yet")
+            if awaited.get(port.device) is port and \
+                    observed.prepared.get(port.device) != port.network:
+                result.actions.append(
+                    Action("prepare", network=port.network, port=pname, device=port.device))
             continue
         result.ports[pname] = PortStatus(BOUND, dev.name)
         if dev.network != port.network:

@@ -181,7 +181,7 @@ class Agent:
                 if action.kind in NETWORK_ACTIONS:
                     self._apply(action, desired)
             plan = self._plan(desired)
-        plugs = [a for a in plan.actions if a.kind == "plug"]
+        plugs = [a for a in plan.actions if a.kind in ("plug", "prepare")]
         if plugs:
             try:
                 with self.driver.batch():
@@ -243,7 +243,7 @@ class Agent:
                         "'ovsbr-agent --cleanup' to remove them)",
                         ", ".join(sorted(self._observed.networks)))
         return reconciler.plan(desired, self._observed, self.driver.fingerprint, errors,
-                               keep_existing=keep)
+                               keep_existing=keep, prepare=self.driver.prepares)
 
     def _apply(self, action: reconciler.Action, desired: Topology) -> None:
         try:
@@ -262,6 +262,11 @@ class Agent:
                                  self._device(action.device))
                 LOG.info("port %s: wiring %s into network %s", port.name, action.device,
                          port.network)
+            elif action.kind == "prepare":
+                port = desired.ports[action.port]
+                self.driver.prepare(port, desired.networks[port.network])
+                LOG.info("port %s: %s prepared in network %s for when it appears",
+                         port.name, action.device, port.network)
         except Exception as e:  # one failed call must not stop the agent
             reason = str(e) or e.__class__.__name__
             key = f"{action}:{reason}"
@@ -272,7 +277,7 @@ class Agent:
             if action.kind == "ensure_network":
                 net = desired.networks[action.network]
                 self._network_errors[action.network] = (self.driver.fingerprint(net), reason)
-            elif action.kind == "plug":
+            elif action.kind in ("plug", "prepare"):
                 self._port_errors[action.port] = reason
 
     def _device(self, name: str) -> Device:

@@ -59,6 +59,9 @@ class NotReady:
 class Observed:
     networks: dict[str, NetworkState] = dataclasses.field(default_factory=dict)
     devices: dict[str, Device] = dataclasses.field(default_factory=dict)
+    # Device name -> network of ports held ready for a device not present
+    # yet (see Driver.prepare); the network is None when ovsbr did not mark it.
+    prepared: dict[str, str | None] = dataclasses.field(default_factory=dict)
 
 
 EventCallback = Callable[[str], None]
@@ -68,6 +71,9 @@ class Driver(abc.ABC):
     """One instance per agent. Every call is idempotent."""
 
     name = "base"
+    # The datapath can hold a port for a device that does not exist yet and
+    # take the device the moment the kernel announces it (see prepare()).
+    prepares = False
 
     def __init__(self, conf: cfg.ConfigOpts):
         self.conf = conf
@@ -106,7 +112,20 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def unplug(self, device: Device) -> None:
-        """Detach ``device`` from the ovsbr network it is wired into."""
+        """Detach ``device`` from the ovsbr network it is wired into.
+
+        Also called for a prepared device name whose port went away.
+        """
+
+    def prepare(self, port: Port, net: Network) -> None:
+        """Make ready for ``port.device`` before it exists, when ``prepares``.
+
+        The port is normally declared before its VM starts (Nova binds the
+        port, then boots the guest): a datapath that can take a device
+        without a round trip through the agent wires it as soon as it
+        appears, instead of after the agent has seen it.
+        """
+        raise NotImplementedError(f"{self.name} cannot prepare ports")
 
     def batch(self) -> contextlib.AbstractContextManager:
         """Group the calls made inside into one datapath transaction, if any."""

@@ -55,6 +55,7 @@ class IfaceRow(NamedTuple):
     iface_id: str | None  # external_ids:iface-id
     ofport: int | None
     error: str | None
+    status: str | None  # external_ids:iface-status
 
 
 def _uuids(row, column: str) -> tuple:
@@ -81,7 +82,7 @@ def _port(row) -> PortRow:
 def _iface(row) -> IfaceRow:
     ids = row.external_ids
     return IfaceRow(row.name, row.type, ids.get("attached-mac"), ids.get("iface-id"),
-                    _scalar(row.ofport), _scalar(row.error))
+                    _scalar(row.ofport), _scalar(row.error), ids.get("iface-status"))
 
 
 EXTRACT: dict[str, Callable[[Any], tuple]] = {
@@ -109,6 +110,7 @@ class VmIface:
     iface_id: str | None
     network: str | None  # the ovsbr network its Port is marked with
     added: bool  # ovsbr created the Port row (and removes it)
+    status: str | None = None  # iface-status: "inactive" while only prepared
 
 
 @dataclasses.dataclass
@@ -176,5 +178,5 @@ class RowCache:
                 if vm and iface.type not in NOT_VM:
                     view.vm_ifaces.append(VmIface(
                         iface.name, iface.type, iface.mac, iface.iface_id,
-                        ids.get(PORT_NET), ids.get(ADDED) == "true"))
+                        ids.get(PORT_NET), ids.get(ADDED) == "true", iface.status))
         return view

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
+from ovsbr.drivers.ovsdb_view import TUNNEL_KEY
 from ovsbr.testing.netns import link_exists
 from tests.functional.conftest import Harness, free_port
 
@@ -63,12 +65,22 @@ class OvsHarness(Harness):
             problems.append(f"networks in OVSDB {sorted(declared)} != {sorted(networks)}")
         rows = self._rows("Port", "name,external_ids")
         br_ports = set(self.ovs.ports(self.br_int))
+        links = set(os.listdir("/sys/class/net"))
         wired = {name: ids.get("ovsbr-network", "") for name, ids in rows.items()
-                 if name in br_ports and not name.startswith("int-")}
+                 if name in br_ports and not name.startswith("int-") and name in links}
         ofports = {ofport: name for name, ofport in self._rows("Interface", "name,ofport").items()
                    if name in br_ports}
         if wired != ports:
             problems.append(f"ports on {self.br_int} {wired} != declared {ports}")
+        # Declared ports whose device is absent are held ready (prepared),
+        # in their network; no other row without a device may stay.
+        awaited = {p["device"]: p["network"] for p in agent.cli_json("export")["ports"]
+                   if p.get("device") and p["device"] not in links}
+        held = {name: ids.get("ovsbr-network", "") for name, ids in rows.items()
+                if name in br_ports and not name.startswith("int-")
+                and name not in links and TUNNEL_KEY not in ids}
+        if held != awaited:
+            problems.append(f"ports held for absent devices {held} != awaited {awaited}")
         flows = self.ovs.flows(self.br_int)
         gens = {int(m, 16) >> 32 for m in re.findall(r"cookie=(0x[0-9a-f]+)", " ".join(flows))}
         if len(gens) != 1:

@@ -283,3 +283,43 @@ def test_fuzzed_frames_are_survived_counted_and_forwarding_goes_on(ovsh):
     agent.wait_ports(["p3"])
     assert vm3.can_ping(vm2.ip)
     wait_for(lambda: _learned(ovsh, vm3.mac), 5, what="a new VM learned after the fuzz")
+
+
+def test_port_declared_before_its_tap_is_held_ready(ovsh):
+    """The Port row is there first (as os-vif plugs before boot); the tap joins it."""
+    agent = ovsh.agent()
+    agent.cli("network", "create", "n1", "--type", "local")
+    vm1 = ovsh.vm("a", 1)
+    late, gone = f"{ovsh.env.prefix}b", f"{ovsh.env.prefix}c"
+    agent.cli("port", "create", "p1", "--network", "n1", "--device", vm1.tap)
+    agent.cli("port", "create", "p2", "--network", "n1", "--device", late,
+              "--iface-id", "3f7b1c2e-aaaa-bbbb-cccc-000000000002")
+    agent.cli("port", "create", "p3", "--network", "n1", "--device", gone)
+    agent.start()
+    agent.wait_ports(["p1"])
+    wait_for(lambda: late in ovsh.ovs.ports(ovsh.br_int), 10, what="row held for p2")
+    assert agent.port_status("p2") == "waiting"
+    ids = ovsh.ovs.get("Interface", late, "external_ids")
+    assert "iface-status=inactive" in ids and "3f7b1c2e-aaaa-bbbb-cccc-000000000002" in ids
+    assert ovsh.wired_into(late) == "n1"
+    wait_for(lambda: ovsh.ovs.get("Interface", late, "ofport") == "-1", 10,
+             what="ovs-vswitchd tried the absent device")
+    ovsh.assert_converged(agent)
+    row = ovsh.ovs.get("Port", late, "_uuid")
+
+    vm2 = ovsh.vm("b", 2)  # its tap is `late`
+    agent.wait_ports(["p2"], timeout=10)
+    # Joined, not re-added: the same row, now active and forwarding.
+    assert ovsh.ovs.get("Port", late, "_uuid") == row
+    assert "iface-status=active" in ovsh.ovs.get("Interface", late, "external_ids")
+    assert vm1.can_ping(vm2.ip)
+
+    # A port deleted before its tap ever came: its row goes too.
+    agent.cli("port", "delete", "p3")
+    wait_for(lambda: gone not in ovsh.ovs.ports(ovsh.br_int), 10, what="p3's row removed")
+    # A VM destroyed: its tap goes, the row stays held for the declared port.
+    subprocess.run(["ip", "link", "del", late], check=True)
+    agent.wait_ports(["p2"], status="waiting", timeout=10)
+    wait_for(lambda: late in ovsh.ovs.ports(ovsh.br_int) and
+             ovsh.ovs.get("Port", late, "_uuid") != row, 10, what="a fresh row held for p2")
+    ovsh.assert_converged(agent)

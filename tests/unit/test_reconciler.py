@@ -82,3 +82,38 @@ def test_keep_existing_plans_no_teardown():
     assert reconciler.plan(Topology(), obs, fp, keep_existing=True).actions == []
     kinds = [a.kind for a in reconciler.plan(Topology(), obs, fp).actions]
     assert kinds == ["unplug", "delete_network"]
+
+
+def test_declared_ports_without_device_are_prepared_once():
+    obs = Observed(networks=built(), devices={"vnet0": Device("vnet0", network="n1")})
+    plan = reconciler.plan(topo(), obs, fp, prepare=True)
+    # p3 names vnet9, which is absent; p2 has only an iface-id: no name to hold.
+    assert plan.actions == [Action("prepare", network="n2", port="p3", device="vnet9")]
+    assert plan.ports["p3"].status == "waiting"
+    obs.prepared["vnet9"] = "n2"
+    assert reconciler.plan(topo(), obs, fp, prepare=True).actions == []
+    # Without the driver's support nothing is prepared.
+    obs.prepared.clear()
+    assert reconciler.plan(topo(), obs, fp).actions == []
+
+
+def test_prepared_port_follows_its_network_and_goes_with_its_port():
+    obs = Observed(networks=built(), devices={"vnet0": Device("vnet0", network="n1")},
+                   prepared={"vnet9": "n1", "vnet7": "n2", "vnetx": None})
+    plan = reconciler.plan(topo(), obs, fp, prepare=True)
+    # vnet7's port is gone: unplugged; vnet9 moves to n2; an unmarked row
+    # someone else made (vnetx) is left alone.
+    assert plan.actions == [Action("unplug", network="n2", device="vnet7"),
+                            Action("prepare", network="n2", port="p3", device="vnet9")]
+    assert reconciler.plan(topo(), obs, fp, prepare=True, keep_existing=True).actions == [
+        Action("prepare", network="n2", port="p3", device="vnet9")]
+
+
+def test_no_prepare_for_a_failed_network_or_a_present_device():
+    obs = Observed(networks=built(), devices={"vnet0": Device("vnet0", network="n1"),
+                                              "vnet9": Device("vnet9", iface_id="abc")})
+    # vnet9 exists (claimed by p2's iface-id): nothing to prepare for p3.
+    assert reconciler.plan(topo(), obs, fp, prepare=True).actions == [
+        Action("plug", network="n2", port="p2", device="vnet9")]
+    obs = Observed(networks=built(), devices={"vnet0": Device("vnet0", network="n1")})
+    assert reconciler.plan(topo(), obs, fp, {"n2": "broken"}, prepare=True).actions == []
