@@ -125,17 +125,39 @@ class BridgeView:
     names: set[str]  # every interface name in OVSDB, on any bridge
 
 
+class PortEntry(NamedTuple):
+    """What one br-int Port adds to a view: its tunnel name and interfaces."""
+
+    tunnel: str | None
+    ifaces: tuple  # (name, OpenFlow port or None, error or None, VmIface or None)
+
+
 class RowCache:
-    """Converted rows by table and UUID; callers hold the IDL's lock."""
+    """Converted rows by table and UUID; callers hold the IDL's lock.
+
+    On top of the rows, each br-int Port's part of the view is kept until
+    the Port or one of its Interfaces changes: a view then costs a lookup
+    per port, not a walk through its rows (a new port makes several OVSDB
+    changes, each followed by a view).
+    """
 
     def __init__(self):
         self._rows: dict[str, dict] = {table: {} for table in EXTRACT}
+        self._ports: dict = {}  # Port UUID -> PortEntry
+        self._owner: dict = {}  # Interface UUID -> the Port UUID whose entry read it
+        self._bridge: str | None = None
 
     def forget(self, table: str, uuid) -> None:
         """From the IDL's notify(): the row changed or went."""
         cache = self._rows.get(table)
         if cache is not None:
             cache.pop(uuid, None)
+        if table == "Port":
+            self._ports.pop(uuid, None)
+        elif table == "Interface":
+            owner = self._owner.pop(uuid, None)
+            if owner is not None:
+                self._ports.pop(owner, None)
 
     def get(self, table: str, row) -> tuple:
         cache = self._rows[table]
@@ -143,6 +165,32 @@ class RowCache:
         if value is None:
             value = cache[row.uuid] = EXTRACT[table](row)
         return value
+
+    def _entry(self, puuid, port_rows, iface_rows, bridge: str) -> PortEntry | None:
+        prow = port_rows.get(puuid)
+        if prow is None:
+            return None
+        port = self.get("Port", prow)
+        ids = port.external_ids
+        vm = port.name != bridge and not (OWNED in ids and PHYSNET in ids)
+        ifaces = []
+        for iuuid in port.interfaces:
+            # Recorded even when the row is not here yet: its arrival must
+            # drop this entry.
+            self._owner[iuuid] = puuid
+            irow = iface_rows.get(iuuid)
+            if irow is None:
+                continue
+            iface = self.get("Interface", irow)
+            ofport = iface.ofport if iface.ofport is not None and iface.ofport > 0 else None
+            vm_iface = None
+            if vm and iface.type not in NOT_VM:
+                vm_iface = VmIface(iface.name, iface.type, iface.mac, iface.iface_id,
+                                   ids.get(PORT_NET), ids.get(ADDED) == "true", iface.status)
+            ifaces.append((iface.name, ofport, iface.error, vm_iface))
+        entry = PortEntry(port.name if TUNNEL_KEY in ids else None, tuple(ifaces))
+        self._ports[puuid] = entry
+        return entry
 
     def view(self, tables: dict, bridge: str) -> BridgeView | None:
         """br-int's networks and ports, or None when the bridge is missing."""
@@ -154,29 +202,29 @@ class RowCache:
                 break
         if br is None:
             return None
+        if bridge != self._bridge or len(self._ports) > 2 * len(br.ports) + 64:
+            # Another bridge, or entries of ports gone without a notice
+            # (python-ovs reconnects that way): start the entries over.
+            self._ports.clear()
+            self._owner.clear()
+            self._bridge = bridge
         port_rows, iface_rows = tables["Port"].rows, tables["Interface"].rows
         names = {self.get("Interface", row).name for row in iface_rows.values()}
         view = BridgeView(registry(br.external_ids), [], {}, {}, set(), names)
+        entries = self._ports
         for puuid in br.ports:
-            prow = port_rows.get(puuid)
-            if prow is None:
-                continue
-            port = self.get("Port", prow)
-            ids = port.external_ids
-            if TUNNEL_KEY in ids:
-                view.tunnels.add(port.name)
-            vm = port.name != bridge and not (OWNED in ids and PHYSNET in ids)
-            for iuuid in port.interfaces:
-                irow = iface_rows.get(iuuid)
-                if irow is None:
+            entry = entries.get(puuid)
+            if entry is None:
+                entry = self._entry(puuid, port_rows, iface_rows, bridge)
+                if entry is None:
                     continue
-                iface = self.get("Interface", irow)
-                if iface.ofport is not None and iface.ofport > 0:
-                    view.ofports[iface.name] = iface.ofport
-                elif iface.error:
-                    view.errors[iface.name] = iface.error
-                if vm and iface.type not in NOT_VM:
-                    view.vm_ifaces.append(VmIface(
-                        iface.name, iface.type, iface.mac, iface.iface_id,
-                        ids.get(PORT_NET), ids.get(ADDED) == "true", iface.status))
+            if entry.tunnel is not None:
+                view.tunnels.add(entry.tunnel)
+            for name, ofport, error, vm_iface in entry.ifaces:
+                if ofport is not None:
+                    view.ofports[name] = ofport
+                elif error:
+                    view.errors[name] = error
+                if vm_iface is not None:
+                    view.vm_ifaces.append(vm_iface)
         return view

@@ -82,3 +82,27 @@ def test_reconnect_drops_rows_deleted_meanwhile():
     view = cache.view(_tables(br2, ports=ports[1:], ifaces=ifaces[1:]), "br-int")
     assert view.vm_ifaces == [] and view.networks == {}
     assert "vnet0" not in view.names
+
+
+def test_an_interface_arriving_after_its_port_is_seen():
+    # OVSDB updates can show the Port before its Interface row: the port's
+    # cached part of the view must be dropped when the Interface arrives.
+    br, ports, ifaces = _world()
+    cache = RowCache()
+    view = cache.view(_tables(br, ports=ports, ifaces=ifaces[1:]), "br-int")
+    assert view.vm_ifaces == [] and "vnet0" not in view.ofports
+    cache.forget("Interface", "i1")  # notify() of the insert
+    view = cache.view(_tables(br, ports=ports, ifaces=ifaces), "br-int")
+    assert [i.name for i in view.vm_ifaces] == ["vnet0"] and view.ofports["vnet0"] == 5
+
+
+def test_a_port_change_drops_only_that_ports_part():
+    br, ports, ifaces = _world()
+    tables = _tables(br, ports=ports, ifaces=ifaces)
+    cache = RowCache()
+    cache.view(tables, "br-int")
+    ports[0].external_ids = {"ovsbr-network": "n2", "ovsbr-added": "true"}
+    ifaces[1].ofport = [7]  # not notified: stays as read
+    cache.forget("Port", "p1")
+    view = cache.view(tables, "br-int")
+    assert view.vm_ifaces[0].network == "n2" and view.ofports["int-br-ex"] == 1
