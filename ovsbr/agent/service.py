@@ -23,6 +23,7 @@ from ovsbr.store.base import Store
 
 LOG = logging.getLogger(__name__)
 NETWORK_ACTIONS = ("unplug", "delete_network", "ensure_network")
+PORT_ACTIONS = ("plug", "prepare")  # applied together in one driver batch
 INTROSPECT_INTERVAL = 2.0  # seconds between refreshes of the driver's runtime view
 SETTLE_AFTER = 100  # a reconcile with this many actions built state worth freezing
 
@@ -181,7 +182,7 @@ class Agent:
                 if action.kind in NETWORK_ACTIONS:
                     self._apply(action, desired)
             plan = self._plan(desired)
-        plugs = [a for a in plan.actions if a.kind in ("plug", "prepare")]
+        plugs = [a for a in plan.actions if a.kind in PORT_ACTIONS]
         if plugs:
             try:
                 with self.driver.batch():
@@ -277,7 +278,7 @@ class Agent:
             if action.kind == "ensure_network":
                 net = desired.networks[action.network]
                 self._network_errors[action.network] = (self.driver.fingerprint(net), reason)
-            elif action.kind in ("plug", "prepare"):
+            elif action.kind in PORT_ACTIONS:
                 self._port_errors[action.port] = reason
 
     def _device(self, name: str) -> Device:

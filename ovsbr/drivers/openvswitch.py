@@ -30,6 +30,7 @@ from collections.abc import Iterator
 
 from oslo_config import cfg
 from ovsdbapp.backend.ovs_idl import connection, idlutils
+from ovsdbapp.backend.ovs_idl import transaction as ovs_transaction
 from ovsdbapp.schema.open_vswitch import impl_idl
 from pyroute2 import IPRoute
 
@@ -61,7 +62,8 @@ from ovsbr.openflow import pipeline as pl
 
 LOG = logging.getLogger(__name__)
 PORT_NAME = "ovsbr-port"
-INACTIVE = "inactive"  # iface-status of a port whose tap is not there or not ovsbr's
+# iface-status: wired by ovsbr / its tap not there yet, or no longer ovsbr's
+ACTIVE, INACTIVE = "active", "inactive"
 
 # Only the columns ovsbr reads: Interface statistics change every few
 # seconds and would wake the agent for nothing.
@@ -86,15 +88,11 @@ def datapath_id(bridge: str) -> int:
     return int(hashlib.sha1(bridge.encode()).hexdigest()[:15], 16)
 
 
-class NoWaitTransaction(impl_idl.OvsVsctlTransaction):
+class NoWaitTransaction(ovs_transaction.Transaction):
     """ovs-vsctl --no-wait: commit without bumping next_cfg or waiting for cur_cfg."""
 
     def pre_commit(self, txn):
-        txn.expected_ifaces = set()  # add_port records its rows here
-
-    def post_commit(self, txn):
-        for command in self.commands:
-            command.post_commit(txn)
+        txn.expected_ifaces = set()  # ovsdbapp's add_port records its rows here
 
 
 class _NotifyingIdl(connection.OvsdbIdl):
@@ -446,7 +444,7 @@ class OpenvSwitchDriver(Driver):
                 self.api.del_port(device.name, if_exists=True).execute(check_error=True)
                 iface = None
             self._link_up(device.name)
-            self._write_port(port, net, device.name, add=iface is None, status="active",
+            self._write_port(port, net, device.name, add=iface is None, status=ACTIVE,
                              iface_id=port.iface_id if not device.iface_id else None)
 
     def prepare(self, port: Port, net: Network) -> None:
