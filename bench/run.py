@@ -2,13 +2,16 @@
 
     python bench/run.py                      # everything, N = 100, 500, 1000
     python bench/run.py wiring --sizes 100   # one benchmark, smaller
+    python bench/run.py wiring --against main  # this tree and main, side by side
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -20,6 +23,13 @@ DRIVERS = ("linuxbridge", "openvswitch")
 
 def parse(argv: list[str] | None = None) -> tuple[list[str], list[int], list[str]]:
     """(benchmarks, sizes, drivers) from the command line; exits 2 on bad input."""
+    which, sizes, drivers, _ = parse_all(argv)
+    return which, sizes, drivers
+
+
+def parse_all(argv: list[str] | None = None) -> tuple[list[str], list[int], list[str],
+                                                      str | None]:
+    """:func:`parse` plus ``--against REF`` (a git revision, or None)."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     # No choices= on a nargs="*" positional: argparse checks the empty
@@ -27,6 +37,9 @@ def parse(argv: list[str] | None = None) -> tuple[list[str], list[int], list[str
     parser.add_argument("which", nargs="*", metavar="{" + ",".join(BENCHMARKS) + "}")
     parser.add_argument("--sizes", default="100,500,1000")
     parser.add_argument("--drivers", default="linuxbridge,openvswitch")
+    parser.add_argument("--against", metavar="REF",
+                        help="also run the wiring benchmark's agent from git revision REF, "
+                             "alternating with this tree, in the same run")
     args = parser.parse_args(argv)
     unknown = [w for w in args.which if w not in BENCHMARKS]
     if unknown:
@@ -41,24 +54,49 @@ def parse(argv: list[str] | None = None) -> tuple[list[str], list[int], list[str
     bad = [d for d in drivers if d not in DRIVERS]
     if bad:
         parser.error(f"--drivers {bad[0]!r}: choose from {', '.join(DRIVERS)}")
-    return args.which or list(BENCHMARKS), sizes, drivers
+    if args.against is not None:
+        top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        ok = subprocess.run(["git", "-C", top, "rev-parse", "--verify", "--quiet",
+                             f"{args.against}^{{commit}}"], capture_output=True)
+        if ok.returncode != 0:
+            parser.error(f"--against {args.against!r}: not a git revision of this checkout")
+    return args.which or list(BENCHMARKS), sizes, drivers, args.against
+
+
+def checkout(ref: str, into: str) -> str:
+    """A detached worktree of ``ref``: the baseline's agent runs from it."""
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(into, "ref")
+    subprocess.run(["git", "-C", top, "worktree", "add", "--detach", "--quiet", path, ref],
+                   check=True)
+    return path
 
 
 def main() -> int:
-    which, sizes, drivers = parse()
+    which, sizes, drivers, against = parse_all()
     if os.geteuid() != 0:
         print("benchmarks need root (namespaces, bridges, a private OVS)")
         return 2
-    for name in which:
-        waited = common.settle()
-        if waited > 1.5:
-            print(f"  (waited {waited:.0f} s for the machine to go quiet)", flush=True)
-        if name == "wiring":
-            wiring.main(sizes, drivers)
-        elif name == "learning":
-            learning.main()
-        else:
-            dataplane.main()
+    with tempfile.TemporaryDirectory(prefix="ovsbr-ref-") as tmp:
+        codes = [("this tree", None)]
+        if against is not None:
+            codes.append((against, checkout(against, tmp)))
+        try:
+            for name in which:
+                waited = common.settle()
+                if waited > 1.5:
+                    print(f"  (waited {waited:.0f} s for the machine to go quiet)", flush=True)
+                if name == "wiring":
+                    wiring.main(sizes, drivers, codes)
+                elif name == "learning":
+                    learning.main()
+                else:
+                    dataplane.main()
+        finally:
+            if against is not None:
+                top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                subprocess.run(["git", "-C", top, "worktree", "remove", "--force",
+                                codes[1][1]], check=False)
     return 0
 
 

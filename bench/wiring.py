@@ -78,13 +78,14 @@ class StatusWatch:
 class Datapath:
     name = "?"
 
-    def __init__(self, prefix: str, workdir: str):
+    def __init__(self, prefix: str, workdir: str, code: tuple[str, str | None] = ("HEAD", None)):
         self.prefix = prefix
         self.workdir = workdir
+        self.code = code  # (label, checkout the agent runs from; None = this one)
 
     def agent(self) -> Agent:
         return Agent(os.path.join(self.workdir, f"agent-{time.monotonic_ns()}"),
-                     self.sections())
+                     self.sections(), source=self.code[1])
 
 
 class LinuxBridge(Datapath):
@@ -125,8 +126,8 @@ class OpenvSwitch(Datapath):
     name = "openvswitch"
     baseline_name = "ovs-vsctl add-port BR DEV tag=V, per port"
 
-    def __init__(self, prefix, workdir, ovs):
-        super().__init__(prefix, workdir)
+    def __init__(self, prefix, workdir, ovs, code=("HEAD", None)):
+        super().__init__(prefix, workdir, code)
         self.ovs = ovs
         self.br = f"{prefix}int"
 
@@ -234,7 +235,7 @@ def bench_one(dp: Datapath, n: int, env: NetEnv) -> dict:
     devices = [f"{dp.prefix}{i}" for i in range(n)]
     extra = [f"{dp.prefix}s{i}" for i in range(SINGLE)]
     make_devices(devices)
-    result: dict = {"driver": dp.name, "n": n}
+    result: dict = {"driver": dp.name, "n": n, "code": dp.code[0]}
     agent = dp.agent()
     try:
         # Two real VMs for the restart ping stream.
@@ -309,7 +310,11 @@ def bench_one(dp: Datapath, n: int, env: NetEnv) -> dict:
     return result
 
 
-def main(sizes: list[int], drivers: list[str]) -> dict:
+def main(sizes: list[int], drivers: list[str],
+         codes: list[tuple[str, str | None]] | None = None) -> dict:
+    """``codes``: (label, checkout) of each version to run, alternating per N;
+    default this checkout alone."""
+    codes = codes or [("HEAD", None)]
     results = []
     with tempfile.TemporaryDirectory(prefix="ovsbr-bench-") as tmp:
         ovs = None
@@ -322,22 +327,23 @@ def main(sizes: list[int], drivers: list[str]) -> dict:
                         continue
                     ovs = ovs or ovs_sandbox.OvsSandbox(os.path.join(tmp, "ovs")).start()
                 for n in sizes:
-                    with NetEnv("bw") as env:
-                        dp = (OpenvSwitch("bw", tmp, ovs) if name == "openvswitch"
-                              else LinuxBridge("bw", tmp))
-                        r = bench_one(dp, n, env)
-                        print(f"  {name} N={n}: bulk {r['bulk_s']:.2f}s, "
-                              f"baseline {r['baseline_s']:.2f}s", flush=True)
-                        results.append(r)
+                    for code in codes:
+                        with NetEnv("bw") as env:
+                            dp = (OpenvSwitch("bw", tmp, ovs, code) if name == "openvswitch"
+                                  else LinuxBridge("bw", tmp, code))
+                            r = bench_one(dp, n, env)
+                            print(f"  {name} N={n} ({code[0]}): bulk {r['bulk_s']:.2f}s, "
+                                  f"baseline {r['baseline_s']:.2f}s", flush=True)
+                            results.append(r)
         finally:
             if ovs is not None:
                 ovs.stop()
-    cols = ["driver", "N", "bulk s", "ports/s", "baseline s", "ovsbr/baseline speed",
+    cols = ["driver", "code", "N", "bulk s", "ports/s", "baseline s", "ovsbr/baseline speed",
             "single p50 ms", "p95", "p99", "baseline single p50/p99 ms",
             "ovs-vswitchd alone p50/p99 ms",
             "restart adopt s", "pings lost",
             "RSS MB 0", "RSS MB N"]
-    rows = [[r["driver"], r["n"], r["bulk_s"], r["bulk_ports_per_s"], r["baseline_s"],
+    rows = [[r["driver"], r["code"], r["n"], r["bulk_s"], r["bulk_ports_per_s"], r["baseline_s"],
              r["speedup_vs_baseline"], r["single_p50_ms"], r["single_p95_ms"],
              r["single_p99_ms"],
              f"{r['baseline_single_p50_ms']:.1f}/{r['baseline_single_p99_ms']:.1f}",

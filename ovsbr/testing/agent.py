@@ -33,8 +33,11 @@ class Agent:
     """One ovsbr-agent process plus a CLI bound to the same config file."""
 
     def __init__(self, workdir: str, sections: dict[str, dict[str, Any]],
-                 netns: str | None = None):
+                 netns: str | None = None, source: str | None = None):
+        """``source``: another checkout whose ``ovsbr`` package the agent runs
+        (benchmarks compare two versions side by side); None: this one."""
         self.workdir = workdir
+        self.source = source
         os.makedirs(workdir, exist_ok=True)
         self.state_path = os.path.join(workdir, "state")
         sections = {k: dict(v) for k, v in sections.items()}
@@ -57,10 +60,13 @@ class Agent:
 
     def start(self, extra: list[str] | None = None) -> Agent:
         log = open(self.log, "a")
+        env = None
+        if self.source is not None:
+            env = dict(os.environ, PYTHONPATH=self.source)
         self.proc = subprocess.Popen(
             self._prefix() + [os.path.join(BIN, "ovsbr-agent"), "--config-file",
                               self.config] + (extra or []),
-            stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         return self
 

@@ -1,0 +1,353 @@
+"""The linuxbridge driver: sequences :mod:`.layout` decisions and netlink calls.
+
+See the package docstring for the layout. Every decision that can be made
+from values (names, marks, fingerprints, what is built, FDB differences,
+error meanings) is in :mod:`.layout`; every kernel request is in
+:mod:`.netlink_ops`. This class holds the per-agent state between them:
+the link table (a cache that resync rebuilds), the pending plug batch and
+the wanted port filters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+
+from oslo_config import cfg
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ovsbr.conf.mappings import parse_mappings
+from ovsbr.drivers import common, rtnl
+from ovsbr.drivers.base import Device, Driver, EventCallback, NotReady, Observed, Overlay
+from ovsbr.drivers.linuxbridge import layout
+from ovsbr.drivers.linuxbridge import netlink_ops as ops
+from ovsbr.drivers.linuxbridge.portsec import NftPortSecurity, PortFilter, table_name
+from ovsbr.drivers.rtnl import Link
+from ovsbr.exceptions import ConfigError, DriverError, FeatureMissing, PartialFailure
+from ovsbr.model import Network, Port, Topology, effective_mtu
+from ovsbr.secgroups.policy import port_policy
+
+LOG = logging.getLogger(__name__)
+
+
+def port_filter(port: Port, device: str) -> PortFilter | None:
+    """What nftables must check for a port; None when there is nothing to enforce."""
+    policy = port_policy(port)
+    return None if policy is None else PortFilter(device, policy)
+
+
+class LinuxBridgeDriver(Driver):
+    name = "linuxbridge"
+
+    def __init__(self, conf: cfg.ConfigOpts):
+        super().__init__(conf)
+        self.prefix = conf.linux_bridge.bridge_prefix
+        self.mappings: dict[str, str] = {}
+        self.host = common.HostLinks()
+        self.links = self.host.table
+        self._rtnl: rtnl.RtnlSocket | None = None
+        self._lock = threading.RLock()
+        self._batch: list[tuple[Link, dict, Network]] | None = None
+        self._bridge_of: dict[str, int] = {}
+        self.portsec = NftPortSecurity(table_name(self.prefix or ""))
+        self._filters: dict[str, PortFilter] = {}
+        self._refilter = False
+
+    # -- life cycle ----------------------------------------------------------
+    def check_config(self) -> None:
+        if not layout.PREFIX_RE.match(self.prefix or ""):
+            raise ConfigError(
+                "[linux_bridge] bridge_prefix",
+                f"{self.prefix!r} is not 1-6 characters of letters, digits, '-', '_'")
+        self.mappings = parse_mappings(
+            layout.MAPPINGS_OPTION, self.conf.linux_bridge.physical_interface_mappings,
+            "INTERFACE")
+        with IPRoute() as ipr:
+            for physnet, nic in sorted(self.mappings.items()):
+                if not ipr.link_lookup(ifname=nic):
+                    raise ConfigError(
+                        layout.MAPPINGS_OPTION,
+                        f"interface {nic!r} of physical network {physnet!r} does "
+                        "not exist on this host")
+
+    def start(self, on_event: EventCallback) -> None:
+        missing = self.portsec.probe()
+        if missing:
+            LOG.warning("%s; ports with port security and a declared MAC or IPs will "
+                        "not be wired (use --no-port-security to wire them unfiltered)",
+                        missing)
+        self._rtnl = rtnl.RtnlSocket()
+        self.host.start(on_event)
+
+    def stop(self) -> None:
+        self.host.stop()
+        if self._rtnl is not None:
+            self._rtnl.close()
+            self._rtnl = None
+
+    def describe(self) -> str:
+        return (f"linuxbridge (bridges {self.prefix}<network>, interface mappings "
+                f"{common.describe_mappings(self.mappings)})")
+
+    def resync(self) -> None:
+        with self._lock:
+            self.links.refresh()
+            self._refilter = True  # rewrite the table even if nothing changed here
+
+    # -- naming and observation ------------------------------------------------
+    def bridge_name(self, net_name: str) -> str:
+        return layout.bridge_name(self.prefix, net_name)
+
+    def fingerprint(self, net: Network) -> str:
+        return layout.fingerprint(net, self.mappings)
+
+    def observe(self) -> Observed:
+        self.links.refresh_if_stale()
+        return layout.observe(self.links.snapshot(), self.prefix, self.mappings)
+
+    # -- networks ------------------------------------------------------------
+    def _owned_bridge(self, net_name: str) -> Link | None:
+        """The network's bridge; remembered, since every plug asks for it."""
+        index = self._bridge_of.get(net_name)
+        link = self.links.get(index) if index is not None else None
+        mark = layout.bridge_mark(link, self.prefix) if link is not None else None
+        if mark is not None and mark[0] == net_name:
+            return link
+        link = layout.owned_bridge(self.links.snapshot().values(), self.prefix, net_name)
+        if link is not None:
+            self._bridge_of[net_name] = link.index
+        return link
+
+    def _get(self, index: int) -> Link:
+        link = ops.get_link(self.host.ipr, index)
+        self.links.put(link)
+        return link
+
+    def _lookup(self, name: str) -> Link | None:
+        link = ops.lookup(self.host.ipr, name)
+        if link is not None:
+            self.links.put(link)
+        return link
+
+    def _leftover(self, link: Link, kind: str) -> bool:
+        return layout.our_leftover(link, kind, self.links.snapshot().values())
+
+    def ensure_network(self, net: Network) -> None:
+        layout.check_buildable(net, self.mappings)
+        with self._lock:
+            self._ensure_network(net)
+
+    def _ensure_network(self, net: Network) -> None:
+        ipr = self.host.ipr
+        mtu = effective_mtu(net)
+        bridge = self._owned_bridge(net.name)
+        if bridge is None:
+            name = self.bridge_name(net.name)
+            existing = self._lookup(name)
+            if existing is None:
+                ipr.link("add", ifname=name, kind="bridge")
+            elif not self._leftover(existing, "bridge"):
+                raise DriverError(f"device {name} exists and was not created by ovsbr")
+            # The kernel ignores an alias given at creation, so a kill between
+            # these two calls leaves a bare bridge: our_leftover adopts it.
+            # The fingerprint goes on last, so a build cut short is finished
+            # next time.
+            bridge = self._lookup(name)
+            ipr.link("set", index=bridge.index, ifalias=f"{layout.BRIDGE_MARK}{net.name}")
+        ops.l2_only(bridge.name)
+        spec = {"state": "up"}
+        if mtu is not None:
+            spec["mtu"] = mtu
+        ipr.link("set", index=bridge.index, **spec)
+
+        uplink = self._ensure_uplink(net, bridge)
+        # Uplinks this network had under another segment (type or id changed).
+        for link in self.links.snapshot().values():
+            if layout.uplink_owner(link.alias) == net.name and link.name != uplink:
+                self._delete_link(link)
+        if mtu is not None:
+            for link in self.links.snapshot().values():
+                if link.master == bridge.index and link.mtu != mtu:
+                    ipr.link("set", index=link.index, mtu=mtu)
+        ipr.link("set", index=bridge.index,
+                 ifalias=layout.bridge_alias(net.name, self.fingerprint(net)))
+        self._get(bridge.index)
+
+    def _ensure_uplink(self, net: Network, bridge: Link) -> str | None:
+        ipr = self.host.ipr
+        name = layout.uplink_name(net, self.mappings)
+        if name is None:
+            return None
+        mtu = effective_mtu(net)
+        link = self._lookup(name)
+        if link is None and net.type == "flat":
+            raise DriverError(f"interface {name} of physical network "
+                              f"{net.physical_network} does not exist")
+        if link is None:
+            nic = None
+            if net.type == "vlan":
+                nic_name = self.mappings[net.physical_network]
+                nic_link = self._lookup(nic_name)
+                if nic_link is None:
+                    raise DriverError(f"interface {nic_name} does not exist")
+                nic = nic_link.index
+            ops.create_uplink(ipr, net, name, nic, self.conf.vxlan.udp_port,
+                              self.conf.vxlan.local_ip)
+            link = self._lookup(name)
+            ipr.link("set", index=link.index, ifalias=f"{layout.UPLINK_MARK}{net.name}")
+            # Before it comes up: an uplink with IPv6 on would send its own
+            # router solicitations down the tunnel to every flooded host.
+            ops.l2_only(name)
+        elif net.type != "flat" and layout.uplink_owner(link.alias) != net.name:
+            if not self._leftover(link, net.type):
+                raise DriverError(f"device {name} exists and was not created by ovsbr "
+                                  f"for network {net.name}")
+            ipr.link("set", index=link.index, ifalias=f"{layout.UPLINK_MARK}{net.name}")
+        spec = {"state": "up", "master": bridge.index}
+        if mtu is not None and net.type != "flat":
+            spec["mtu"] = mtu
+        ipr.link("set", index=link.index, **spec)
+        self._get(link.index)
+        return name
+
+    def _delete_link(self, link: Link) -> None:
+        ops.delete_link(self.host.ipr, link.index)
+        self.links.forget(link.index)
+
+    def delete_network(self, name: str) -> None:
+        with self._lock:
+            bridge = self._owned_bridge(name)
+            for link in self.links.snapshot().values():
+                if layout.uplink_owner(link.alias) == name:
+                    self._delete_link(link)
+            if bridge is not None:
+                # Members (VM taps, a flat NIC) are released by the kernel;
+                # record that now rather than wait for the events.
+                for link in self.links.snapshot().values():
+                    if link.master == bridge.index:
+                        link.master = None
+                self._delete_link(bridge)
+
+    # -- ports -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send the plugs made inside as one netlink batch.
+
+        Failures come back per device as a PartialFailure.
+        """
+        with self._lock:
+            if self._batch is not None:
+                yield
+                return
+            self._batch = []
+            try:
+                yield
+            finally:
+                pending, self._batch = self._batch, None
+            if pending:
+                self._flush(pending)
+
+    def _flush(self, pending: list[tuple[Link, dict, Network]]) -> None:
+        # Filters first: a tap joins its bridge only once its rules are in.
+        self._apply_filters()
+        failures = ops.send_batch(self._rtnl, [(link.index, spec)
+                                               for link, spec, _net in pending])
+        errors = {}
+        for i, code in failures.items():
+            link, _spec, net = pending[i]
+            errors[link.name] = layout.plug_error(code, link.name,
+                                                  self.bridge_name(net.name), net)
+            link.master = None
+            self.links.put(link)
+        if errors:
+            raise PartialFailure(errors)
+
+    def plug(self, port: Port, net: Network, device: Device) -> None:
+        with self._lock:
+            bridge = self._owned_bridge(net.name)
+            if bridge is None:
+                raise DriverError(f"bridge of network {net.name} is missing")
+            link = self.links.by_name(device.name)
+            if link is None:
+                raise DriverError(f"device {device.name} is gone")
+            wanted = port_filter(port, device.name)
+            if wanted is not None:
+                if self.portsec.missing:
+                    raise FeatureMissing(self.portsec.missing)
+                self._filters[device.name] = wanted
+            else:
+                self._filters.pop(device.name, None)
+            spec = {"master": bridge.index, "state": "up"}
+            mtu = effective_mtu(net)
+            if mtu is not None:
+                spec["mtu"] = mtu
+            if self._batch is not None:
+                self._batch.append((link, spec, net))
+            else:
+                self._apply_filters()
+                try:
+                    self.host.ipr.link("set", index=link.index, **spec)
+                except NetlinkError as e:
+                    raise DriverError(layout.plug_error(
+                        e.code, device.name, self.bridge_name(net.name), net)) from e
+            # Record it now: the event confirms later, and a reconcile in
+            # between must not plug the device again.
+            link.master, link.up = bridge.index, True
+            if mtu is not None:
+                link.mtu = mtu
+            self.links.put(link)
+
+    def unplug(self, device: Device) -> None:
+        with self._lock:
+            link = self.links.by_name(device.name)
+            if link is None:
+                return
+            ops.detach(self.host.ipr, link.index)
+            link.master = None
+            self.links.put(link)
+
+    def _apply_filters(self) -> None:
+        try:
+            self.portsec.apply(list(self._filters.values()), force=self._refilter)
+        except FeatureMissing as e:
+            raise DriverError(f"port security: {e}") from e
+        self._refilter = False
+
+    def sync(self, desired: Topology, bound: Mapping[str, Device]) -> dict[str, NotReady]:
+        """The nftables table follows the bound ports (restarts, edits, drift).
+
+        A port forwards as soon as it is enslaved: nothing is ever pending.
+        """
+        with self._lock:
+            self._filters = {
+                dev.name: f for name, dev in bound.items()
+                if (f := port_filter(desired.ports[name], dev.name)) is not None}
+            self._apply_filters()
+        return {}
+
+    def cleanup(self) -> None:
+        self.portsec.remove()
+
+    def set_overlay(self, overlays: Mapping[str, Overlay]) -> None:
+        """The vxlan devices' forwarding databases (see :func:`layout.fdb_wanted`).
+
+        Entries with a remote are ovsbr's; others (learned locally) stay.
+        """
+        with self._lock:
+            ipr = self.host.ipr
+            for name, ov in sorted(overlays.items()):
+                if ov.type != "vxlan":
+                    continue
+                link = self._lookup(f"vxlan-{ov.vni}")
+                if link is None:
+                    continue
+                remove, add = layout.fdb_diff(ops.fdb_entries(ipr, link.index),
+                                              layout.fdb_wanted(ov))
+                try:
+                    ops.fdb_apply(ipr, link.index, remove, add)
+                except NetlinkError as e:
+                    raise DriverError(f"network {name}: cannot program the vxlan "
+                                      f"forwarding database: {e}") from e

@@ -1,0 +1,279 @@
+"""The openvswitch driver: sequences the OVSDB client, the app and the pure parts.
+
+See the package docstring for the layout and where its state lives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import re
+import ssl
+from collections.abc import Iterator, Mapping
+
+from oslo_config import cfg
+
+from ovsbr.conf.mappings import parse_mappings
+from ovsbr.drivers import common
+from ovsbr.drivers.base import (
+    BridgeReport,
+    Device,
+    Driver,
+    EventCallback,
+    NotReady,
+    Observed,
+    Overlay,
+)
+from ovsbr.drivers.openvswitch import bindings, controller, observe
+from ovsbr.drivers.openvswitch.observe import ACTIVE, INACTIVE
+from ovsbr.drivers.openvswitch.ovsdb import PORT_NAME, Ovsdb
+from ovsbr.drivers.openvswitch.view import ADDED, OWNED, PORT_NET
+from ovsbr.exceptions import ConfigError, DriverError
+from ovsbr.model import IFNAME_RE, Network, Port, Topology, effective_mtu
+from ovsbr.openflow import pipeline as pl
+
+LOG = logging.getLogger(__name__)
+GENEVE_PORT = 6081  # IANA
+OVSDB_RE = re.compile(r"^(unix:/.+|(tcp|ssl):[0-9a-fA-F.:\[\]]+:\d+)$")
+MAPPINGS_OPTION = "[ovs] bridge_mappings"
+
+
+class OpenvSwitchDriver(Driver):
+    name = "openvswitch"
+    prepares = True  # a Port row without its device: ovs-vswitchd opens it when it appears
+
+    def __init__(self, conf: cfg.ConfigOpts):
+        super().__init__(conf)
+        self.ovs = conf.ovs
+        self.br_int = self.ovs.integration_bridge
+        self.mappings: dict[str, str] = {}
+        self.db = Ovsdb(self.ovs.ovsdb_connection, self.ovs.ovsdb_timeout, self.br_int)
+        self.runtime = None
+        self.app = None
+        self.ssl_context: ssl.SSLContext | None = None
+        self._overlay: Mapping[str, Overlay] = {}
+        self.host = common.HostLinks()
+        self.links = self.host.table
+        self._bindings: bindings.BindingCache = {}
+        self.dpid = bindings.datapath_id(self.br_int)
+
+    # -- configuration -------------------------------------------------------
+    def check_config(self) -> None:
+        if not IFNAME_RE.match(self.br_int or ""):
+            raise ConfigError("[ovs] integration_bridge",
+                              f"{self.br_int!r} is not a valid bridge name")
+        self.mappings = parse_mappings(MAPPINGS_OPTION, self.ovs.bridge_mappings, "BRIDGE")
+        if self.br_int in self.mappings.values():
+            raise ConfigError(MAPPINGS_OPTION,
+                              f"{self.br_int} is the integration bridge, not a physical one")
+        if not OVSDB_RE.match(self.ovs.ovsdb_connection or ""):
+            raise ConfigError("[ovs] ovsdb_connection",
+                              f"{self.ovs.ovsdb_connection!r} is not unix:PATH, "
+                              "tcp:IP:PORT or ssl:IP:PORT")
+        try:
+            addr = ipaddress.ip_address(self.ovs.of_listen_address)
+        except ValueError:
+            raise ConfigError("[ovs] of_listen_address",
+                              f"{self.ovs.of_listen_address!r} is not an IP address") from None
+        tls = controller.tls_files(self.ovs)
+        if not addr.is_loopback and not tls:
+            raise ConfigError("[ovs] of_listen_address",
+                              f"{addr} is not a loopback address: without TLS the "
+                              "OpenFlow listener accepts any switch that connects, so "
+                              "it binds only 127.0.0.1 or ::1 unless of_ssl_key_file, "
+                              "of_ssl_cert_file and of_ssl_ca_cert_file are set")
+        self.ssl_context = controller.tls_context(*tls) if tls else None
+
+    def describe(self) -> str:
+        return (f"openvswitch (integration bridge {self.br_int}, datapath "
+                f"{self.ovs.datapath_type}, bridge mappings "
+                f"{common.describe_mappings(self.mappings)}, OpenFlow on "
+                f"{self.ovs.of_listen_address}:{self.ovs.of_listen_port})")
+
+    def controller_target(self) -> str:
+        return controller.target(self.ovs.of_listen_address, self.ovs.of_listen_port,
+                                 self.ssl_context is not None)
+
+    # -- life cycle ------------------------------------------------------------
+    def start(self, on_event: EventCallback) -> None:
+        self.db.connect(on_event)
+        self.runtime, self.app = controller.start(self.conf, self.ssl_context, self.dpid,
+                                                  self.br_int)
+        self._ensure_bridges()
+        self.host.start(on_event)
+
+    def stop(self) -> None:
+        self.host.stop()
+        if self.runtime is not None:
+            self.runtime.stop()
+            self.runtime = None
+        self.db.stop()
+
+    def resync(self) -> None:
+        self.links.refresh()
+
+    def _ensure_bridges(self) -> None:
+        missing = self.db.missing_bridges(list(self.mappings.values()))
+        if missing:
+            raise DriverError(f"[ovs] bridge_mappings: bridge {missing[0]} does not exist "
+                              "in OVSDB; create it and add the NIC to it, as for Neutron")
+        if self.ssl_context is not None and not self.db.has_ssl():
+            raise DriverError("[ovs] of_ssl_key_file: TLS is configured for the "
+                              "controller but Open vSwitch has no SSL key and "
+                              "certificate of its own (ovs-vsctl set-ssl KEY CERT CA)")
+        with self.db.lock:
+            self.db.ensure_integration_bridge(self.ovs.datapath_type, self.dpid,
+                                              self.controller_target(),
+                                              self.conf.openflow.packet_in_rate)
+            for physnet, bridge in sorted(self.mappings.items()):
+                self.db.ensure_patch(physnet, bridge, *bindings.patch_names(bridge))
+
+    # -- observation -------------------------------------------------------------
+    def fingerprint(self, net: Network) -> str:
+        return common.fingerprint(net.type, net.physical_network, net.segmentation_id,
+                                  net.mtu)
+
+    def observe(self) -> Observed:
+        self.links.refresh_if_stale()
+        view = self.db.view()
+        if view is None:
+            # Deleted by hand (or never made): rebuild it; the taps it held
+            # are kernel devices again and the reconciler re-plugs them.
+            LOG.warning("integration bridge %s is missing; recreating it", self.br_int)
+            self._ensure_bridges()
+            view = self.db.view() or observe.EMPTY_VIEW
+        return observe.observe(view, self.links.snapshot().values())
+
+    # -- operations --------------------------------------------------------------
+    def batch(self) -> contextlib.AbstractContextManager:
+        return self.db.batch()
+
+    def ensure_network(self, net: Network) -> None:
+        common.physnet_target(net, self.mappings, MAPPINGS_OPTION)
+        with self.db.lock:
+            lid = bindings.free_lid(self.db.view(), net.name)
+            if lid is None:
+                raise DriverError(f"no free network id on {self.br_int} "
+                                  f"(at most {pl.MAX_LID} networks)")
+            self.db.record_network(net.name, lid, self.fingerprint(net))
+
+    def delete_network(self, name: str) -> None:
+        with self.db.lock:
+            self.db.forget_network(name)
+
+    def plug(self, port: Port, net: Network, device: Device) -> None:
+        with self._batch():
+            exists, ours, prepared = self.db.port_state(device.name)
+            link = self.links.by_name(device.name)
+            if exists and ours and not prepared and link is not None and not link.up:
+                # Our port, but its tap was deleted and created again under
+                # the same name: ovs-vswitchd keeps the old device open until
+                # the port is re-added.
+                self.db.delete_port_now(device.name)
+                exists = False
+            self.host.link_up(device.name)
+            self._write_port(port, net, device.name, add=not exists, status=ACTIVE,
+                             iface_id=port.iface_id if not device.iface_id else None)
+
+    def prepare(self, port: Port, net: Network) -> None:
+        """A Port row for a tap that does not exist yet, as os-vif plugs before boot.
+
+        ovs-vswitchd retries rows it could not open whenever a network
+        device appears, so the tap is on br-int with an OpenFlow port one
+        reconfiguration after the kernel creates it, without waiting for the
+        agent to see it and add the row (a second reconfiguration).
+        """
+        with self._batch():
+            exists = self.db.port_state(port.device)[0]
+            self._write_port(port, net, port.device, add=not exists, status=INACTIVE,
+                             iface_id=port.iface_id)
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        with self.db.lock, self.db.batch():
+            yield
+
+    def _write_port(self, port: Port, net: Network, name: str, add: bool, status: str,
+                    iface_id: str | None) -> None:
+        port_ids = {PORT_NET: net.name, PORT_NAME: port.name}
+        if add:
+            port_ids.update({ADDED: "true", OWNED: "true"})
+        iface_ids = {"iface-status": status}
+        if port.mac:
+            iface_ids["attached-mac"] = port.mac
+        if iface_id:
+            iface_ids["iface-id"] = iface_id
+        self.db.write_port(name, add, port_ids, iface_ids, effective_mtu(net))
+
+    def unplug(self, device: Device) -> None:
+        with self._batch():
+            self.db.release_port(device.name)
+
+    def sync(self, desired: Topology, bound: Mapping[str, Device]) -> dict[str, NotReady]:
+        """Drop rows of vanished taps; hand the app the port and uplink bindings.
+
+        A port is not reported ready until ovs-vswitchd has given its
+        interface an OpenFlow port number and its flows went to the switch:
+        "bound" means the VM can talk, as ovs-vsctl's wait for ovs-vswitchd.
+        """
+        self._forget_vanished()
+        view = self.db.view()
+        if view is None:
+            return {}
+        ports, self._bindings, not_ready = bindings.port_bindings(
+            desired, bound, view, self._bindings, self.br_int)
+        self.app.set_bindings(self.dpid, self.br_int, ports,
+                              bindings.uplink_bindings(desired, view, self.mappings),
+                              bindings.tunnel_bindings(self._overlay, view))
+        return not_ready
+
+    def _forget_vanished(self) -> None:
+        """Delete the Port rows ovsbr added for taps that no longer exist.
+
+        A row left behind is an orphan in OVSDB, and when a tap of the same
+        name comes back ovs-vswitchd may keep the old device's state (seen:
+        the new tap stays PORT_DOWN): a fresh row makes it open the new one.
+        """
+        # The view this reconcile observed: rows added since then are for
+        # devices that exist, and rebuilding it here (every row again, after
+        # each plug transaction) was a third of the single-port time (py-spy).
+        view = self.db.last_view()
+        if view is None:
+            return
+        gone = observe.vanished(view, {link.name for link in self.links.snapshot().values()})
+        if gone:
+            LOG.info("removing %d port(s) whose device vanished: %s", len(gone),
+                     ", ".join(sorted(gone)[:10]))
+            self.db.delete_ports(gone)
+
+    # -- overlays --------------------------------------------------------------
+    def set_overlay(self, overlays: Mapping[str, Overlay]) -> None:
+        """One tunnel port per (type, remote host) any overlay network needs."""
+        wanted = bindings.wanted_tunnels(overlays)
+        local_ip = self.conf.vxlan.local_ip
+        if wanted and not local_ip:
+            raise DriverError("[vxlan] local_ip: required for tunnels to other hosts "
+                              "(this host's tunnel endpoint address)")
+        with self.db.lock:
+            view = self.db.view()
+            have = set() if view is None else set(view.tunnels)
+            add = {name: {"remote_ip": remote, "local_ip": local_ip, "key": "flow",
+                          "dst_port": str(self.conf.vxlan.udp_port if kind == "vxlan"
+                                          else GENEVE_PORT)}
+                   for name, (kind, remote) in wanted.items() if name not in have}
+            self.db.set_tunnels(sorted(have - set(wanted)), add,
+                                {n: k for n, (k, _) in wanted.items()},
+                                {n: r for n, (_, r) in wanted.items()})
+            self._overlay = dict(overlays)
+
+    # -- the rest ----------------------------------------------------------------
+    def cleanup(self) -> None:
+        """Remove br-int and the patch ports, if ovsbr created them."""
+        self.db.remove_scaffolding()
+
+    def introspect(self) -> dict[str, BridgeReport]:
+        """The app's MAC tables and counters, with network and port names."""
+        if self.app is None:
+            return {}
+        return bindings.reports(self.app.introspect(), self.db.view())
