@@ -41,6 +41,10 @@ PORT_KEYS = ("name", "network", "device", "iface_id", "mac", "port_security", "i
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 HOST_RULE = "a host name: 1-253 characters of letters, digits, '.', '_', '-'"
 MAX_PORT_IPS = 16
+# A 1500-byte underlay less the outer headers of VXLAN or Geneve without
+# options (Ethernet 14 + IPv4 20 + UDP 8 + 8): what a VM may send unfragmented.
+UNDERLAY_MTU, OVERLAY_OVERHEAD = 1500, 50
+OVERLAY_MTU = UNDERLAY_MTU - OVERLAY_OVERHEAD
 
 
 class ValidationError(ValueError):
@@ -62,6 +66,13 @@ class Network:
 
     def to_dict(self) -> dict[str, Any]:
         return _compact(self)
+
+
+def effective_mtu(net: Network) -> int | None:
+    """The MTU every datapath applies: the network's, else the overlay-safe one."""
+    if net.mtu is not None:
+        return net.mtu
+    return OVERLAY_MTU if net.type in OVERLAY_TYPES else None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,19 +8,10 @@ of flooding to every host and learning from the wire. Pure data, unit-tested.
 
 from __future__ import annotations
 
-import dataclasses
-
+from ovsbr.drivers.base import Overlay
 from ovsbr.model import OVERLAY_TYPES, Topology
 
-
-@dataclasses.dataclass(frozen=True)
-class Overlay:
-    """One overlay network as this host must program it."""
-
-    type: str  # vxlan | geneve
-    vni: int
-    vteps: frozenset[str]  # remote tunnel endpoints with ports on the network
-    macs: tuple[tuple[str, str], ...]  # (MAC, endpoint) of remote declared ports
+__all__ = ["Overlay", "overlays"]
 
 
 def overlays(topo: Topology, host: str, local_ip: str | None) -> dict[str, Overlay]:

@@ -9,32 +9,96 @@ kernel or a switch.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Callable, Mapping
+from typing import ClassVar
 
-from ovsbr.drivers.base import Device, Observed
+from ovsbr.drivers.base import Device, NotReady, Observed
 from ovsbr.model import Network, Topology
 
-BOUND, WAITING, ERROR = "bound", "waiting", "error"
+
+class PortState(str, enum.Enum):
+    """What ``ovsbr status`` says of a port (the strings are the API)."""
+
+    BOUND = "bound"  # wired, and the datapath forwards for it
+    WAITING = "waiting"  # for its device, or for the datapath to take it
+    ERROR = "error"  # and the reason says why
+
+
+BOUND, WAITING, ERROR = PortState.BOUND, PortState.WAITING, PortState.ERROR
+
+
+class Mode(enum.Enum):
+    """How far the plan may go in removing what the datapath holds."""
+
+    NORMAL = "normal"  # make the datapath equal the desired state
+    KEEP = "keep"  # the store was never written: remove nothing found
+    CLEANUP = "cleanup"  # remove everything ovsbr made (desired is empty)
+
+
+# -- actions: one type per kind, each with exactly the fields it needs ---------
+@dataclasses.dataclass(frozen=True)
+class EnsureNetwork:
+    kind: ClassVar[str] = "ensure_network"
+    network: str
 
 
 @dataclasses.dataclass(frozen=True)
-class Action:
-    kind: str  # ensure_network | delete_network | plug | prepare | unplug
-    network: str | None = None
-    port: str | None = None
-    device: str | None = None
+class DeleteNetwork:
+    kind: ClassVar[str] = "delete_network"
+    network: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Unplug:
+    kind: ClassVar[str] = "unplug"
+    network: str
+    device: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Plug:
+    kind: ClassVar[str] = "plug"
+    network: str
+    port: str
+    device: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepare:
+    """Hold ``port``'s place for its device before it appears (Driver.prepare)."""
+
+    kind: ClassVar[str] = "prepare"
+    network: str
+    port: str
+    device: str
+
+
+Action = EnsureNetwork | DeleteNetwork | Unplug | Plug | Prepare
+# Applied first, one by one, then the plan is made again from a fresh look.
+NETWORK_ACTIONS = (Unplug, DeleteNetwork, EnsureNetwork)
+# Applied together in one driver batch.
+PORT_ACTIONS = (Plug, Prepare)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What applying one action did: ``error`` is None when it succeeded."""
+
+    action: Action
+    error: str | None = None
 
 
 @dataclasses.dataclass(slots=True)
 class PortStatus:
-    status: str
+    status: PortState
     device: str | None = None
     reason: str | None = None
 
     def to_dict(self) -> dict:
         # Built by hand: dataclasses.asdict deep-copies, and this runs for
         # every port on every status publish.
-        d = {"status": self.status}
+        d = {"status": self.status.value}
         if self.device is not None:
             d["device"] = self.device
         if self.reason is not None:
@@ -69,12 +133,26 @@ def match_devices(desired: Topology, devices: Mapping[str, Device]) -> dict[str,
     return result
 
 
+def mode_for(desired: Topology, observed: Observed, cleanup: bool = False) -> Mode:
+    """CLEANUP when asked; KEEP for a never-written store facing ovsbr networks.
+
+    A store never written (revision 0) next to ovsbr networks on the
+    datapath is far more likely a wrong state_path than an order to tear
+    the host down.
+    """
+    if cleanup:
+        return Mode.CLEANUP
+    if desired.revision == 0 and observed.networks:
+        return Mode.KEEP
+    return Mode.NORMAL
+
+
 def plan(
     desired: Topology,
     observed: Observed,
     fingerprint: Callable[[Network], str],
     network_errors: Mapping[str, str] | None = None,
-    keep_existing: bool = False,
+    mode: Mode = Mode.NORMAL,
     prepare: bool = False,
 ) -> Plan:
     """The actions that make ``observed`` match ``desired``.
@@ -83,7 +161,7 @@ def plan(
     its ports report that reason and are not plugged, and the network is not
     retried (the agent clears the entry at full resync or on change).
 
-    ``keep_existing`` plans no unplug and no delete: for a store that was
+    ``Mode.KEEP`` plans no unplug and no delete: for a store that was
     never written, where "nothing declared" more likely means a wrong
     state_path than "tear the host's networks down".
 
@@ -101,18 +179,17 @@ def plan(
         if name not in matched and port.device and port.device not in observed.devices
         and port.network not in network_errors}
 
-    if not keep_existing:
+    if mode is not Mode.KEEP:
         # 1. Devices wired by ovsbr that no port claims any more.
         for dev in sorted(observed.devices.values(), key=lambda d: d.name):
             if dev.network is not None and dev.name not in wanted_devices:
-                result.actions.append(Action("unplug", network=dev.network,
-                                             device=dev.name))
+                result.actions.append(Unplug(dev.network, dev.name))
         for name, net in sorted(observed.prepared.items()):
             if net is not None and name not in awaited:
-                result.actions.append(Action("unplug", network=net, device=name))
+                result.actions.append(Unplug(net, name))
         # 2. Networks that should no longer exist.
         for name in sorted(set(observed.networks) - set(desired.networks)):
-            result.actions.append(Action("delete_network", network=name))
+            result.actions.append(DeleteNetwork(name))
 
     # 3. Networks to build or rebuild.
     for name, net in sorted(desired.networks.items()):
@@ -120,7 +197,7 @@ def plan(
             continue
         state = observed.networks.get(name)
         if state is None or state.fingerprint != fingerprint(net):
-            result.actions.append(Action("ensure_network", network=name))
+            result.actions.append(EnsureNetwork(name))
 
     # 4. Ports.
     for pname, port in sorted(desired.ports.items()):
@@ -135,13 +212,30 @@ def plan(
                 WAITING, None, f"no device {_identity(port)} on this host yet")
             if awaited.get(port.device) is port and \
                     observed.prepared.get(port.device) != port.network:
-                result.actions.append(
-                    Action("prepare", network=port.network, port=pname, device=port.device))
+                result.actions.append(Prepare(port.network, pname, port.device))
             continue
         result.ports[pname] = PortStatus(BOUND, dev.name)
         if dev.network != port.network:
-            result.actions.append(
-                Action("plug", network=port.network, port=pname, device=dev.name))
+            result.actions.append(Plug(port.network, pname, dev.name))
+    return result
+
+
+def port_statuses(plan: Plan, failed: Mapping[str, str],
+                  not_ready: Mapping[str, NotReady]) -> dict[str, PortStatus]:
+    """Each port's status once the plan was applied.
+
+    ``failed``: ports whose plug or prepare failed, and why. ``not_ready``:
+    bound ports the datapath cannot forward for yet (``failed`` in it means
+    waiting will not help). Anything else keeps the plan's status.
+    """
+    result = {}
+    for name, st in plan.ports.items():
+        if name in failed:
+            st = PortStatus(ERROR, st.device, failed[name])
+        elif st.status is BOUND and name in not_ready:
+            nr = not_ready[name]
+            st = PortStatus(ERROR if nr.failed else WAITING, st.device, nr.reason)
+        result[name] = st
     return result
 
 

@@ -4,26 +4,34 @@ One reconcile thread does all datapath work, so driver calls never race each
 other. Three things wake it: a store change, a device event from the driver,
 and the periodic full resync (which also re-reads the datapath from scratch
 and retries networks that failed to build).
+
+The loop is: take the desired snapshot -> observe -> plan (pure) -> apply
+(each action returns an :class:`~ovsbr.agent.reconciler.Outcome`) -> fold
+the outcomes into a new :class:`~ovsbr.agent.state.AgentState` -> publish
+:func:`~ovsbr.agent.state.status` of it. The store watcher's only write is
+one assignment of a frozen :class:`~ovsbr.agent.state.DesiredSnapshot`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ovsbr.agent import reconciler
+from ovsbr.agent import state as st
 from ovsbr.agent.overlay import Overlay, overlays
-from ovsbr.drivers.base import Device, Driver, NotReady, Observed
+from ovsbr.agent.reconciler import Mode, Outcome
+from ovsbr.drivers.base import Device, Driver, Observed
 from ovsbr.exceptions import OvsbrError, PartialFailure
 from ovsbr.model import Topology
 from ovsbr.store.base import Store
 
 LOG = logging.getLogger(__name__)
-NETWORK_ACTIONS = ("unplug", "delete_network", "ensure_network")
-PORT_ACTIONS = ("plug", "prepare")  # applied together in one driver batch
 INTROSPECT_INTERVAL = 2.0  # seconds between refreshes of the driver's runtime view
 SETTLE_AFTER = 100  # a reconcile with this many actions built state worth freezing
 
@@ -44,6 +52,22 @@ def settle_gc() -> None:
     gc.freeze()
 
 
+class SayOnce:
+    """Log a repeated failure once until the next full resync, not every reconcile."""
+
+    def __init__(self):
+        self._said: set[str] = set()
+
+    def first(self, key: str) -> bool:
+        if key in self._said:
+            return False
+        self._said.add(key)
+        return True
+
+    def reset(self) -> None:
+        self._said.clear()
+
+
 class Agent:
     def __init__(self, store: Store, driver: Driver, host: str, resync_interval: float,
                  local_ip: str | None = None):
@@ -52,25 +76,29 @@ class Agent:
         self.host = host
         self.local_ip = local_ip
         self.resync_interval = resync_interval
-        self.topology: Topology | None = None  # every host's desired state
-        self.desired: Topology | None = None  # this host's share of it
-        self._overlays: dict[str, Overlay] = {}
+        # Written by the store watcher only, read by the loop only.
+        self.snapshot = st.DesiredSnapshot()
+        # Written by the loop only.
+        self.state = st.AgentState()
+        self.reconciles = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._network_errors: dict[str, tuple[str, str]] = {}
-        self._port_errors: dict[str, str] = {}
-        self._not_ready: dict[str, NotReady] = {}
-        self._store_error: str | None = None
-        self._last_status: dict[str, Any] | None = None
-        self._logged: set[str] = set()
         self._threads: list[threading.Thread] = []
         self._observed = Observed()
-        self._introspection: dict = {}
-        self._cleanup = False
-        self._keeping = False
-        self._force_overlay = False
-        self._last_plan: reconciler.Plan | None = None
-        self.reconciles = 0
+        self._last_status: dict[str, Any] | None = None
+        self._say = SayOnce()
+        self._apply_one: dict[type, Callable[[Any, Topology], str]] = {
+            reconciler.EnsureNetwork: self._ensure_network,
+            reconciler.DeleteNetwork: self._delete_network,
+            reconciler.Unplug: self._unplug,
+            reconciler.Plug: self._plug,
+            reconciler.Prepare: self._prepare,
+        }
+
+    @property
+    def desired(self) -> Topology | None:
+        """This host's share of the desired state, as last read."""
+        return self.snapshot.local
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
@@ -106,10 +134,11 @@ class Agent:
                     woken = True
                 if now >= next_introspect:
                     next_introspect = now + INTROSPECT_INTERVAL
-                    self._introspection = self.driver.introspect()
-                    if not woken and self._last_plan is not None:
-                        self._publish(self.desired, self._last_plan)
-                if woken and self.desired is not None:
+                    self.state = dataclasses.replace(self.state,
+                                                     datapath=self.driver.introspect())
+                    if not woken and self.reconciles:
+                        self._publish(self.state)
+                if woken and self.snapshot.local is not None:
                     plan = self.reconcile()
                     if resynced or self.reconciles == 1 or len(plan.actions) >= SETTLE_AFTER:
                         settle_gc()
@@ -126,10 +155,9 @@ class Agent:
         exactly what a normal run would consider ovsbr's.
         """
         self.driver.start(lambda _what: None)
-        self._cleanup = True
         try:
-            self.desired = Topology()
-            plan = self.reconcile()
+            self.snapshot = st.DesiredSnapshot(Topology(), Topology())
+            plan = self.reconcile(cleanup=True)
             self.driver.cleanup()
             return plan
         finally:
@@ -140,180 +168,165 @@ class Agent:
 
     def _watch_store(self) -> None:
         for item in self.store.watch(self._stop):
+            last = self.snapshot
             if isinstance(item, Exception):
                 msg = str(item)
-                if msg != self._store_error:
-                    LOG.error("%s; keeping the last good state (revision %s)",
-                              msg, self.desired.revision if self.desired else "none")
-                self._store_error = msg
+                if msg != last.store_error:
+                    LOG.error("%s; keeping the last good state (revision %s)", msg,
+                              last.local.revision if last.local else "none")
+                self.snapshot = last.failed(msg)
                 self._wake.set()  # publish the error in the status
                 continue
-            if self._store_error is not None:
+            if last.store_error is not None:
                 LOG.info("store readable again (revision %d)", item.revision)
-            self._store_error = None
-            self.topology = item
-            self.desired = item.local_view(self.host)
+            self.snapshot = st.DesiredSnapshot.of(item, self.host)
             self._wake.set()
 
     def _full_resync(self) -> None:
-        resync = getattr(self.driver, "resync", None)
-        if resync is not None:
-            try:
-                resync()
-            except Exception:
-                LOG.exception("full resync of the datapath failed")
-        self._network_errors.clear()
-        self._logged.clear()
-        self._force_overlay = True
+        try:
+            self.driver.resync()
+        except Exception:
+            LOG.exception("full resync of the datapath failed")
+        # Failed networks are retried; overlays are programmed whole again.
+        self.state = dataclasses.replace(self.state, networks={}, overlays=None)
+        self._say.reset()
 
     # -- reconcile -------------------------------------------------------------
-    def reconcile(self) -> reconciler.Plan:
-        desired = self.desired
-        # Forget build failures of networks whose definition changed or left.
-        for name, (fp, _) in list(self._network_errors.items()):
-            net = desired.networks.get(name)
-            if net is None or self.driver.fingerprint(net) != fp:
-                del self._network_errors[name]
-        self._port_errors.clear()
+    def reconcile(self, cleanup: bool = False) -> reconciler.Plan:
+        snap = self.snapshot  # one read: topology and local share of one revision
+        desired = snap.local
+        fingerprint = self.driver.fingerprint
+        networks = st.live_network_errors(self.state.networks, desired, fingerprint)
 
-        plan = self._plan(desired)
-        if any(a.kind in NETWORK_ACTIONS for a in plan.actions):
-            for action in plan.actions:
-                if action.kind in NETWORK_ACTIONS:
-                    self._apply(action, desired)
-            plan = self._plan(desired)
-        plugs = [a for a in plan.actions if a.kind in PORT_ACTIONS]
-        if plugs:
-            try:
-                with self.driver.batch():
-                    for action in plugs:
-                        self._apply(action, desired)
-            except PartialFailure as e:
-                for action in plugs:
-                    if action.device in e.errors:
-                        LOG.error("plug %s failed: %s", action.port, e.errors[action.device])
-                        self._port_errors[action.port] = e.errors[action.device]
-            except Exception as e:
-                LOG.error("wiring %d port(s) failed: %s", len(plugs), e)
-                for action in plugs:
-                    self._port_errors[action.port] = str(e)
+        plan, mode = self._plan(desired, networks, cleanup)
+        first = [a for a in plan.actions if isinstance(a, reconciler.NETWORK_ACTIONS)]
+        if first:
+            outcomes = [self._apply(a, desired) for a in first]
+            networks = st.network_outcomes(networks, outcomes, desired, fingerprint)
+            plan, mode = self._plan(desired, networks, cleanup)
+        outcomes = self._apply_ports(
+            [a for a in plan.actions if isinstance(a, reconciler.PORT_ACTIONS)], desired)
+        failed = st.port_failures(outcomes)
         bound = {name: dev for name, dev in plan.devices.items()
-                 if name not in self._port_errors and name in plan.ports
-                 and plan.ports[name].status == reconciler.BOUND}
+                 if name not in failed and name in plan.ports
+                 and plan.ports[name].status is reconciler.BOUND}
+        overlays_now, not_ready = self.state.overlays, {}
         try:
             # Keeping an unknown datapath (store never written) means hands
             # off: no bindings, so the flows and filters found stay as they are.
-            if not self._keeping:
-                self._sync_overlays(desired)
-                self._not_ready = self.driver.sync(desired, bound) or {}
+            if mode is not Mode.KEEP:
+                overlays_now = self._sync_overlays(snap, networks)
+                not_ready = self.driver.sync(desired, bound) or {}
         except Exception as e:
             LOG.error("datapath sync failed: %s", e)
         self.reconciles += 1
-        self._last_plan = plan
-        self._publish(desired, plan)
+        self.state = st.AgentState(
+            snap, networks, reconciler.port_statuses(plan, failed, not_ready),
+            overlays_now, self.state.datapath)
+        self._publish(self.state)
         return plan
 
-    def _sync_overlays(self, desired: Topology) -> None:
-        """Tunnels and remote MACs of overlay networks, from every host's ports."""
-        topo = self.topology if self.topology is not None else desired
-        wanted = {name: ov for name, ov in overlays(topo, self.host, self.local_ip).items()
-                  if name not in self._network_errors and name in desired.networks}
-        if wanted != self._overlays or self._force_overlay:
-            self.driver.set_overlay(wanted)
-            changed = sorted(n for n in set(wanted) | set(self._overlays)
-                             if wanted.get(n) != self._overlays.get(n))
-            if changed:
-                LOG.info("overlay %s", "; ".join(
-                    f"{n}: {len(wanted[n].vteps)} remote host(s), {len(wanted[n].macs)} "
-                    "MAC(s)" if n in wanted else f"{n}: gone" for n in changed))
-            self._overlays = wanted
-            self._force_overlay = False
-
-    def _plan(self, desired: Topology) -> reconciler.Plan:
-        errors = {name: reason for name, (_, reason) in self._network_errors.items()}
+    def _plan(self, desired: Topology, networks: dict[str, st.NetworkRecord],
+              cleanup: bool) -> tuple[reconciler.Plan, Mode]:
         self._observed = self.driver.observe()
-        # A store never written (revision 0) next to ovsbr networks on the
-        # datapath is far more likely a wrong state_path than an order to
-        # tear the host down: keep them, say so once. --cleanup removes them.
-        keep = desired.revision == 0 and not self._cleanup and bool(self._observed.networks)
-        self._keeping = keep
-        if keep and "never-written" not in self._logged:
-            self._logged.add("never-written")
+        mode = reconciler.mode_for(desired, self._observed, cleanup)
+        if mode is Mode.KEEP and self._say.first("never-written"):
             LOG.warning("the store has never been written but the datapath holds ovsbr "
                         "networks %s: keeping them (check state_path; run "
                         "'ovsbr-agent --cleanup' to remove them)",
                         ", ".join(sorted(self._observed.networks)))
+        errors = {name: rec.error for name, rec in networks.items()}
         return reconciler.plan(desired, self._observed, self.driver.fingerprint, errors,
-                               keep_existing=keep, prepare=self.driver.prepares)
+                               mode=mode, prepare=self.driver.prepares), mode
 
-    def _apply(self, action: reconciler.Action, desired: Topology) -> None:
+    def _sync_overlays(self, snap: st.DesiredSnapshot,
+                       networks: dict[str, st.NetworkRecord]) -> dict[str, Overlay]:
+        """Tunnels and remote MACs of overlay networks, from every host's ports."""
+        desired = snap.local
+        topo = snap.topology if snap.topology is not None else desired
+        wanted = {name: ov for name, ov in overlays(topo, self.host, self.local_ip).items()
+                  if name not in networks and name in desired.networks}
+        last = self.state.overlays
+        if wanted == last:
+            return last
+        self.driver.set_overlay(wanted)
+        last = last or {}
+        changed = sorted(n for n in set(wanted) | set(last) if wanted.get(n) != last.get(n))
+        if changed:
+            LOG.info("overlay %s", "; ".join(
+                f"{n}: {len(wanted[n].vteps)} remote host(s), {len(wanted[n].macs)} "
+                "MAC(s)" if n in wanted else f"{n}: gone" for n in changed))
+        return wanted
+
+    # -- applying actions -------------------------------------------------------
+    def _apply(self, action: reconciler.Action, desired: Topology) -> Outcome:
+        """Apply one action; a failure becomes its outcome, never an exception."""
         try:
-            if action.kind == "ensure_network":
-                self.driver.ensure_network(desired.networks[action.network])
-                LOG.info("network %s ready", action.network)
-            elif action.kind == "delete_network":
-                self.driver.delete_network(action.network)
-                LOG.info("network %s removed", action.network)
-            elif action.kind == "unplug":
-                self.driver.unplug(self._device(action.device))
-                LOG.info("device %s unplugged from %s", action.device, action.network)
-            elif action.kind == "plug":
-                port = desired.ports[action.port]
-                self.driver.plug(port, desired.networks[port.network],
-                                 self._device(action.device))
-                LOG.info("port %s: wiring %s into network %s", port.name, action.device,
-                         port.network)
-            elif action.kind == "prepare":
-                port = desired.ports[action.port]
-                self.driver.prepare(port, desired.networks[port.network])
-                LOG.info("port %s: %s prepared in network %s for when it appears",
-                         port.name, action.device, port.network)
+            LOG.info(self._apply_one[type(action)](action, desired))
+            return Outcome(action)
         except Exception as e:  # one failed call must not stop the agent
-            reason = str(e) or e.__class__.__name__
-            key = f"{action}:{reason}"
-            if key not in self._logged:
-                self._logged.add(key)
-                LOG.error("%s %s failed: %s", action.kind,
-                          action.port or action.network, reason)
-            if action.kind == "ensure_network":
-                net = desired.networks[action.network]
-                self._network_errors[action.network] = (self.driver.fingerprint(net), reason)
-            elif action.kind in PORT_ACTIONS:
-                self._port_errors[action.port] = reason
+            return self._failed(action, str(e) or e.__class__.__name__)
+
+    def _failed(self, action: reconciler.Action, reason: str) -> Outcome:
+        if self._say.first(f"{action}:{reason}"):
+            LOG.error("%s %s failed: %s", action.kind,
+                      getattr(action, "port", None) or action.network, reason)
+        return Outcome(action, reason)
+
+    def _apply_ports(self, actions: list[reconciler.Action],
+                     desired: Topology) -> list[Outcome]:
+        """Plugs and prepares in one driver batch; failures per device."""
+        if not actions:
+            return []
+        outcomes: list[Outcome] = []
+        try:
+            with self.driver.batch():
+                outcomes = [self._apply(a, desired) for a in actions]
+        except PartialFailure as e:
+            outcomes = [o for o in outcomes if o.action.device not in e.errors]
+            for a in actions:
+                if a.device in e.errors:
+                    LOG.error("plug %s failed: %s", a.port, e.errors[a.device])
+                    outcomes.append(Outcome(a, e.errors[a.device]))
+        except Exception as e:
+            LOG.error("wiring %d port(s) failed: %s", len(actions), e)
+            outcomes = [Outcome(a, str(e)) for a in actions]
+        return outcomes
 
     def _device(self, name: str) -> Device:
         dev = self._observed.devices.get(name)
         return dev if dev is not None else Device(name)
 
-    # -- status ----------------------------------------------------------------
-    def status(self, desired: Topology, plan: reconciler.Plan) -> dict[str, Any]:
-        ports = {}
-        for name, st in plan.ports.items():
-            if name in self._port_errors:
-                st = reconciler.PortStatus(reconciler.ERROR, st.device, self._port_errors[name])
-            elif st.status == reconciler.BOUND and name in self._not_ready:
-                nr = self._not_ready[name]
-                st = reconciler.PortStatus(reconciler.ERROR if nr.failed else reconciler.WAITING,
-                                           st.device, nr.reason)
-            ports[name] = st.to_dict()
-        networks = {}
-        for name in desired.networks:
-            if name in self._network_errors:
-                networks[name] = {"status": "error", "reason": self._network_errors[name][1]}
-            else:
-                networks[name] = {"status": "ok"}
-                if name in self._overlays:
-                    networks[name]["remote_hosts"] = sorted(self._overlays[name].vteps)
-        status = {"driver": self.driver.name, "revision": desired.revision,
-                  "ports": ports, "networks": networks}
-        if self._store_error:
-            status["store_error"] = self._store_error
-        if self._introspection:
-            status["datapath"] = self._introspection
-        return status
+    def _ensure_network(self, a: reconciler.EnsureNetwork, desired: Topology) -> str:
+        self.driver.ensure_network(desired.networks[a.network])
+        return f"network {a.network} ready"
 
-    def _publish(self, desired: Topology, plan: reconciler.Plan) -> None:
-        status = self.status(desired, plan)
+    def _delete_network(self, a: reconciler.DeleteNetwork, _desired: Topology) -> str:
+        self.driver.delete_network(a.network)
+        return f"network {a.network} removed"
+
+    def _unplug(self, a: reconciler.Unplug, _desired: Topology) -> str:
+        self.driver.unplug(self._device(a.device))
+        return f"device {a.device} unplugged from {a.network}"
+
+    def _plug(self, a: reconciler.Plug, desired: Topology) -> str:
+        port = desired.ports[a.port]
+        self.driver.plug(port, desired.networks[port.network], self._device(a.device))
+        return f"port {port.name}: wiring {a.device} into network {port.network}"
+
+    def _prepare(self, a: reconciler.Prepare, desired: Topology) -> str:
+        port = desired.ports[a.port]
+        self.driver.prepare(port, desired.networks[port.network])
+        return f"port {port.name}: {a.device} prepared in network {port.network} for " \
+               "when it appears"
+
+    # -- status ----------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """The status document of the last reconcile (see :func:`state.status`)."""
+        return st.status(self.state, self.driver.name)
+
+    def _publish(self, state: st.AgentState) -> None:
+        status = st.status(state, self.driver.name)
         if status == self._last_status:
             return
         try:
@@ -321,3 +334,5 @@ class Agent:
             self._last_status = status
         except (OvsbrError, OSError) as e:
             LOG.error("cannot publish status: %s", e)
+
+

@@ -11,7 +11,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from oslo_config import cfg
 
@@ -62,6 +63,37 @@ class Observed:
     # Device name -> network of ports held ready for a device not present
     # yet (see Driver.prepare); the network is None when ovsbr did not mark it.
     prepared: dict[str, str | None] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Overlay:
+    """One overlay network as this host must program it (l2population style)."""
+
+    type: str  # vxlan | geneve
+    vni: int
+    vteps: frozenset[str]  # remote tunnel endpoints with ports on the network
+    macs: tuple[tuple[str, str], ...]  # (MAC, endpoint) of remote declared ports
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnedMac:
+    network: str
+    mac: str
+    port: str | int  # the device name, or the OpenFlow port number if unknown
+    age: float  # seconds since learned
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeReport:
+    """A bridge's runtime state for ``ovsbr status`` and ``ovsbr mac-table``."""
+
+    connected: bool
+    counters: Mapping[str, int]
+    macs: tuple[LearnedMac, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"connected": self.connected, "counters": dict(self.counters),
+                "macs": [dataclasses.asdict(m) for m in self.macs]}
 
 
 EventCallback = Callable[[str], None]
@@ -138,16 +170,24 @@ class Driver(abc.ABC):
         """
         return {}
 
-    def set_overlay(self, overlays: dict) -> None:  # noqa: B027
+    def set_overlay(self, overlays: Mapping[str, Overlay]) -> None:  # noqa: B027
         """Program overlay networks' remote endpoints and MACs.
 
-        ``overlays`` maps network name -> :class:`ovsbr.agent.overlay.Overlay`:
-        the hosts to replicate broadcast and unknown unicast to, and the
-        remote MACs to install ahead of traffic. Everything not listed goes.
+        ``overlays`` maps network name -> :class:`Overlay`: the hosts to
+        replicate broadcast and unknown unicast to, and the remote MACs to
+        install ahead of traffic. Everything not listed goes.
         """
 
-    def introspect(self) -> dict:
-        """Driver-specific runtime state for ``ovsbr status`` (e.g. MAC tables)."""
+    def resync(self) -> None:  # noqa: B027
+        """Before a periodic full reconcile: drop caches, re-read the datapath.
+
+        The next :meth:`observe` must see the datapath as it is, whatever
+        events were missed, and the next :meth:`sync` must rewrite derived
+        state (flows, filters) even if nothing seems to have changed.
+        """
+
+    def introspect(self) -> Mapping[str, BridgeReport]:
+        """Runtime state per bridge for ``ovsbr status`` (e.g. MAC tables)."""
         return {}
 
     def cleanup(self) -> None:  # noqa: B027

@@ -105,7 +105,10 @@ class LinkTable:
             self.refresh()
 
     # -- events --------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, on_change: Callable[[str], None] | None = None) -> None:
+        """Follow link events, calling ``on_change(name)`` after each batch."""
+        if on_change is not None:
+            self._on_change = on_change
         self._stopping.clear()
         self._mon = rtnl.RtnlSocket(groups=rtnl.RTMGRP_LINK)
         self._thread = threading.Thread(target=self._run, name="ovsbr-netlink", daemon=True)

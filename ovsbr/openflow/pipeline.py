@@ -43,7 +43,8 @@ for frames that came from a tunnel.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
+
+from ovsbr.secgroups import policy as pp
 
 INGRESS, ETH_SRC, ETH_DST = 0, 1, 2
 TABLES = (INGRESS, ETH_SRC, ETH_DST)
@@ -105,18 +106,32 @@ class Group:
 
 @dataclasses.dataclass(frozen=True)
 class PortBinding:
-    """A VM port on the bridge, as the driver bound it."""
+    """A VM port on the bridge, as the driver bound it.
+
+    ``mac`` is the declared MAC (known to the tables from plug time);
+    ``policy`` what port security enforces (None: nothing).
+    """
 
     ofport: int
     lid: int
     mac: str | None = None
-    port_security: bool = True
-    ips: tuple[str, ...] | None = None
+    policy: pp.PortPolicy | None = None
 
 
-ETH_ARP, ETH_IPV4, ETH_IPV6 = 0x0806, 0x0800, 0x86DD
-IPPROTO_UDP = 17
-LINK_LOCAL6 = ("fe80::", "ffc0::")
+ETH_ARP, ETH_IPV4, ETH_IPV6 = pp.ETH_ARP, pp.ETH_IPV4, pp.ETH_IPV6
+# OpenFlow field of the source address, per checked frame type.
+SOURCE_FIELD = {ETH_ARP: "arp_spa", ETH_IPV4: "ipv4_src", ETH_IPV6: "ipv6_src"}
+
+
+def _source(admit: pp.Admit) -> object:
+    """An address, or a prefix as the (address, mask) pair OpenFlow matches."""
+    net = admit.prefix
+    if net is None:
+        return admit.source
+    return (str(net.network_address), str(net.netmask))
+
+
+LINK_LOCAL6 = _source(pp.Admit(ETH_IPV6, pp.LINK_LOCAL6))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,12 +176,15 @@ def base_flows() -> list[Flow]:
 
 
 def port_flows(p: PortBinding) -> list[Flow]:
+    # Every VM port is an access port, secured or not: a tagged frame from
+    # a VM would otherwise meet the trunk's VLAN translation.
     flows = [Flow(INGRESS, PRIO_DROP_TAGGED,
                   _m(in_port=p.ofport, vlan_vid=(OFPVID_PRESENT, OFPVID_PRESENT)))]
-    if p.port_security and p.ips is not None:
-        flows += _anti_spoof_flows(p)
-    if p.port_security and p.mac:
-        flows.append(Flow(INGRESS, PRIO_PORT_MAC, _m(in_port=p.ofport, eth_src=p.mac),
+    policy = p.policy
+    if policy is not None and policy.admit is not None:
+        flows += _anti_spoof_flows(p.ofport, p.lid, policy)
+    if policy is not None and policy.mac:
+        flows.append(Flow(INGRESS, PRIO_PORT_MAC, _m(in_port=p.ofport, eth_src=policy.mac),
                           metadata=p.lid, goto=ETH_SRC))
         # Any other source from this port falls to the table-miss drop.
     else:
@@ -179,31 +197,22 @@ def port_flows(p: PortBinding) -> list[Flow]:
     return flows
 
 
-def _anti_spoof_flows(p: PortBinding) -> list[Flow]:
-    """Admit only the port's own IP and ARP sources; drop the rest of those types.
+def _anti_spoof_flows(ofport: int, lid: int, policy: pp.PortPolicy) -> list[Flow]:
+    """The policy's admitted sources go on; other ARP/IPv4/IPv6 frames drop.
 
-    Also admitted, as Neutron does: DHCP discovery from 0.0.0.0, ARP probes
-    (sender 0.0.0.0, RFC 5227) and IPv6 link-local and DAD (::) sources.
-    Everything not ARP/IP falls through to the MAC rule below.
+    Everything not ARP/IP falls through to the MAC rule of :func:`port_flows`.
     """
-    mac = {"eth_src": p.mac} if p.mac else {}
-
-    def admit(**kw) -> Flow:
-        return Flow(INGRESS, PRIO_PORT_IP, _m(in_port=p.ofport, **mac, **kw),
-                    metadata=p.lid, goto=ETH_SRC)
-
-    flows = [admit(eth_type=ETH_ARP, arp_spa="0.0.0.0"),
-             admit(eth_type=ETH_IPV4, ipv4_src="0.0.0.0", ip_proto=IPPROTO_UDP,
-                   udp_src=68, udp_dst=67),
-             admit(eth_type=ETH_IPV6, ipv6_src="::"),
-             admit(eth_type=ETH_IPV6, ipv6_src=LINK_LOCAL6)]
-    for ip in p.ips or ():
-        if ipaddress.ip_address(ip).version == 4:
-            flows += [admit(eth_type=ETH_ARP, arp_spa=ip), admit(eth_type=ETH_IPV4, ipv4_src=ip)]
-        else:
-            flows.append(admit(eth_type=ETH_IPV6, ipv6_src=ip))
-    flows += [Flow(INGRESS, PRIO_PORT_IP_DROP, _m(in_port=p.ofport, eth_type=t))
-              for t in (ETH_ARP, ETH_IPV4, ETH_IPV6)]
+    mac = {"eth_src": policy.mac} if policy.mac else {}
+    flows = []
+    for a in policy.admit or ():
+        match = {SOURCE_FIELD[a.ethertype]: _source(a)}
+        if a.udp is not None:
+            match.update(ip_proto=pp.IPPROTO_UDP, udp_src=a.udp[0], udp_dst=a.udp[1])
+        flows.append(Flow(INGRESS, PRIO_PORT_IP,
+                          _m(in_port=ofport, eth_type=a.ethertype, **mac, **match),
+                          metadata=lid, goto=ETH_SRC))
+    flows += [Flow(INGRESS, PRIO_PORT_IP_DROP, _m(in_port=ofport, eth_type=t))
+              for t in pp.SOURCE_CHECKED]
     return flows
 
 

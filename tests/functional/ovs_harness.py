@@ -6,7 +6,7 @@ import json
 import os
 import re
 
-from ovsbr.drivers.ovsdb_view import TUNNEL_KEY
+from ovsbr.drivers.openvswitch.view import TUNNEL_KEY
 from ovsbr.testing.netns import link_exists
 from tests.functional.conftest import Harness, free_port
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ovsbr.drivers.openvswitch import OpenvSwitchDriver
+from ovsbr.drivers.openvswitch.bindings import tunnel_name
 from ovsbr.testing import etcd_sandbox, ovs_sandbox
 from ovsbr.testing.agent import Agent
 from ovsbr.testing.hypervisors import Fabric
@@ -249,7 +249,7 @@ def test_linuxbridge_and_openvswitch_hosts_share_a_vxlan_network(mixed):
     assert "vni 2001" in wire.text, wire.text
     ovs1 = mh.hosts["ovs1"].ovs
     assert sorted(p for p in ovs1.ports("br-int") if p.startswith("vx-")) == sorted(
-        OpenvSwitchDriver.tunnel_name("vxlan", mh.hosts[h].ip) for h in ("lb1", "ovs2"))
+        tunnel_name("vxlan", mh.hosts[h].ip) for h in ("lb1", "ovs2"))
 
 
 def test_geneve_between_two_openvswitch_hosts(mixed):
@@ -274,7 +274,7 @@ def test_geneve_between_two_openvswitch_hosts(mixed):
 def test_dead_openvswitch_host_loses_its_tunnels_everywhere(mixed):
     mh = mixed
     vms = _vxlan_on_every_host(mh, 2002, "d")
-    tunnel = OpenvSwitchDriver.tunnel_name("vxlan", mh.hosts["ovs2"].ip)
+    tunnel = tunnel_name("vxlan", mh.hosts["ovs2"].ip)
     ovs1 = mh.hosts["ovs1"].ovs
     wait_for(lambda: tunnel in ovs1.ports("br-int"), 15, what="tunnel to ovs2")
     assert vms["ovs1"].can_ping(vms["ovs2"].ip, tries=30)

@@ -1,32 +1,59 @@
 """What a port's status says when the datapath cannot forward for it yet."""
 
-from types import SimpleNamespace
-
-from ovsbr.agent import reconciler
-from ovsbr.agent.service import Agent
-from ovsbr.drivers.base import NotReady
+from ovsbr.agent import reconciler, state
+from ovsbr.drivers.base import BridgeReport, NotReady, Overlay
 from ovsbr.model import Topology
 
 
 def test_bound_only_once_the_datapath_forwards():
-    agent = Agent(store=None, driver=SimpleNamespace(name="openvswitch"), host="h",
-                  resync_interval=30)
-    agent._not_ready = {
+    not_ready = {
         "p1": NotReady("vnet1 is on br-int; waiting for ovs-vswitchd to give it an "
                        "OpenFlow port"),
         "p2": NotReady("ovs-vswitchd cannot open vnet2: No such device", failed=True),
         "p4": NotReady("stale: the port is not bound, this must not show")}
-    agent._port_errors = {"p3": "plug failed"}
+    failed = {"p3": "plug failed"}
     plan = reconciler.Plan(ports={
         "p0": reconciler.PortStatus(reconciler.BOUND, "vnet0"),
         "p1": reconciler.PortStatus(reconciler.BOUND, "vnet1"),
         "p2": reconciler.PortStatus(reconciler.BOUND, "vnet2"),
         "p3": reconciler.PortStatus(reconciler.BOUND, "vnet3"),
         "p4": reconciler.PortStatus(reconciler.WAITING, None, "no device named vnet4")})
-    ports = agent.status(Topology(), plan)["ports"]
+    agent_state = state.AgentState(ports=reconciler.port_statuses(plan, failed, not_ready))
+    ports = state.status(agent_state, "openvswitch")["ports"]
     assert ports["p0"] == {"status": "bound", "device": "vnet0"}
     assert ports["p1"]["status"] == "waiting" and "OpenFlow port" in ports["p1"]["reason"]
     assert ports["p2"] == {"status": "error", "device": "vnet2",
                            "reason": "ovs-vswitchd cannot open vnet2: No such device"}
     assert ports["p3"] == {"status": "error", "device": "vnet3", "reason": "plug failed"}
     assert ports["p4"] == {"status": "waiting", "reason": "no device named vnet4"}
+
+
+def test_status_document_from_a_state_value():
+    topo = Topology.from_dict({"revision": 7, "networks": [
+        {"name": "ok", "type": "vxlan", "segmentation_id": 5},
+        {"name": "bad", "type": "vlan", "physical_network": "p", "segmentation_id": 5}]})
+    snap = state.DesiredSnapshot.of(topo, "h1").failed("store: garbage")
+    agent_state = state.AgentState(
+        desired=snap, networks={"bad": state.NetworkRecord("fp", "needs 8021q")},
+        overlays={"ok": Overlay("vxlan", 5, frozenset({"198.51.100.2"}), ())},
+        datapath={"br-int": BridgeReport(True, {"learned": 1})})
+    doc = state.status(agent_state, "linuxbridge")
+    assert doc["revision"] == 7 and doc["driver"] == "linuxbridge"
+    assert doc["networks"] == {"ok": {"status": "ok", "remote_hosts": ["198.51.100.2"]},
+                               "bad": {"status": "error", "reason": "needs 8021q"}}
+    assert doc["store_error"] == "store: garbage"
+    assert doc["datapath"] == {"br-int": {"connected": True, "counters": {"learned": 1},
+                                          "macs": []}}
+
+
+def test_network_failures_last_until_the_definition_changes():
+    topo = Topology.from_dict({"networks": [{"name": "n", "type": "local"}]})
+    fp = {"n": "a"}
+    records = state.network_outcomes(
+        {}, [reconciler.Outcome(reconciler.EnsureNetwork("n"), "no")], topo,
+        lambda net: fp[net.name])
+    assert records == {"n": state.NetworkRecord("a", "no")}
+    assert state.live_network_errors(records, topo, lambda net: fp[net.name]) == records
+    fp["n"] = "b"  # the network was edited: try again
+    assert state.live_network_errors(records, topo, lambda net: fp[net.name]) == {}
+    assert state.live_network_errors(records, Topology(), lambda net: "a") == {}

@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace as NS
 
-from ovsbr.drivers.ovsdb_view import RowCache
+from ovsbr.drivers.openvswitch.view import RowCache
 
 
 def _tables(*bridges, ports=(), ifaces=()):

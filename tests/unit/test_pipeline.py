@@ -1,4 +1,12 @@
+from ovsbr.model import Port
 from ovsbr.openflow import pipeline as pl
+from ovsbr.secgroups.policy import port_policy
+
+
+def vm_port(ofport, lid, mac=None, port_security=True, ips=None):
+    """A bound VM port, its policy derived as the driver derives it."""
+    port = Port("p", "n", "vnet0", mac=mac, port_security=port_security, ips=ips)
+    return pl.PortBinding(ofport, lid, mac, port_policy(port))
 
 
 def test_cookie_carries_generation():
@@ -8,7 +16,7 @@ def test_cookie_carries_generation():
 
 
 def test_access_port_drops_tags_and_enforces_declared_mac():
-    flows = pl.port_flows(pl.PortBinding(5, 7, "52:54:00:00:00:05", True))
+    flows = pl.port_flows(vm_port(5, 7, "52:54:00:00:00:05", True))
     ingress = [f for f in flows if f.table == pl.INGRESS]
     tagged = [f for f in ingress if dict(f.match).get("vlan_vid")]
     assert tagged and tagged[0].priority > max(f.priority for f in ingress if f not in tagged)
@@ -23,8 +31,8 @@ def test_access_port_drops_tags_and_enforces_declared_mac():
 
 
 def test_declared_ips_admit_only_their_arp_and_ip_sources():
-    flows = pl.port_flows(pl.PortBinding(5, 7, "52:54:00:00:00:05", True,
-                                         ("192.0.2.5", "2001:db8::5")))
+    flows = pl.port_flows(vm_port(5, 7, "52:54:00:00:00:05", True,
+                                  ("192.0.2.5", "2001:db8::5")))
     ingress = [f for f in flows if f.table == pl.INGRESS]
     admitted = {(dict(f.match).get("eth_type"), dict(f.match).get("arp_spa") or
                  dict(f.match).get("ipv4_src") or dict(f.match).get("ipv6_src"))
@@ -40,12 +48,12 @@ def test_declared_ips_admit_only_their_arp_and_ip_sources():
     assert all(f.goto is None and not f.actions for f in drops)
     assert pl.PRIO_PORT_IP > pl.PRIO_PORT_IP_DROP > pl.PRIO_PORT_MAC
     # Without port security the addresses are not enforced.
-    loose = pl.port_flows(pl.PortBinding(5, 7, None, False, ("192.0.2.5",)))
+    loose = pl.port_flows(vm_port(5, 7, None, False, ("192.0.2.5",)))
     assert not [f for f in loose if f.priority in (pl.PRIO_PORT_IP, pl.PRIO_PORT_IP_DROP)]
 
 
 def test_port_without_security_admits_any_source():
-    flows = pl.port_flows(pl.PortBinding(5, 7, None, False))
+    flows = pl.port_flows(vm_port(5, 7, None, False))
     admit = [f for f in flows if f.goto == pl.ETH_SRC]
     assert dict(admit[0].match) == {"in_port": 5}
 

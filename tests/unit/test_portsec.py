@@ -1,6 +1,11 @@
-from ovsbr.drivers import portsec
-from ovsbr.drivers.linuxbridge import port_filter
+from ovsbr.drivers.linuxbridge import portsec
+from ovsbr.drivers.linuxbridge.driver import port_filter
 from ovsbr.model import Port
+from ovsbr.secgroups.policy import port_policy
+
+
+def port_filter_of(device, mac, ips):
+    return portsec.PortFilter(device, port_policy(Port("p", "n", device, mac=mac, ips=ips)))
 
 
 def _rules(doc, chain):
@@ -17,7 +22,7 @@ def test_ruleset_replaces_the_table_in_one_batch():
 
 
 def test_port_with_mac_and_ips_gets_its_own_chain():
-    f = portsec.PortFilter("vnet0", "52:54:00:00:00:01", ("192.0.2.5", "2001:db8::5"))
+    f = port_filter_of("vnet0", "52:54:00:00:00:01", ("192.0.2.5", "2001:db8::5"))
     doc = portsec.ruleset("ovsbr_x", [f])
     jump = _rules(doc, portsec.BASE_CHAIN)
     assert jump == [[{"match": {"op": "==", "left": {"meta": {"key": "iifname"}},
@@ -39,7 +44,7 @@ def test_port_with_mac_and_ips_gets_its_own_chain():
 
 
 def test_mac_only_port_checks_only_the_mac():
-    rules = _rules(portsec.ruleset("t", [portsec.PortFilter("v", "52:54:00:00:00:01", None)]),
+    rules = _rules(portsec.ruleset("t", [port_filter_of("v", "52:54:00:00:00:01", None)]),
                    "port-v")
     assert len(rules) == 2  # tags, then the MAC
 
@@ -49,4 +54,4 @@ def test_which_ports_are_filtered():
     assert port_filter(Port("p", "n", "v", mac="52:54:00:00:00:01", port_security=False),
                        "v") is None
     f = port_filter(Port("p", "n", "v", mac="52:54:00:00:00:01", ips=("192.0.2.5",)), "v")
-    assert f == portsec.PortFilter("v", "52:54:00:00:00:01", ("192.0.2.5",))
+    assert f == port_filter_of("v", "52:54:00:00:00:01", ("192.0.2.5",))

@@ -46,8 +46,8 @@ class LinuxBridgeDriver(Driver):
         super().__init__(conf)
         self.prefix = conf.linux_bridge.bridge_prefix
         self.mappings: dict[str, str] = {}
-        self.host = common.HostLinks()
-        self.links = self.host.table
+        self.hostlinks = common.HostLinks()
+        self.links = self.hostlinks.table
         self._rtnl: rtnl.RtnlSocket | None = None
         self._lock = threading.RLock()
         self._batch: list[tuple[Link, dict, Network]] | None = None
@@ -80,10 +80,10 @@ class LinuxBridgeDriver(Driver):
                         "not be wired (use --no-port-security to wire them unfiltered)",
                         missing)
         self._rtnl = rtnl.RtnlSocket()
-        self.host.start(on_event)
+        self.hostlinks.start(on_event)
 
     def stop(self) -> None:
-        self.host.stop()
+        self.hostlinks.stop()
         if self._rtnl is not None:
             self._rtnl.close()
             self._rtnl = None
@@ -122,12 +122,12 @@ class LinuxBridgeDriver(Driver):
         return link
 
     def _get(self, index: int) -> Link:
-        link = ops.get_link(self.host.ipr, index)
+        link = ops.get_link(self.hostlinks.ipr, index)
         self.links.put(link)
         return link
 
     def _lookup(self, name: str) -> Link | None:
-        link = ops.lookup(self.host.ipr, name)
+        link = ops.lookup(self.hostlinks.ipr, name)
         if link is not None:
             self.links.put(link)
         return link
@@ -141,7 +141,7 @@ class LinuxBridgeDriver(Driver):
             self._ensure_network(net)
 
     def _ensure_network(self, net: Network) -> None:
-        ipr = self.host.ipr
+        ipr = self.hostlinks.ipr
         mtu = effective_mtu(net)
         bridge = self._owned_bridge(net.name)
         if bridge is None:
@@ -177,7 +177,7 @@ class LinuxBridgeDriver(Driver):
         self._get(bridge.index)
 
     def _ensure_uplink(self, net: Network, bridge: Link) -> str | None:
-        ipr = self.host.ipr
+        ipr = self.hostlinks.ipr
         name = layout.uplink_name(net, self.mappings)
         if name is None:
             return None
@@ -214,7 +214,7 @@ class LinuxBridgeDriver(Driver):
         return name
 
     def _delete_link(self, link: Link) -> None:
-        ops.delete_link(self.host.ipr, link.index)
+        ops.delete_link(self.hostlinks.ipr, link.index)
         self.links.forget(link.index)
 
     def delete_network(self, name: str) -> None:
@@ -289,7 +289,7 @@ class LinuxBridgeDriver(Driver):
             else:
                 self._apply_filters()
                 try:
-                    self.host.ipr.link("set", index=link.index, **spec)
+                    self.hostlinks.ipr.link("set", index=link.index, **spec)
                 except NetlinkError as e:
                     raise DriverError(layout.plug_error(
                         e.code, device.name, self.bridge_name(net.name), net)) from e
@@ -305,7 +305,7 @@ class LinuxBridgeDriver(Driver):
             link = self.links.by_name(device.name)
             if link is None:
                 return
-            ops.detach(self.host.ipr, link.index)
+            ops.detach(self.hostlinks.ipr, link.index)
             link.master = None
             self.links.put(link)
 
@@ -337,7 +337,7 @@ class LinuxBridgeDriver(Driver):
         Entries with a remote are ovsbr's; others (learned locally) stay.
         """
         with self._lock:
-            ipr = self.host.ipr
+            ipr = self.hostlinks.ipr
             for name, ov in sorted(overlays.items()):
                 if ov.type != "vxlan":
                     continue

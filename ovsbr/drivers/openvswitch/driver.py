@@ -53,8 +53,8 @@ class OpenvSwitchDriver(Driver):
         self.app = None
         self.ssl_context: ssl.SSLContext | None = None
         self._overlay: Mapping[str, Overlay] = {}
-        self.host = common.HostLinks()
-        self.links = self.host.table
+        self.hostlinks = common.HostLinks()
+        self.links = self.hostlinks.table
         self._bindings: bindings.BindingCache = {}
         self.dpid = bindings.datapath_id(self.br_int)
 
@@ -101,10 +101,10 @@ class OpenvSwitchDriver(Driver):
         self.runtime, self.app = controller.start(self.conf, self.ssl_context, self.dpid,
                                                   self.br_int)
         self._ensure_bridges()
-        self.host.start(on_event)
+        self.hostlinks.start(on_event)
 
     def stop(self) -> None:
-        self.host.stop()
+        self.hostlinks.stop()
         if self.runtime is not None:
             self.runtime.stop()
             self.runtime = None
@@ -172,7 +172,7 @@ class OpenvSwitchDriver(Driver):
                 # the port is re-added.
                 self.db.delete_port_now(device.name)
                 exists = False
-            self.host.link_up(device.name)
+            self.hostlinks.link_up(device.name)
             self._write_port(port, net, device.name, add=not exists, status=ACTIVE,
                              iface_id=port.iface_id if not device.iface_id else None)
 

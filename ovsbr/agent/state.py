@@ -1,0 +1,111 @@
+"""The agent's state between reconciles, as values a unit test can build.
+
+The store watcher hands the loop one :class:`DesiredSnapshot` by a single
+assignment, so a reconcile never mixes the topology of one revision with
+this host's share of another. Everything the loop learns from applying a
+plan lives in one frozen :class:`AgentState`, replaced whole after each
+reconcile; :func:`status` is a pure function of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ovsbr.agent import reconciler
+from ovsbr.drivers.base import BridgeReport, Overlay
+from ovsbr.model import Network, Topology
+
+
+@dataclasses.dataclass(frozen=True)
+class DesiredSnapshot:
+    """One read of the store: every host's topology and this host's share.
+
+    ``store_error`` is set when the store stopped being readable: the last
+    good topology is kept and the error is published with it.
+    """
+
+    topology: Topology | None = None
+    local: Topology | None = None
+    store_error: str | None = None
+
+    @classmethod
+    def of(cls, topology: Topology, host: str) -> DesiredSnapshot:
+        return cls(topology, topology.local_view(host))
+
+    def failed(self, error: str) -> DesiredSnapshot:
+        """The same desired state, with the store's error to report."""
+        return dataclasses.replace(self, store_error=error)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkRecord:
+    """A network whose build failed: not retried until its definition
+    (so its fingerprint) changes, or the next full resync."""
+
+    fingerprint: str
+    error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentState:
+    """What the last reconcile found and did.
+
+    ``overlays`` is None when the driver's overlay state is unknown (at
+    start and after a full resync): the next reconcile programs it whole.
+    """
+
+    desired: DesiredSnapshot = DesiredSnapshot()
+    networks: Mapping[str, NetworkRecord] = dataclasses.field(default_factory=dict)
+    ports: Mapping[str, reconciler.PortStatus] = dataclasses.field(default_factory=dict)
+    overlays: Mapping[str, Overlay] | None = None
+    datapath: Mapping[str, BridgeReport] = dataclasses.field(default_factory=dict)
+
+
+def live_network_errors(records: Mapping[str, NetworkRecord], desired: Topology,
+                        fingerprint: Callable[[Network], str]) -> dict[str, NetworkRecord]:
+    """The build failures that still hold: the network is there, unchanged."""
+    return {name: rec for name, rec in records.items()
+            if (net := desired.networks.get(name)) is not None
+            and fingerprint(net) == rec.fingerprint}
+
+
+def network_outcomes(records: Mapping[str, NetworkRecord],
+                     outcomes: list[reconciler.Outcome], desired: Topology,
+                     fingerprint: Callable[[Network], str]) -> dict[str, NetworkRecord]:
+    """``records`` plus the networks whose build failed in ``outcomes``."""
+    result = dict(records)
+    for o in outcomes:
+        if o.error is not None and isinstance(o.action, reconciler.EnsureNetwork):
+            net = desired.networks[o.action.network]
+            result[net.name] = NetworkRecord(fingerprint(net), o.error)
+    return result
+
+
+def port_failures(outcomes: list[reconciler.Outcome]) -> dict[str, str]:
+    """Port name -> why its plug or prepare failed."""
+    return {o.action.port: o.error for o in outcomes
+            if o.error is not None and isinstance(o.action, reconciler.PORT_ACTIONS)}
+
+
+def status(state: AgentState, driver: str) -> dict[str, Any]:
+    """The host's status document, as ``ovsbr status`` shows it."""
+    local = state.desired.local or Topology()
+    overlays = state.overlays or {}
+    networks: dict[str, dict[str, Any]] = {}
+    for name in local.networks:
+        if name in state.networks:
+            networks[name] = {"status": "error", "reason": state.networks[name].error}
+        else:
+            networks[name] = {"status": "ok"}
+            if name in overlays:
+                networks[name]["remote_hosts"] = sorted(overlays[name].vteps)
+    doc: dict[str, Any] = {"driver": driver, "revision": local.revision,
+                           "ports": {n: st.to_dict() for n, st in state.ports.items()},
+                           "networks": networks}
+    if state.desired.store_error:
+        doc["store_error"] = state.desired.store_error
+    if state.datapath:
+        doc["datapath"] = {name: r.to_dict() for name, r in state.datapath.items()}
+    return doc

@@ -1,0 +1,178 @@
+"""The Linux bridge layout as pure functions of the link table.
+
+Layout per network (``bridge_prefix`` + network name, e.g. ``brq-net1``):
+the VM taps, and one uplink by type: flat = the mapped NIC itself, vlan =
+``<nic>.<vid>`` (needs the kernel's 8021q), vxlan = ``vxlan-<vni>``, local =
+none. Kernel links have no external_ids, so ownership is written into the
+interface alias (IFLA_IFALIAS): ``ovsbr:net=NAME fp=...`` on bridges and
+``ovsbr:uplink=NAME`` on uplinks ovsbr created. Nothing without that mark is
+ever deleted.
+
+Everything here reads values (links, networks, overlays) and returns
+values, so it is unit-tested from recorded link tables without a kernel.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from collections.abc import Iterable, Mapping
+
+from ovsbr.drivers import common, names
+from ovsbr.drivers.base import Device, NetworkState, Observed, Overlay
+from ovsbr.drivers.rtnl import Link, strerror
+from ovsbr.exceptions import DriverError, FeatureMissing
+from ovsbr.model import Network, effective_mtu
+
+BRIDGE_MARK = "ovsbr:net="
+UPLINK_MARK = "ovsbr:uplink="
+PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,6}$")
+ZERO_MAC = "00:00:00:00:00:00"
+MAPPINGS_OPTION = "[linux_bridge] physical_interface_mappings"
+
+Fdb = set[tuple[str, str]]  # (MAC, remote endpoint) entries of a vxlan device
+
+
+def bridge_alias(name: str, fingerprint: str) -> str:
+    return f"{BRIDGE_MARK}{name} fp={fingerprint}"
+
+
+def parse_bridge_alias(alias: str | None) -> tuple[str, str] | None:
+    """(network, fingerprint) from a bridge's alias, or None if not ovsbr's."""
+    if not alias or not alias.startswith(BRIDGE_MARK):
+        return None
+    name, _, fp = alias[len(BRIDGE_MARK):].partition(" fp=")
+    return name, fp
+
+
+def uplink_owner(alias: str | None) -> str | None:
+    """The network an uplink ovsbr created belongs to, from its alias."""
+    if alias and alias.startswith(UPLINK_MARK):
+        return alias[len(UPLINK_MARK):]
+    return None
+
+
+def bridge_mark(link: Link, prefix: str) -> tuple[str, str] | None:
+    """(network, fingerprint) of a bridge this agent owns, else None.
+
+    Both the mark and the configured prefix must match, so agents with
+    different prefixes on one host never take each other's bridges.
+    """
+    if link.kind != "bridge" or not link.name.startswith(prefix):
+        return None
+    return parse_bridge_alias(link.alias)
+
+
+def bridge_name(prefix: str, net_name: str) -> str:
+    return names.ifname(prefix, net_name)
+
+
+def uplink_name(net: Network, mappings: Mapping[str, str]) -> str | None:
+    if net.type == "flat":
+        return mappings.get(net.physical_network)
+    if net.type == "vlan":
+        nic = mappings.get(net.physical_network)
+        return names.ifname("", nic, f".{net.segmentation_id}") if nic else None
+    if net.type == "vxlan":
+        return f"vxlan-{net.segmentation_id}"
+    return None
+
+
+def fingerprint(net: Network, mappings: Mapping[str, str]) -> str:
+    """The build settings; the uplink's name comes last (observe checks it)."""
+    return common.fingerprint(net.type, net.physical_network, net.segmentation_id,
+                              effective_mtu(net), uplink_name(net, mappings))
+
+
+def observe(links: Mapping[int, Link], prefix: str, mappings: Mapping[str, str]) -> Observed:
+    """ovsbr's networks and the candidate VM devices, from the link table.
+
+    A network whose bridge is down, or whose recorded uplink is missing or
+    elsewhere, reports a fingerprint that matches nothing: it is rebuilt.
+    """
+    bridges: dict[int, str] = {}
+    observed = Observed()
+    uplinks = set(mappings.values())
+    for link in links.values():
+        mark = bridge_mark(link, prefix)
+        if mark is not None:
+            bridges[link.index] = mark[0]
+        elif uplink_owner(link.alias) is not None:
+            uplinks.add(link.name)
+    by_name = {link.name: link for link in links.values()}
+    for index, net_name in bridges.items():
+        bridge = links[index]
+        fp = parse_bridge_alias(bridge.alias)[1]
+        expected_uplink = fp.rsplit("/", 1)[-1]
+        if not bridge.up:
+            fp = "down"
+        elif expected_uplink != "-":
+            up = by_name.get(expected_uplink)
+            if up is None or up.master != index:
+                fp = "uplink-missing"
+        observed.networks[net_name] = NetworkState(net_name, fp)
+    for link in links.values():
+        if link.name in uplinks or link.kind == "bridge" or link.name == "lo":
+            continue
+        observed.devices[link.name] = Device(link.name, link.mac, None,
+                                             bridges.get(link.master))
+    return observed
+
+
+def owned_bridge(links: Iterable[Link], prefix: str, net_name: str) -> Link | None:
+    for link in links:
+        mark = bridge_mark(link, prefix)
+        if mark is not None and mark[0] == net_name:
+            return link
+    return None
+
+
+def our_leftover(link: Link, kind: str, links: Iterable[Link]) -> bool:
+    """A device with ovsbr's name, of ovsbr's kind, unmarked and unused.
+
+    What an agent killed between creating a device and marking it leaves
+    behind; adopting it is what the next run must do. Anything with an
+    alias or with members stays someone else's.
+    """
+    if link.alias or link.kind != kind or link.master is not None:
+        return False
+    return not any(other.master == link.index for other in links)
+
+
+def check_buildable(net: Network, mappings: Mapping[str, str]) -> None:
+    """Refuse, before touching anything, a network this host cannot build."""
+    if net.type == "geneve":
+        raise FeatureMissing(
+            "geneve networks need the openvswitch driver: a Linux geneve device "
+            "reaches a single remote and has no forwarding database for a flood list")
+    common.physnet_target(net, mappings, MAPPINGS_OPTION)
+
+
+def uplink_error(code: int, net: Network, name: str, detail: str) -> Exception:
+    """What a failed uplink creation means, by errno (``detail``: the kernel's words)."""
+    if code in (errno.EOPNOTSUPP, errno.ENOENT) and net.type == "vlan":
+        return FeatureMissing("vlan networks need VLAN sub-interfaces (kernel module "
+                              "8021q), which this host's kernel does not provide")
+    if code in (errno.EOPNOTSUPP, errno.ENOENT):
+        return FeatureMissing(f"{net.type} networks need the kernel's {net.type} driver, "
+                              "which this host does not provide")
+    return DriverError(f"cannot create {name}: {detail}")
+
+
+def plug_error(code: int, device: str, bridge: str, net: Network) -> str:
+    """Why a tap could not join its network's bridge, by errno."""
+    if code == errno.EXFULL:
+        return (f"bridge {bridge} of network {net.name} is full: a Linux bridge "
+                "holds at most 1023 ports (kernel limit)")
+    return f"cannot attach {device} to {bridge}: {strerror(code)}"
+
+
+def fdb_wanted(ov: Overlay) -> Fdb:
+    """One all-zero entry per remote host (head-end replication of broadcast
+    and unknown unicast) and one entry per remote MAC."""
+    return {(ZERO_MAC, ip) for ip in ov.vteps} | set(ov.macs)
+
+
+def fdb_diff(current: Fdb, wanted: Fdb) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(entries to delete, entries to add), each sorted."""
+    return sorted(current - wanted), sorted(wanted - current)

@@ -1,0 +1,102 @@
+"""The store watcher and the reconcile loop never mix two revisions.
+
+Regression test: the watcher used to assign the whole topology and this
+host's share of it in two steps, so a reconcile could plan ports from one
+revision and program overlays from the next. Here the store publishes
+revision 2 exactly while a reconcile of revision 1 is between planning and
+programming overlays; what the driver is told must still be one revision.
+"""
+
+import threading
+import time
+
+from ovsbr.agent.service import Agent
+from ovsbr.drivers.base import Driver, NetworkState, Observed
+from ovsbr.model import Topology
+
+
+def revision(n: int) -> Topology:
+    """An overlay network with a port here and one on h2, whose tunnel
+    endpoint names the revision."""
+    topo = Topology.from_dict({"revision": n, "networks": [
+        {"name": "ov", "type": "vxlan", "segmentation_id": 100}], "ports": [
+        {"name": "here", "network": "ov", "device": "vnet0", "host": "h1"},
+        {"name": f"there{n}", "network": "ov", "device": "vnet0", "host": "h2"}]})
+    topo.hosts = {"h2": {"local_ip": f"198.51.100.{n}"}}
+    return topo
+
+
+class Store:
+    def __init__(self):
+        self.release = threading.Event()
+
+    def register(self, host, info):
+        pass
+
+    def watch(self, stop):
+        yield revision(1)
+        self.release.wait(5)
+        yield revision(2)
+        stop.wait(5)
+
+    def write_status(self, host, status):
+        pass
+
+    def close(self):
+        pass
+
+
+class Driver_(Driver):
+    """Records what one reconcile hands the datapath."""
+
+    name = "recording"
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.agent: Agent | None = None
+        self.seen: list[tuple[str, object]] = []
+
+    def check_config(self): pass
+    def start(self, on_event): pass
+    def stop(self): pass
+    def fingerprint(self, net): return "fp"
+    def ensure_network(self, net): pass
+    def delete_network(self, name): pass
+    def plug(self, port, net, device): pass
+    def unplug(self, device): pass
+
+    def observe(self):
+        if not self.store.release.is_set():
+            # The store moves on while this reconcile is under way.
+            self.store.release.set()
+            deadline = time.monotonic() + 5
+            while self.agent.desired.revision != 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return Observed(networks={"ov": NetworkState("ov", "fp")})
+
+    def set_overlay(self, overlays):
+        self.seen.append(("overlay", sorted(overlays["ov"].vteps)))
+
+    def sync(self, desired, bound):
+        self.seen.append(("sync", desired.revision))
+        return {}
+
+
+def test_one_reconcile_sees_one_revision():
+    store = Store()
+    driver = Driver_(store)
+    agent = Agent(store, driver, "h1", resync_interval=300)
+    driver.agent = agent
+    agent.start()
+    try:
+        deadline = time.monotonic() + 5
+        while agent.desired is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        agent.reconcile()
+        assert agent.desired.revision == 2, "the store did not move on mid-reconcile"
+        assert driver.seen == [("overlay", ["198.51.100.1"]), ("sync", 1)]
+        agent.reconcile()  # and the next one takes revision 2 whole
+        assert driver.seen[2:] == [("overlay", ["198.51.100.2"]), ("sync", 2)]
+    finally:
+        agent.stop()
+        store.release.set()

@@ -1,0 +1,89 @@
+"""The Linux bridge layout from a recorded link table, without a kernel."""
+
+import errno
+
+from ovsbr.drivers.base import Overlay
+from ovsbr.drivers.linuxbridge import layout
+from ovsbr.drivers.rtnl import Link
+from ovsbr.exceptions import DriverError, FeatureMissing
+from ovsbr.model import Network
+
+MAPS = {"physnet1": "eth1"}
+VLAN = Network("n1", "vlan", "physnet1", 101)
+VX = Network("v1", "vxlan", segmentation_id=7)
+
+
+def links():
+    """A host as `ip -d link` showed it: one vlan network built, one vxlan
+    network whose bridge is down, a stray bridge and some taps."""
+    fp = layout.fingerprint(VLAN, MAPS)
+    return {link.index: link for link in [
+        Link(1, "lo", None, None, None, 65536, None, True),
+        Link(2, "eth1", "veth", None, None, 1500, "52:54:00:00:00:e1", True),
+        Link(3, "brq-n1", "bridge", None, layout.bridge_alias("n1", fp), 1500, None, True),
+        Link(4, "eth1.101", "vlan", 3, "ovsbr:uplink=n1", 1500, None, True),
+        Link(5, "vnet0", "tun", 3, None, 1500, "fe:54:00:00:00:01", True),
+        Link(6, "vnet1", "tun", None, None, 1500, "fe:54:00:00:00:02", True),
+        Link(7, "brq-v1", "bridge", None, layout.bridge_alias(
+            "v1", layout.fingerprint(VX, MAPS)), 1450, None, False),
+        Link(8, "brx-n9", "bridge", None, layout.bridge_alias("n9", "x"), 1500, None, True),
+    ]}
+
+
+def test_fingerprint_format_is_what_the_datapath_records():
+    # Stored in bridge aliases: a change here rebuilds every network once.
+    assert layout.fingerprint(VLAN, MAPS) == "vlan/physnet1/101/-/eth1.101"
+    assert layout.fingerprint(VX, MAPS) == "vxlan/-/7/1450/vxlan-7"
+    assert layout.fingerprint(Network("l", "local"), MAPS) == "local/-/-/-/-"
+
+
+def test_observe_reads_networks_and_devices():
+    obs = layout.observe(links(), "brq-", MAPS)
+    assert {n: s.fingerprint for n, s in obs.networks.items()} == {
+        "n1": "vlan/physnet1/101/-/eth1.101", "v1": "down"}  # brx- is another agent's
+    assert {d.name: d.network for d in obs.devices.values()} == {
+        "vnet0": "n1", "vnet1": None}  # uplinks, bridges and lo are not VM devices
+
+
+def test_an_uplink_that_left_its_bridge_means_rebuild():
+    table = links()
+    table[4] = Link(4, "eth1.101", "vlan", None, "ovsbr:uplink=n1", 1500, None, True)
+    assert layout.observe(table, "brq-", MAPS).networks["n1"].fingerprint == "uplink-missing"
+
+
+def test_leftover_is_adopted_only_when_unmarked_and_unused():
+    table = links()
+    bare = Link(9, "brq-n2", "bridge", None, None, 1500, None, False)
+    assert layout.our_leftover(bare, "bridge", table.values())
+    assert not layout.our_leftover(table[3], "bridge", table.values())  # marked
+    used = Link(10, "brq-n3", "bridge", None, None, 1500, None, False)
+    member = Link(11, "vnet9", "tun", 10, None, 1500, None, True)
+    assert not layout.our_leftover(used, "bridge", [*table.values(), member])
+
+
+def test_what_cannot_be_built_is_refused_before_anything_is_touched():
+    layout.check_buildable(VLAN, MAPS)
+    for net, err in ((Network("g", "geneve", segmentation_id=5), FeatureMissing),
+                     (Network("x", "flat", "physnet9"), DriverError)):
+        try:
+            layout.check_buildable(net, MAPS)
+        except err as e:
+            assert "geneve" in str(e) or "physical_interface_mappings" in str(e)
+        else:
+            raise AssertionError(f"{net.name} accepted")
+
+
+def test_errno_meanings():
+    assert "8021q" in str(layout.uplink_error(errno.EOPNOTSUPP, VLAN, "eth1.101", "x"))
+    assert isinstance(layout.uplink_error(errno.EEXIST, VLAN, "eth1.101", "exists"),
+                      DriverError)
+    assert "1023 ports" in layout.plug_error(errno.EXFULL, "vnet0", "brq-n1", VLAN)
+
+
+def test_fdb_follows_the_overlay():
+    ov = Overlay("vxlan", 7, frozenset({"198.51.100.2", "198.51.100.3"}),
+                 (("52:54:00:00:00:02", "198.51.100.2"),))
+    current = {(layout.ZERO_MAC, "198.51.100.2"), (layout.ZERO_MAC, "198.51.100.9")}
+    remove, add = layout.fdb_diff(current, layout.fdb_wanted(ov))
+    assert remove == [(layout.ZERO_MAC, "198.51.100.9")]
+    assert add == [(layout.ZERO_MAC, "198.51.100.3"), ("52:54:00:00:00:02", "198.51.100.2")]
