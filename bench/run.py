@@ -15,9 +15,9 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import common, dataplane, learning, wiring  # noqa: E402
+from bench import common, core, dataplane, learning, wiring  # noqa: E402
 
-BENCHMARKS = ("wiring", "learning", "dataplane")
+BENCHMARKS = ("wiring", "learning", "dataplane", "core")
 DRIVERS = ("linuxbridge", "openvswitch")
 
 
@@ -38,8 +38,8 @@ def parse_all(argv: list[str] | None = None) -> tuple[list[str], list[int], list
     parser.add_argument("--sizes", default="100,500,1000")
     parser.add_argument("--drivers", default="linuxbridge,openvswitch")
     parser.add_argument("--against", metavar="REF",
-                        help="also run the wiring benchmark's agent from git revision REF, "
-                             "alternating with this tree, in the same run")
+                        help="also run the wiring and core benchmarks' agent from git "
+                             "revision REF, alternating with this tree, in the same run")
     args = parser.parse_args(argv)
     unknown = [w for w in args.which if w not in BENCHMARKS]
     if unknown:
@@ -88,6 +88,8 @@ def main() -> int:
                     print(f"  (waited {waited:.0f} s for the machine to go quiet)", flush=True)
                 if name == "wiring":
                     wiring.main(sizes, drivers, codes)
+                elif name == "core":
+                    core.main(sizes, codes)
                 elif name == "learning":
                     learning.main()
                 else:

@@ -13,7 +13,7 @@ _spec.loader.exec_module(run)
 
 def test_no_arguments_runs_everything():
     # `tox -e bench` with no posargs: this once failed in argparse itself.
-    assert run.parse([]) == (["wiring", "learning", "dataplane"], [100, 500, 1000],
+    assert run.parse([]) == (["wiring", "learning", "dataplane", "core"], [100, 500, 1000],
                              ["linuxbridge", "openvswitch"])
 
 
@@ -23,7 +23,8 @@ def test_one_benchmark_smaller():
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["foo"], "benchmark 'foo': choose from wiring, learning, dataplane"),
+    (["foo"], "benchmark 'foo': choose from wiring, learning, dataplane, core"),
+    (["--against", "no-such-revision"], "--against 'no-such-revision': not a git revision"),
     (["--sizes", "x"], "--sizes 'x'"),
     (["--sizes", "1"], "each >= 2"),
     (["--drivers", "ovs"], "--drivers 'ovs': choose from linuxbridge, openvswitch"),
