@@ -6,13 +6,16 @@ than in a base class: the drivers compose them, nothing is inherited.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Mapping
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from ovsbr.drivers.base import EventCallback
-from ovsbr.drivers.netlink import LinkTable
+from ovsbr.drivers.netlink import LinkTable, link_from_msg
+from ovsbr.drivers.rtnl import Link
 from ovsbr.exceptions import DriverError
 from ovsbr.model import Network
 
@@ -76,6 +79,25 @@ class HostLinks:
         if self._ipr is None:
             self._ipr = IPRoute()
         return self._ipr
+
+    def get(self, index: int) -> Link:
+        """Read one link from the kernel, and keep the table current with it."""
+        link = link_from_msg(self.ipr.link("get", index=index)[0])
+        self.table.put(link)
+        return link
+
+    def lookup(self, name: str) -> Link | None:
+        idx = self.ipr.link_lookup(ifname=name)
+        return self.get(idx[0]) if idx else None
+
+    def delete(self, link: Link) -> None:
+        """Delete a link; one already gone is deleted."""
+        try:
+            self.ipr.link("del", index=link.index)
+        except NetlinkError as e:
+            if e.code != errno.ENODEV:
+                raise
+        self.table.forget(link.index)
 
     def link_up(self, name: str) -> None:
         """Bring a tap up, as libvirt and os-vif do when they plug it."""

@@ -18,6 +18,9 @@ from ovsbr.testing.agent import Agent
 from ovsbr.testing.netns import NetEnv, link_exists, link_master, run, wait_for
 
 pytestmark = pytest.mark.functional
+# OVS datapath for the tests: netdev (userspace) on this host, which has no
+# openvswitch module; system (the kernel's) in the stock-kernel VM stage.
+DATAPATH_TYPE = os.environ.get("OVSBR_OVS_DATAPATH", "netdev")
 
 
 def pytest_collection_modifyitems(items):
@@ -100,6 +103,16 @@ class Harness:
 
     def device_exists(self, name: str) -> bool:
         return link_exists(name)
+
+    def kernel_has_vlan(self) -> bool:
+        """Probe the kernel ourselves (8021q): tests must not trust the driver's word."""
+        probe = f"{self.env.prefix}vp"
+        if not link_exists(probe):
+            self.env.veth(probe, probe + "p")
+        res = run(["ip", "link", "add", "link", probe, "name", probe + ".5", "type", "vlan",
+                   "id", "5"], check=False)
+        run(["ip", "link", "del", probe + ".5"], check=False)
+        return res.returncode == 0
 
     def desired(self, agent: Agent) -> tuple[set[str], dict[str, str]]:
         """(networks, {present device: network}) from the store, via the CLI."""
@@ -227,13 +240,7 @@ class LinuxBridgeHarness(Harness):
                 run(["ip", "link", "del", name])
 
     def supports_vlan(self) -> bool:
-        """Probe the kernel ourselves: the test must not trust the driver's word."""
-        probe = f"{self.env.prefix}vp"
-        self.env.veth(probe, probe + "p")
-        res = run(["ip", "link", "add", "link", probe, "name", probe + ".5", "type", "vlan",
-                   "id", "5"], check=False)
-        run(["ip", "link", "del", probe + ".5"], check=False)
-        return res.returncode == 0
+        return self.kernel_has_vlan()
 
     def network_exists(self, network: str) -> bool:
         return network in self._owned_bridges().values()

@@ -8,12 +8,14 @@ import re
 
 from ovsbr.drivers.openvswitch.view import TUNNEL_KEY
 from ovsbr.testing.netns import link_exists
-from tests.functional.conftest import Harness, free_port
+from tests.functional.conftest import DATAPATH_TYPE, Harness, free_port
 
 
 class OvsHarness(Harness):
     name = "openvswitch"
-    offload_off = True  # netdev datapath + veth: TCP stalls otherwise
+    # netdev here (no openvswitch module); system in the stock-kernel VM.
+    datapath_type = DATAPATH_TYPE
+    offload_off = DATAPATH_TYPE == "netdev"  # netdev + veth: TCP stalls otherwise
     enforces_port_security = True
 
     def __init__(self, env, tmp_path, ovs):
@@ -26,14 +28,14 @@ class OvsHarness(Harness):
     def add_physnet(self, physnet: str, nic: str) -> None:
         bridge = f"{self.env.prefix}x{len(self.phys_bridges)}"
         self.ovs.vsctl("add-br", bridge, "--", "set", "bridge", bridge,
-                       "datapath_type=netdev", "--", "add-port", bridge, nic)
+                       f"datapath_type={self.datapath_type}", "--", "add-port", bridge, nic)
         self.phys_bridges[physnet] = bridge
 
     def sections(self) -> dict:
         return {
             "DEFAULT": {"driver": "openvswitch", "resync_interval": 5},
             "ovs": {"ovsdb_connection": self.ovs.connection,
-                    "integration_bridge": self.br_int, "datapath_type": "netdev",
+                    "integration_bridge": self.br_int, "datapath_type": self.datapath_type,
                     "bridge_mappings": [f"{k}:{v}" for k, v in self.phys_bridges.items()],
                     "of_listen_port": self.of_port},
         }

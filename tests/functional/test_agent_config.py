@@ -48,3 +48,20 @@ def test_bad_config_stops_agent_with_one_line(tmp_path, sections, text):
     assert len(errors) == 1 and text in errors[0], out
     # Nothing was created: no state, no devices.
     assert not (tmp_path / "state" / "status.json").exists()
+
+
+def test_kernel_datapath_missing_is_named(tmp_path):
+    """datapath_type = system on a kernel without the openvswitch module."""
+    from ovsbr.drivers.openvswitch.kernel import has_kernel_datapath
+
+    if has_kernel_datapath():
+        pytest.skip("this kernel has the openvswitch module (the stock-kernel VM)")
+    agent = Agent(str(tmp_path), {"DEFAULT": {"driver": "openvswitch"},
+                                  "ovs": {"datapath_type": "system"}})
+    agent.start()
+    rc = agent.proc.wait(30)
+    out = log_text(agent)
+    errors = [line for line in out.splitlines() if line.startswith("ovsbr-agent: error:")]
+    assert rc == 1 and len(errors) == 1, out
+    assert "[ovs] datapath_type: system needs the Open vSwitch kernel datapath (kernel " \
+           "module openvswitch)" in errors[0], out

@@ -4,7 +4,7 @@ import threading
 
 from ovsbr.openflow.runtime import ControllerRuntime
 from ovsbr.testing.netns import wait_for
-from tests.functional.conftest import free_port
+from tests.functional.conftest import DATAPATH_TYPE, free_port
 
 
 def test_start_stop_many_times_with_a_real_switch(ovs, env):
@@ -19,7 +19,7 @@ def test_start_stop_many_times_with_a_real_switch(ovs, env):
             app.set_bindings(0xAA, bridge, [], [])  # what the driver's sync() does
             if i == 0:
                 ovs.vsctl("add-br", bridge, "--", "set", "bridge", bridge,
-                          "datapath_type=netdev", "protocols=OpenFlow13",
+                          f"datapath_type={DATAPATH_TYPE}", "protocols=OpenFlow13",
                           "other_config:datapath-id=00000000000000aa")
             ovs.vsctl("set-controller", bridge, f"tcp:127.0.0.1:{port}")
             assert app.wait_connected(0xAA, 15), f"switch never connected to runtime #{i}"

@@ -62,7 +62,7 @@ def test_bridges_are_secure_and_point_at_the_agent(ovsh):
     agent, vm1, vm2 = ovsh.two_vms()
     br = ovsh.br_int
     assert ovsh.ovs.get("Bridge", br, "fail_mode") == "secure"
-    assert ovsh.ovs.get("Bridge", br, "datapath_type") == "netdev"
+    assert ovsh.ovs.get("Bridge", br, "datapath_type") == ovsh.datapath_type
     target = ovsh.ovs.vsctl("get-controller", br).stdout.strip()
     assert target == f"tcp:127.0.0.1:{ovsh.of_port}"
     assert 'ovsbr-owned="true"' in ovsh.ovs.get("Bridge", br, "external_ids") or \
@@ -119,6 +119,7 @@ def test_learning_keeps_later_frames_off_the_controller(ovsh):
     assert macs[vm1.mac]["port"] == vm1.tap and macs[vm1.mac]["network"] == "n1"
 
 
+@pytest.mark.stock_kernel
 def test_source_is_learned_even_when_destination_is_known(ovsh):
     """simple_switch_13's bug: it stops learning sources behind known destinations."""
     agent, vm1, vm2 = ovsh.two_vms()
@@ -132,6 +133,7 @@ def test_source_is_learned_even_when_destination_is_known(ovsh):
     wait_for(lambda: len(_learned(ovsh, new_mac)) == 2, 5, what="new source learned")
 
 
+@pytest.mark.stock_kernel
 def test_mac_move_is_relearned_within_one_frame(ovsh):
     agent, vm1, vm2 = ovsh.two_vms()
     vm3 = ovsh.vm("c", 3)

@@ -66,9 +66,9 @@ def test_what_cannot_be_built_is_refused_before_anything_is_touched():
     for net, err in ((Network("g", "geneve", segmentation_id=5), FeatureMissing),
                      (Network("x", "flat", "physnet9"), DriverError)):
         try:
-            layout.check_buildable(net, MAPS)
+            layout.check_buildable(net, MAPS, {"geneve": "geneve"})
         except err as e:
-            assert "geneve" in str(e) or "physical_interface_mappings" in str(e)
+            assert "module geneve" in str(e) or "physical_interface_mappings" in str(e)
         else:
             raise AssertionError(f"{net.name} accepted")
 
@@ -87,3 +87,14 @@ def test_fdb_follows_the_overlay():
     remove, add = layout.fdb_diff(current, layout.fdb_wanted(ov))
     assert remove == [(layout.ZERO_MAC, "198.51.100.9")]
     assert add == [(layout.ZERO_MAC, "198.51.100.3"), ("52:54:00:00:00:02", "198.51.100.2")]
+
+
+def test_geneve_devices_one_per_remote_and_not_vm_devices():
+    ov = Overlay("geneve", 1001, frozenset({"198.51.100.2", "198.51.100.3"}), ())
+    wanted = layout.geneve_wanted(ov)
+    assert wanted == {"g0003e9c6336402": "198.51.100.2", "g0003e9c6336403": "198.51.100.3"}
+    assert all(len(name) <= 15 for name in wanted)
+    table = links()
+    table[12] = Link(12, "g0003e9c6336402", "geneve", 3, layout.TUNNEL_MARK + "n1", 1450,
+                     None, True)
+    assert "g0003e9c6336402" not in layout.observe(table, "brq-", MAPS).devices

@@ -22,7 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from ovsbr.conf.mappings import parse_mappings
 from ovsbr.drivers import common, rtnl
 from ovsbr.drivers.base import Device, Driver, EventCallback, NotReady, Observed, Overlay
-from ovsbr.drivers.linuxbridge import layout
+from ovsbr.drivers.linuxbridge import layout, overlay
 from ovsbr.drivers.linuxbridge import netlink_ops as ops
 from ovsbr.drivers.linuxbridge.portsec import NftPortSecurity, PortFilter, table_name
 from ovsbr.drivers.rtnl import Link
@@ -55,6 +55,8 @@ class LinuxBridgeDriver(Driver):
         self.portsec = NftPortSecurity(table_name(self.prefix or ""))
         self._filters: dict[str, PortFilter] = {}
         self._refilter = False
+        # Network type -> kernel module this host lacks (probed at start).
+        self.missing: dict[str, str] = {}
 
     # -- life cycle ----------------------------------------------------------
     def check_config(self) -> None:
@@ -80,6 +82,10 @@ class LinuxBridgeDriver(Driver):
                         "not be wired (use --no-port-security to wire them unfiltered)",
                         missing)
         self._rtnl = rtnl.RtnlSocket()
+        self.missing = ops.probe_kinds(self.hostlinks.ipr, layout.KERNEL_NEEDS)
+        for net_type, module in sorted(self.missing.items()):
+            LOG.warning("kernel: no %s (module %s): %s networks will report an error on "
+                        "this host", net_type, module, net_type)
         self.hostlinks.start(on_event)
 
     def stop(self) -> None:
@@ -122,21 +128,16 @@ class LinuxBridgeDriver(Driver):
         return link
 
     def _get(self, index: int) -> Link:
-        link = ops.get_link(self.hostlinks.ipr, index)
-        self.links.put(link)
-        return link
+        return self.hostlinks.get(index)
 
     def _lookup(self, name: str) -> Link | None:
-        link = ops.lookup(self.hostlinks.ipr, name)
-        if link is not None:
-            self.links.put(link)
-        return link
+        return self.hostlinks.lookup(name)
 
     def _leftover(self, link: Link, kind: str) -> bool:
         return layout.our_leftover(link, kind, self.links.snapshot().values())
 
     def ensure_network(self, net: Network) -> None:
-        layout.check_buildable(net, self.mappings)
+        layout.check_buildable(net, self.mappings, self.missing)
         with self._lock:
             self._ensure_network(net)
 
@@ -214,14 +215,13 @@ class LinuxBridgeDriver(Driver):
         return name
 
     def _delete_link(self, link: Link) -> None:
-        ops.delete_link(self.hostlinks.ipr, link.index)
-        self.links.forget(link.index)
+        self.hostlinks.delete(link)
 
     def delete_network(self, name: str) -> None:
         with self._lock:
             bridge = self._owned_bridge(name)
             for link in self.links.snapshot().values():
-                if layout.uplink_owner(link.alias) == name:
+                if name in (layout.uplink_owner(link.alias), layout.tunnel_owner(link.alias)):
                     self._delete_link(link)
             if bridge is not None:
                 # Members (VM taps, a flat NIC) are released by the kernel;
@@ -332,22 +332,7 @@ class LinuxBridgeDriver(Driver):
         self.portsec.remove()
 
     def set_overlay(self, overlays: Mapping[str, Overlay]) -> None:
-        """The vxlan devices' forwarding databases (see :func:`layout.fdb_wanted`).
-
-        Entries with a remote are ovsbr's; others (learned locally) stay.
-        """
+        """Remote hosts and MACs of overlay networks (see :mod:`.overlay`)."""
         with self._lock:
-            ipr = self.hostlinks.ipr
             for name, ov in sorted(overlays.items()):
-                if ov.type != "vxlan":
-                    continue
-                link = self._lookup(f"vxlan-{ov.vni}")
-                if link is None:
-                    continue
-                remove, add = layout.fdb_diff(ops.fdb_entries(ipr, link.index),
-                                              layout.fdb_wanted(ov))
-                try:
-                    ops.fdb_apply(ipr, link.index, remove, add)
-                except NetlinkError as e:
-                    raise DriverError(f"network {name}: cannot program the vxlan "
-                                      f"forwarding database: {e}") from e
+                overlay.program(self.hostlinks, self.prefix, name, ov)

@@ -3,10 +3,15 @@
 Layout per network (``bridge_prefix`` + network name, e.g. ``brq-net1``):
 the VM taps, and one uplink by type: flat = the mapped NIC itself, vlan =
 ``<nic>.<vid>`` (needs the kernel's 8021q), vxlan = ``vxlan-<vni>``, local =
-none. Kernel links have no external_ids, so ownership is written into the
-interface alias (IFLA_IFALIAS): ``ovsbr:net=NAME fp=...`` on bridges and
-``ovsbr:uplink=NAME`` on uplinks ovsbr created. Nothing without that mark is
-ever deleted.
+none. Geneve has no single uplink: a Linux geneve device reaches one remote
+and has no forwarding database, so each remote host gets its own device in
+the bridge (``g<vni><remote>``), and bridge port isolation keeps frames from
+going tunnel to tunnel (split horizon, as the OVS pipeline does); the bridge
+learns remote MACs as it learns local ones. Kernel links have no
+external_ids, so ownership is written into the interface alias
+(IFLA_IFALIAS): ``ovsbr:net=NAME fp=...`` on bridges, ``ovsbr:uplink=NAME``
+on uplinks and ``ovsbr:tunnel=NAME`` on geneve devices ovsbr created.
+Nothing without that mark is ever deleted.
 
 Everything here reads values (links, networks, overlays) and returns
 values, so it is unit-tested from recorded link tables without a kernel.
@@ -15,6 +20,7 @@ values, so it is unit-tested from recorded link tables without a kernel.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 
@@ -26,6 +32,8 @@ from ovsbr.model import Network, effective_mtu
 
 BRIDGE_MARK = "ovsbr:net="
 UPLINK_MARK = "ovsbr:uplink="
+TUNNEL_MARK = "ovsbr:tunnel="
+GENEVE_PORT = 6081  # IANA; what OVS geneve ports use too
 PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,6}$")
 ZERO_MAC = "00:00:00:00:00:00"
 MAPPINGS_OPTION = "[linux_bridge] physical_interface_mappings"
@@ -50,6 +58,23 @@ def uplink_owner(alias: str | None) -> str | None:
     if alias and alias.startswith(UPLINK_MARK):
         return alias[len(UPLINK_MARK):]
     return None
+
+
+def tunnel_owner(alias: str | None) -> str | None:
+    """The network a geneve device ovsbr created belongs to, from its alias."""
+    if alias and alias.startswith(TUNNEL_MARK):
+        return alias[len(TUNNEL_MARK):]
+    return None
+
+
+def geneve_name(vni: int, remote: str) -> str:
+    """g0003e9c6336402: the VNI and the remote endpoint in hex, 15 characters."""
+    return f"g{vni:06x}{ipaddress.ip_address(remote).packed.hex()}"
+
+
+def geneve_wanted(ov: Overlay) -> dict[str, str]:
+    """Device name -> remote endpoint, one per remote host of a geneve network."""
+    return {geneve_name(ov.vni, remote): remote for remote in sorted(ov.vteps)}
 
 
 def bridge_mark(link: Link, prefix: str) -> tuple[str, str] | None:
@@ -97,7 +122,7 @@ def observe(links: Mapping[int, Link], prefix: str, mappings: Mapping[str, str])
         mark = bridge_mark(link, prefix)
         if mark is not None:
             bridges[link.index] = mark[0]
-        elif uplink_owner(link.alias) is not None:
+        elif uplink_owner(link.alias) is not None or tunnel_owner(link.alias) is not None:
             uplinks.add(link.name)
     by_name = {link.name: link for link in links.values()}
     for index, net_name in bridges.items():
@@ -139,23 +164,34 @@ def our_leftover(link: Link, kind: str, links: Iterable[Link]) -> bool:
     return not any(other.master == link.index for other in links)
 
 
-def check_buildable(net: Network, mappings: Mapping[str, str]) -> None:
-    """Refuse, before touching anything, a network this host cannot build."""
-    if net.type == "geneve":
-        raise FeatureMissing(
-            "geneve networks need the openvswitch driver: a Linux geneve device "
-            "reaches a single remote and has no forwarding database for a flood list")
+# Network type -> (link kind, kernel module) it needs beyond the bridge.
+KERNEL_NEEDS = {"vlan": ("vlan", "8021q"), "vxlan": ("vxlan", "vxlan"),
+                "geneve": ("geneve", "geneve")}
+
+
+def missing_feature(net_type: str, module: str) -> FeatureMissing:
+    if net_type == "vlan":
+        return FeatureMissing("vlan networks need VLAN sub-interfaces (kernel module "
+                              "8021q), which this host's kernel does not provide")
+    return FeatureMissing(f"{net_type} networks need the kernel's {net_type} devices "
+                          f"(kernel module {module}), which this host does not provide")
+
+
+def check_buildable(net: Network, mappings: Mapping[str, str],
+                    missing: Mapping[str, str] | None = None) -> None:
+    """Refuse, before touching anything, a network this host cannot build.
+
+    ``missing``: network type -> kernel module the start-up probe found absent.
+    """
+    if missing and net.type in missing:
+        raise missing_feature(net.type, missing[net.type])
     common.physnet_target(net, mappings, MAPPINGS_OPTION)
 
 
 def uplink_error(code: int, net: Network, name: str, detail: str) -> Exception:
     """What a failed uplink creation means, by errno (``detail``: the kernel's words)."""
-    if code in (errno.EOPNOTSUPP, errno.ENOENT) and net.type == "vlan":
-        return FeatureMissing("vlan networks need VLAN sub-interfaces (kernel module "
-                              "8021q), which this host's kernel does not provide")
-    if code in (errno.EOPNOTSUPP, errno.ENOENT):
-        return FeatureMissing(f"{net.type} networks need the kernel's {net.type} driver, "
-                              "which this host does not provide")
+    if code in (errno.EOPNOTSUPP, errno.ENOENT) and net.type in KERNEL_NEEDS:
+        return missing_feature(net.type, KERNEL_NEEDS[net.type][1])
     return DriverError(f"cannot create {name}: {detail}")
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 
 from pyroute2 import IPBatch, IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ovsbr.drivers import rtnl
 from ovsbr.drivers.linuxbridge import layout
-from ovsbr.drivers.netlink import link_from_msg
-from ovsbr.drivers.rtnl import Link
 from ovsbr.model import Network
 
 LOG = logging.getLogger(__name__)
@@ -39,15 +38,6 @@ def l2_only(device: str) -> None:
             LOG.warning("cannot write %s: %s", path, e)
 
 
-def get_link(ipr: IPRoute, index: int) -> Link:
-    return link_from_msg(ipr.link("get", index=index)[0])
-
-
-def lookup(ipr: IPRoute, name: str) -> Link | None:
-    idx = ipr.link_lookup(ifname=name)
-    return get_link(ipr, idx[0]) if idx else None
-
-
 def create_uplink(ipr: IPRoute, net: Network, name: str, nic: int | None, udp_port: int,
                   local_ip: str | None) -> None:
     """A VLAN sub-interface of ``nic``, or a vxlan device, for ``net``."""
@@ -64,14 +54,6 @@ def create_uplink(ipr: IPRoute, net: Network, name: str, nic: int | None, udp_po
             ipr.link("add", ifname=name, kind="vxlan", **spec)
     except NetlinkError as e:
         raise layout.uplink_error(e.code, net, name, str(e)) from e
-
-
-def delete_link(ipr: IPRoute, index: int) -> None:
-    try:
-        ipr.link("del", index=index)
-    except NetlinkError as e:
-        if e.code != errno.ENODEV:
-            raise
 
 
 def detach(ipr: IPRoute, index: int) -> None:
@@ -114,3 +96,55 @@ def fdb_apply(ipr: IPRoute, index: int, remove: list[tuple[str, str]],
         ipr.fdb("del", ifindex=index, lladdr=mac, dst=dst)
     for mac, dst in add:
         ipr.fdb("append", ifindex=index, lladdr=mac, dst=dst)
+
+
+def probe_kinds(ipr: IPRoute, needs: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """Network type -> kernel module, for each link kind this kernel cannot make.
+
+    Creating a link of a kind loads its module on demand, so a real creation
+    is the only probe that tells (a built-in driver has no /sys/module entry).
+    The probe devices live for a moment and are removed.
+    """
+    tag = f"obp{os.getpid() % 10000}"
+    parent = f"{tag}v"
+    missing: dict[str, str] = {}
+    try:
+        ipr.link("add", ifname=parent, kind="veth", peer=f"{parent}p")
+        index = ipr.link_lookup(ifname=parent)[0]
+    except NetlinkError:
+        index = None
+    specs = {"vlan": {"link": index, "vlan_id": 4094},
+             "vxlan": {"vxlan_id": 16777215},
+             "geneve": {"geneve_id": 16777215, "geneve_remote": "192.0.2.254"}}
+    try:
+        for net_type, (kind, module) in needs.items():
+            name = f"{tag}{kind[:2]}"
+            try:
+                if kind == "vlan" and index is None:
+                    raise NetlinkError(errno.EOPNOTSUPP)
+                ipr.link("add", ifname=name, kind=kind, **specs[kind])
+            except NetlinkError as e:
+                if e.code in (errno.EOPNOTSUPP, errno.ENOENT, errno.EINVAL):
+                    missing[net_type] = module
+                continue
+            ipr.link("del", ifname=name)
+    finally:
+        if index is not None:
+            ipr.link("del", index=index)
+    return missing
+
+
+def create_geneve(ipr: IPRoute, name: str, vni: int, remote: str, port: int) -> None:
+    try:
+        ipr.link("add", ifname=name, kind="geneve", geneve_id=vni, geneve_remote=remote,
+                 geneve_port=port)
+    except NetlinkError as e:
+        if e.code in (errno.EOPNOTSUPP, errno.ENOENT):
+            raise layout.missing_feature("geneve", "geneve") from e
+        raise
+
+
+def isolate(ipr: IPRoute, index: int) -> None:
+    """Bridge port isolation: no frame from one isolated port to another
+    (kernel >= 4.18); here, never from one tunnel to another."""
+    ipr.link("set", index=index, kind="bridge_slave", isolated=1)

@@ -25,7 +25,7 @@ from ovsbr.drivers.base import (
     Observed,
     Overlay,
 )
-from ovsbr.drivers.openvswitch import bindings, controller, observe
+from ovsbr.drivers.openvswitch import bindings, controller, kernel, observe
 from ovsbr.drivers.openvswitch.observe import ACTIVE, INACTIVE
 from ovsbr.drivers.openvswitch.ovsdb import PORT_NAME, Ovsdb
 from ovsbr.drivers.openvswitch.view import ADDED, OWNED, PORT_NET
@@ -84,6 +84,11 @@ class OpenvSwitchDriver(Driver):
                               "it binds only 127.0.0.1 or ::1 unless of_ssl_key_file, "
                               "of_ssl_cert_file and of_ssl_ca_cert_file are set")
         self.ssl_context = controller.tls_context(*tls) if tls else None
+        if self.ovs.datapath_type == "system" and not kernel.has_kernel_datapath():
+            raise ConfigError("[ovs] datapath_type",
+                              "system needs the Open vSwitch kernel datapath (kernel module "
+                              "openvswitch), which this host does not provide; netdev runs "
+                              "the userspace datapath instead")
 
     def describe(self) -> str:
         return (f"openvswitch (integration bridge {self.br_int}, datapath "
