@@ -10,7 +10,7 @@ import sys
 import textwrap
 from typing import Any
 
-from ovsbr.testing.netns import run, wait_for
+from ovsbr.testing.netns import TIME_SCALE, run, wait_for
 
 BIN = os.path.dirname(sys.executable)
 
@@ -76,7 +76,7 @@ class Agent:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(timeout * TIME_SCALE)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
@@ -92,7 +92,8 @@ class Agent:
     def cli(self, *args: str, check: bool = True, stdin: str | None = None):
         res = subprocess.run(
             self._prefix() + [os.path.join(BIN, "ovsbr"), "--config-file", self.config,
-                              *args], capture_output=True, text=True, input=stdin, timeout=60)
+                              *args], capture_output=True, text=True, input=stdin,
+            timeout=60 * TIME_SCALE)
         if check and res.returncode != 0:
             raise AssertionError(f"ovsbr {' '.join(args)} failed: {res.stderr}")
         return res
@@ -120,7 +121,12 @@ class Agent:
     def wait_ports(self, ports: list[str], status: str = "bound", timeout: float = 15):
         def ok():
             return all(self.port_status(p) == status for p in ports)
-        return wait_for(ok, timeout, what=f"ports {ports} {status}; log:\n" + self.tail())
+        try:
+            return wait_for(ok, timeout, what=f"ports {ports} {status}")
+        except TimeoutError as e:
+            # The log as it is now, when the wait gave up, not as it was before.
+            raise TimeoutError(f"{e}; statuses {[self.port_status(p) for p in ports]}; "
+                               f"log:\n{self.tail()}") from None
 
     def tail(self, lines: int = 30) -> str:
         try:

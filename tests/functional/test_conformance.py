@@ -18,7 +18,6 @@ def _flat_setup(datapath):
     return agent, out
 
 
-@pytest.mark.stock_kernel
 def test_flat_vms_talk_to_each_other_and_outside(datapath):
     agent, out = _flat_setup(datapath)
     vm1, vm2 = datapath.vm("a", 1), datapath.vm("b", 2)
@@ -35,7 +34,6 @@ def test_flat_vms_talk_to_each_other_and_outside(datapath):
     assert show["status"] == "bound"
 
 
-@pytest.mark.stock_kernel
 def test_local_networks_are_isolated(datapath):
     agent = datapath.agent()
     agent.cli("network", "create", "red", "--type", "local")
@@ -95,7 +93,6 @@ def test_port_declared_after_device_is_wired(datapath):
     assert vm1.can_ping(vm2.ip)
 
 
-@pytest.mark.stock_kernel
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
 def test_agent_restart_keeps_traffic_flowing(datapath, how):
     agent, vm1, vm2 = datapath.two_vms()
@@ -140,7 +137,6 @@ def test_delete_port_and_network_removes_only_ovsbrs(datapath):
     assert datapath.device_exists(out.tap), "the physical NIC must survive"
 
 
-@pytest.mark.stock_kernel
 def test_vlan_network(datapath):
     """VLAN where the datapath can do it; a clear per-network error where not."""
     out = datapath.outside("physnet1")

@@ -237,7 +237,6 @@ def _vxlan_on_every_host(mh, vni: int, role: str) -> dict:
     return vms
 
 
-@pytest.mark.stock_kernel
 def test_linuxbridge_and_openvswitch_hosts_share_a_vxlan_network(mixed):
     mh = mixed
     vms = _vxlan_on_every_host(mh, 2001, "m")

@@ -119,7 +119,6 @@ def test_learning_keeps_later_frames_off_the_controller(ovsh):
     assert macs[vm1.mac]["port"] == vm1.tap and macs[vm1.mac]["network"] == "n1"
 
 
-@pytest.mark.stock_kernel
 def test_source_is_learned_even_when_destination_is_known(ovsh):
     """simple_switch_13's bug: it stops learning sources behind known destinations."""
     agent, vm1, vm2 = ovsh.two_vms()

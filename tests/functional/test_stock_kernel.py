@@ -38,6 +38,8 @@ def _outer_tags(capture: str) -> list[str]:
     """The first (outer) 802.1Q tag of each captured frame, or '' if untagged."""
     tags = []
     for line in capture.splitlines():
+        if " > " not in line:
+            continue  # not a frame (blank or tcpdump's own lines)
         m = re.search(r"vlan (\d+)", line)
         tags.append(m.group(1) if m else "")
     return tags
