@@ -116,6 +116,21 @@ echo "$rc" > {shlex.quote(results)}/rc
 """
 
 
+def run_forwarding(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with its output through a pipe, copied to ours as it comes.
+
+    qemu opens its console output with O_TRUNC: handed our stdout directly,
+    it emptied the log file the whole test run was being written to.
+    """
+    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, **kw) as proc:
+        out = sys.stdout.buffer
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            out.write(chunk)
+            out.flush()
+        return subprocess.CompletedProcess(cmd, proc.wait())
+
+
 def parse_junit(path: str) -> list[tuple[str, str]]:
     """(outcome, test id) per test case: passed, failed, error or skipped."""
     cases = []
@@ -169,9 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(script, "w") as f:
             f.write(guest_script(top, results, selection + args.pytest_args,
                                  TIME_SCALE[kvm]))
-        proc = subprocess.run(vng_command(vng, kernel, script, results, kvm, args.cpus,
-                                          args.memory),
-                              stdin=subprocess.DEVNULL, cwd=top, env=vng_env(vng))
+        proc = run_forwarding(vng_command(vng, kernel, script, results, kvm, args.cpus,
+                                          args.memory), cwd=top, env=vng_env(vng))
         rc_file, junit = os.path.join(results, "rc"), os.path.join(results, "junit.xml")
         if not os.path.exists(rc_file) or not os.path.exists(junit):
             print(f"vm: the guest did not finish its tests (vng exited {proc.returncode})")

@@ -1,6 +1,8 @@
 """The VM stage's host side: which kernel, what the guest runs, what it reports."""
 
 import os
+import subprocess
+import sys
 
 from ovsbr.testing import stock_kernel as sk
 
@@ -53,3 +55,14 @@ def test_guest_runs_this_checkout_on_the_kernel_datapath():
     assert "-m stock_kernel tests/functional" in script
     assert "modprobe -q \"$m\"" in script and "8021q" in script
     assert script.rstrip().endswith(f"> {os.path.join('/tmp/r', 'rc')}")
+
+
+def test_console_through_a_pipe_keeps_the_log(tmp_path):
+    """qemu opens its stdout with O_TRUNC: handed a log file, it emptied it."""
+    log = tmp_path / "run.log"
+    host_side = ("import sys; from ovsbr.testing import stock_kernel as sk\n"
+                 "print('host tests: 240 passed', flush=True)\n"
+                 "sk.run_forwarding(['bash', '-c', ': > /dev/stdout; echo guest says hi'])\n")
+    with open(log, "w") as out:
+        subprocess.run([sys.executable, "-c", host_side], stdout=out, check=True)
+    assert log.read_text() == "host tests: 240 passed\nguest says hi\n"
