@@ -74,8 +74,8 @@ def test_what_cannot_be_built_is_refused_before_anything_is_touched():
 
 
 def test_errno_meanings():
-    assert "8021q" in str(layout.uplink_error(errno.EOPNOTSUPP, VLAN, "eth1.101", "x"))
-    assert isinstance(layout.uplink_error(errno.EEXIST, VLAN, "eth1.101", "exists"),
+    assert "8021q" in str(layout.create_error(errno.EOPNOTSUPP, "vlan", "eth1.101", "x"))
+    assert isinstance(layout.create_error(errno.EEXIST, "vlan", "eth1.101", "exists"),
                       DriverError)
     assert "1023 ports" in layout.plug_error(errno.EXFULL, "vnet0", "brq-n1", VLAN)
 

@@ -82,7 +82,7 @@ class LinuxBridgeDriver(Driver):
                         "not be wired (use --no-port-security to wire them unfiltered)",
                         missing)
         self._rtnl = rtnl.RtnlSocket()
-        self.missing = ops.probe_kinds(self.hostlinks.ipr, layout.KERNEL_NEEDS)
+        self.missing = ops.probe_kinds(layout.KERNEL_NEEDS)
         for net_type, module in sorted(self.missing.items()):
             LOG.warning("kernel: no %s (module %s): %s networks will report an error on "
                         "this host", net_type, module, net_type)
@@ -127,12 +127,6 @@ class LinuxBridgeDriver(Driver):
             self._bridge_of[net_name] = link.index
         return link
 
-    def _get(self, index: int) -> Link:
-        return self.hostlinks.get(index)
-
-    def _lookup(self, name: str) -> Link | None:
-        return self.hostlinks.lookup(name)
-
     def _leftover(self, link: Link, kind: str) -> bool:
         return layout.our_leftover(link, kind, self.links.snapshot().values())
 
@@ -147,7 +141,7 @@ class LinuxBridgeDriver(Driver):
         bridge = self._owned_bridge(net.name)
         if bridge is None:
             name = self.bridge_name(net.name)
-            existing = self._lookup(name)
+            existing = self.hostlinks.lookup(name)
             if existing is None:
                 ipr.link("add", ifname=name, kind="bridge")
             elif not self._leftover(existing, "bridge"):
@@ -156,7 +150,7 @@ class LinuxBridgeDriver(Driver):
             # these two calls leaves a bare bridge: our_leftover adopts it.
             # The fingerprint goes on last, so a build cut short is finished
             # next time.
-            bridge = self._lookup(name)
+            bridge = self.hostlinks.lookup(name)
             ipr.link("set", index=bridge.index, ifalias=f"{layout.BRIDGE_MARK}{net.name}")
         ops.l2_only(bridge.name)
         spec = {"state": "up"}
@@ -168,14 +162,14 @@ class LinuxBridgeDriver(Driver):
         # Uplinks this network had under another segment (type or id changed).
         for link in self.links.snapshot().values():
             if layout.uplink_owner(link.alias) == net.name and link.name != uplink:
-                self._delete_link(link)
+                self.hostlinks.delete(link)
         if mtu is not None:
             for link in self.links.snapshot().values():
                 if link.master == bridge.index and link.mtu != mtu:
                     ipr.link("set", index=link.index, mtu=mtu)
         ipr.link("set", index=bridge.index,
                  ifalias=layout.bridge_alias(net.name, self.fingerprint(net)))
-        self._get(bridge.index)
+        self.hostlinks.get(bridge.index)
 
     def _ensure_uplink(self, net: Network, bridge: Link) -> str | None:
         ipr = self.hostlinks.ipr
@@ -183,7 +177,7 @@ class LinuxBridgeDriver(Driver):
         if name is None:
             return None
         mtu = effective_mtu(net)
-        link = self._lookup(name)
+        link = self.hostlinks.lookup(name)
         if link is None and net.type == "flat":
             raise DriverError(f"interface {name} of physical network "
                               f"{net.physical_network} does not exist")
@@ -191,13 +185,13 @@ class LinuxBridgeDriver(Driver):
             nic = None
             if net.type == "vlan":
                 nic_name = self.mappings[net.physical_network]
-                nic_link = self._lookup(nic_name)
+                nic_link = self.hostlinks.lookup(nic_name)
                 if nic_link is None:
                     raise DriverError(f"interface {nic_name} does not exist")
                 nic = nic_link.index
             ops.create_uplink(ipr, net, name, nic, self.conf.vxlan.udp_port,
                               self.conf.vxlan.local_ip)
-            link = self._lookup(name)
+            link = self.hostlinks.lookup(name)
             ipr.link("set", index=link.index, ifalias=f"{layout.UPLINK_MARK}{net.name}")
             # Before it comes up: an uplink with IPv6 on would send its own
             # router solicitations down the tunnel to every flooded host.
@@ -211,25 +205,22 @@ class LinuxBridgeDriver(Driver):
         if mtu is not None and net.type != "flat":
             spec["mtu"] = mtu
         ipr.link("set", index=link.index, **spec)
-        self._get(link.index)
+        self.hostlinks.get(link.index)
         return name
-
-    def _delete_link(self, link: Link) -> None:
-        self.hostlinks.delete(link)
 
     def delete_network(self, name: str) -> None:
         with self._lock:
             bridge = self._owned_bridge(name)
             for link in self.links.snapshot().values():
                 if name in (layout.uplink_owner(link.alias), layout.tunnel_owner(link.alias)):
-                    self._delete_link(link)
+                    self.hostlinks.delete(link)
             if bridge is not None:
                 # Members (VM taps, a flat NIC) are released by the kernel;
                 # record that now rather than wait for the events.
                 for link in self.links.snapshot().values():
                     if link.master == bridge.index:
                         link.master = None
-                self._delete_link(bridge)
+                self.hostlinks.delete(bridge)
 
     # -- ports -----------------------------------------------------------------
     @contextlib.contextmanager

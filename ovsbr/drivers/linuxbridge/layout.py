@@ -188,10 +188,11 @@ def check_buildable(net: Network, mappings: Mapping[str, str],
     common.physnet_target(net, mappings, MAPPINGS_OPTION)
 
 
-def uplink_error(code: int, net: Network, name: str, detail: str) -> Exception:
-    """What a failed uplink creation means, by errno (``detail``: the kernel's words)."""
-    if code in (errno.EOPNOTSUPP, errno.ENOENT) and net.type in KERNEL_NEEDS:
-        return missing_feature(net.type, KERNEL_NEEDS[net.type][1])
+def create_error(code: int, net_type: str, name: str, detail: str) -> Exception:
+    """What a failed creation of a network type's device means, by errno
+    (``detail``: the kernel's words)."""
+    if code in (errno.EOPNOTSUPP, errno.ENOENT) and net_type in KERNEL_NEEDS:
+        return missing_feature(net_type, KERNEL_NEEDS[net_type][1])
     return DriverError(f"cannot create {name}: {detail}")
 
 

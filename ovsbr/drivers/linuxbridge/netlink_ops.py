@@ -53,7 +53,7 @@ def create_uplink(ipr: IPRoute, net: Network, name: str, nic: int | None, udp_po
                 spec["vxlan_local"] = local_ip
             ipr.link("add", ifname=name, kind="vxlan", **spec)
     except NetlinkError as e:
-        raise layout.uplink_error(e.code, net, name, str(e)) from e
+        raise layout.create_error(e.code, net.type, name, str(e)) from e
 
 
 def detach(ipr: IPRoute, index: int) -> None:
@@ -98,40 +98,41 @@ def fdb_apply(ipr: IPRoute, index: int, remove: list[tuple[str, str]],
         ipr.fdb("append", ifindex=index, lladdr=mac, dst=dst)
 
 
-def probe_kinds(ipr: IPRoute, needs: dict[str, tuple[str, str]]) -> dict[str, str]:
+def probe_kinds(needs: dict[str, tuple[str, str]]) -> dict[str, str]:
     """Network type -> kernel module, for each link kind this kernel cannot make.
 
     Creating a link of a kind loads its module on demand, so a real creation
     is the only probe that tells (a built-in driver has no /sys/module entry).
     The probe devices live for a moment and are removed.
     """
-    tag = f"obp{os.getpid() % 10000}"
-    parent = f"{tag}v"
-    missing: dict[str, str] = {}
-    try:
-        ipr.link("add", ifname=parent, kind="veth", peer=f"{parent}p")
-        index = ipr.link_lookup(ifname=parent)[0]
-    except NetlinkError:
-        index = None
-    specs = {"vlan": {"link": index, "vlan_id": 4094},
-             "vxlan": {"vxlan_id": 16777215},
-             "geneve": {"geneve_id": 16777215, "geneve_remote": "192.0.2.254"}}
-    try:
-        for net_type, (kind, module) in needs.items():
-            name = f"{tag}{kind[:2]}"
-            try:
-                if kind == "vlan" and index is None:
-                    raise NetlinkError(errno.EOPNOTSUPP)
-                ipr.link("add", ifname=name, kind=kind, **specs[kind])
-            except NetlinkError as e:
-                if e.code in (errno.EOPNOTSUPP, errno.ENOENT, errno.EINVAL):
-                    missing[net_type] = module
-                continue
-            ipr.link("del", ifname=name)
-    finally:
-        if index is not None:
-            ipr.link("del", index=index)
-    return missing
+    with IPRoute() as ipr:
+        tag = f"obp{os.getpid() % 10000}"
+        parent = f"{tag}v"
+        missing: dict[str, str] = {}
+        try:
+            ipr.link("add", ifname=parent, kind="veth", peer=f"{parent}p")
+            index = ipr.link_lookup(ifname=parent)[0]
+        except NetlinkError:
+            index = None
+        specs = {"vlan": {"link": index, "vlan_id": 4094},
+                 "vxlan": {"vxlan_id": 16777215},
+                 "geneve": {"geneve_id": 16777215, "geneve_remote": "192.0.2.254"}}
+        try:
+            for net_type, (kind, module) in needs.items():
+                name = f"{tag}{kind[:2]}"
+                try:
+                    if kind == "vlan" and index is None:
+                        raise NetlinkError(errno.EOPNOTSUPP)
+                    ipr.link("add", ifname=name, kind=kind, **specs[kind])
+                except NetlinkError as e:
+                    if e.code in (errno.EOPNOTSUPP, errno.ENOENT, errno.EINVAL):
+                        missing[net_type] = module
+                    continue
+                ipr.link("del", ifname=name)
+        finally:
+            if index is not None:
+                ipr.link("del", index=index)
+        return missing
 
 
 def create_geneve(ipr: IPRoute, name: str, vni: int, remote: str, port: int) -> None:
@@ -139,9 +140,7 @@ def create_geneve(ipr: IPRoute, name: str, vni: int, remote: str, port: int) -> 
         ipr.link("add", ifname=name, kind="geneve", geneve_id=vni, geneve_remote=remote,
                  geneve_port=port)
     except NetlinkError as e:
-        if e.code in (errno.EOPNOTSUPP, errno.ENOENT):
-            raise layout.missing_feature("geneve", "geneve") from e
-        raise
+        raise layout.create_error(e.code, "geneve", name, str(e)) from e
 
 
 def isolate(ipr: IPRoute, index: int) -> None:

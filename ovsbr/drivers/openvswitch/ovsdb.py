@@ -253,6 +253,8 @@ class Ovsdb:
     def set_tunnels(self, remove: list[str], add: Mapping[str, Mapping[str, str]],
                     kinds: Mapping[str, str], remotes: Mapping[str, str]) -> None:
         """Delete tunnel ports, add others with their type and options."""
+        if not remove and not add:
+            return  # no round trip for nothing (every overlay change calls this)
         api = self.api
         with api.transaction(check_error=True) as txn:
             for name in remove:
