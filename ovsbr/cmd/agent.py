@@ -12,7 +12,7 @@ from oslo_log import log as logging
 from ovsbr import drivers, store
 from ovsbr.agent.service import Agent
 from ovsbr.cmd.common import check_options, fail
-from ovsbr.conf import CONF
+from ovsbr.conf import opts
 from ovsbr.exceptions import OvsbrError
 
 LOG = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ CLI_OPTS = [cfg.BoolOpt("cleanup", default=False,
 
 
 def main(argv: list[str] | None = None) -> int:
+    CONF = cfg.CONF  # noqa: N806 - os-ken reads its options from the global
+    opts.register(CONF)
     CONF.register_cli_opts(CLI_OPTS)
     logging.register_options(CONF)
     logging.set_defaults(default_log_levels=logging.get_default_log_levels() + [

@@ -1,8 +1,7 @@
-"""oslo.config options of ovsbr, one module per concern, listed by opts.py."""
+"""oslo.config options of ovsbr, listed by opts.py.
 
-from oslo_config import cfg
-
-from ovsbr.conf import opts
-
-CONF = cfg.CONF
-opts.register(CONF)
+Nothing is registered at import: the agent registers its options on its
+own ``ConfigOpts`` (:func:`opts.register`), and ovsbr modules imported into
+another service (the Neutron driver) must not add options to its global
+``cfg.CONF``.
+"""
