@@ -105,7 +105,8 @@ class Agent:
         self.driver.start(self._on_device_event)
         # A shared store learns this host and its tunnel endpoint; the
         # registration lives as long as the agent renews it.
-        self.store.register(self.host, {"local_ip": self.local_ip, "driver": self.driver.name})
+        self.store.register(self.host, {"local_ip": self.local_ip, "driver": self.driver.name,
+                                        **self.driver.capabilities()})
         watcher = threading.Thread(target=self._watch_store, name="ovsbr-store", daemon=True)
         watcher.start()
         self._threads.append(watcher)

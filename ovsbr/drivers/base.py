@@ -193,6 +193,16 @@ class Driver(abc.ABC):
     def cleanup(self) -> None:  # noqa: B027
         """After every network is gone: remove the driver's own scaffolding."""
 
+    def capabilities(self) -> dict[str, Any]:
+        """What this host can serve, published in the store's host registry.
+
+        Read by whoever binds ports to hosts (the Neutron mechanism driver):
+        ``physical_networks`` mapped here and the ``network_types`` this
+        datapath and kernel can build, plus what a VIF plug needs (the
+        openvswitch driver adds its ``bridge`` and ``datapath_type``).
+        """
+        return {}
+
     def describe(self) -> str:
         """One line for the agent's startup log: what this driver manages."""
         return self.name

@@ -61,27 +61,29 @@ def _range_end(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-def parse_endpoint(value: str) -> tuple[str, int]:
+def parse_endpoint(value: str, group: str = "etcd") -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError("[etcd] endpoints", f"{value!r} is not HOST:PORT")
+        raise ConfigError(f"[{group}] endpoints", f"{value!r} is not HOST:PORT")
     return host, int(port)
 
 
 class EtcdStore(Store):
-    def __init__(self, conf: cfg.ConfigOpts):
-        e = conf.etcd
+    def __init__(self, conf: cfg.ConfigOpts, group: str = "etcd"):
+        """``group``: the option group holding ETCD_OPTS (Neutron's is ``[ovsbr]``)."""
+        e = conf[group]
         self.prefix = "/" + e.prefix.strip("/") + "/"
         if self.prefix == "//":
-            raise ConfigError("[etcd] prefix", "must not be empty or '/'")
+            raise ConfigError(f"[{group}] prefix", "must not be empty or '/'")
         if not e.endpoints:
-            raise ConfigError("[etcd] endpoints", "at least one HOST:PORT is required")
-        self.endpoints = [parse_endpoint(x) for x in e.endpoints]
+            raise ConfigError(f"[{group}] endpoints", "at least one HOST:PORT is required")
+        self.endpoints = [parse_endpoint(x, group) for x in e.endpoints]
         if bool(e.cert_file) != bool(e.key_file):
-            raise ConfigError("[etcd] cert_file", "cert_file and key_file go together")
+            raise ConfigError(f"[{group}] cert_file", "cert_file and key_file go together")
         self.timeout = e.timeout
-        self.lease_ttl = e.lease_ttl
+        # Only agents register under a lease; Neutron's group has no lease_ttl.
+        self.lease_ttl = e.lease_ttl if "lease_ttl" in e else 10
         self._tls = (e.ca_cert, e.cert_file, e.key_file)
         self._current = 0
         self._client: etcd3gw.Etcd3Client | None = None
@@ -257,7 +259,16 @@ class EtcdStore(Store):
         self._call(lambda c: c.put(key, json.dumps(status, sort_keys=True)))
 
     def read_status(self) -> dict[str, dict[str, Any]]:
-        base = self.prefix + "status/"
+        return self._documents("status/")
+
+    def read_hosts(self) -> dict[str, dict[str, Any]]:
+        """The live hosts' registrations (what ``Topology.hosts`` holds),
+        without reading the topology."""
+        return self._documents("hosts/")
+
+    def _documents(self, kind: str) -> dict[str, dict[str, Any]]:
+        """Every JSON document under ``kind``, by the key's last part."""
+        base = self.prefix + kind
         items = self._call(lambda c: c.get_prefix(base))
         result = {}
         for value, meta in items:
@@ -267,6 +278,17 @@ class EtcdStore(Store):
             except ValueError:
                 continue
         return result
+
+    def read_host(self, host: str) -> dict[str, Any] | None:
+        """One host's registration, or None when it is not alive."""
+        items = self._call(lambda c: c.get(f"{self.prefix}hosts/{host}"))
+        for value in items:
+            try:
+                data = json.loads(value)
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) else None
+        return None
 
     def register(self, host: str, info: dict[str, Any]) -> None:
         """Keep ``hosts/<host>`` alive under a lease while the agent runs.

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from oslo_config import cfg
 from pyroute2 import IPRoute
@@ -27,7 +28,7 @@ from ovsbr.drivers.linuxbridge import netlink_ops as ops
 from ovsbr.drivers.linuxbridge.portsec import NftPortSecurity, PortFilter, table_name
 from ovsbr.drivers.rtnl import Link
 from ovsbr.exceptions import ConfigError, DriverError, FeatureMissing, PartialFailure
-from ovsbr.model import Network, Port, Topology, effective_mtu
+from ovsbr.model import NETWORK_TYPES, Network, Port, Topology, effective_mtu
 from ovsbr.secgroups.policy import port_policy
 
 LOG = logging.getLogger(__name__)
@@ -93,6 +94,10 @@ class LinuxBridgeDriver(Driver):
         if self._rtnl is not None:
             self._rtnl.close()
             self._rtnl = None
+
+    def capabilities(self) -> dict[str, Any]:
+        types = [t for t in NETWORK_TYPES if t not in (self.missing or {})]
+        return {"physical_networks": sorted(self.mappings), "network_types": types}
 
     def describe(self) -> str:
         return (f"linuxbridge (bridges {self.prefix}<network>, interface mappings "

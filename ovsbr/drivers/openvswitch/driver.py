@@ -11,6 +11,7 @@ import logging
 import re
 import ssl
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from oslo_config import cfg
 
@@ -30,7 +31,7 @@ from ovsbr.drivers.openvswitch.observe import ACTIVE, INACTIVE
 from ovsbr.drivers.openvswitch.ovsdb import PORT_NAME, Ovsdb
 from ovsbr.drivers.openvswitch.view import ADDED, OWNED, PORT_NET
 from ovsbr.exceptions import ConfigError, DriverError
-from ovsbr.model import IFNAME_RE, Network, Port, Topology, effective_mtu
+from ovsbr.model import IFNAME_RE, NETWORK_TYPES, Network, Port, Topology, effective_mtu
 from ovsbr.openflow import pipeline as pl
 
 LOG = logging.getLogger(__name__)
@@ -89,6 +90,10 @@ class OpenvSwitchDriver(Driver):
                               "system needs the Open vSwitch kernel datapath (kernel module "
                               "openvswitch), which this host does not provide; netdev runs "
                               "the userspace datapath instead")
+
+    def capabilities(self) -> dict[str, Any]:
+        return {"physical_networks": sorted(self.mappings), "network_types": list(NETWORK_TYPES),
+                "bridge": self.br_int, "datapath_type": self.ovs.datapath_type}
 
     def describe(self) -> str:
         return (f"openvswitch (integration bridge {self.br_int}, datapath "
