@@ -31,15 +31,20 @@ class Host(Namespace):
         self.index = index
 
     def vm(self, role: str, host_id: int, subnet: str = TEST_NET,
-           offload_off: bool = False) -> VM:
-        """A VM of this hypervisor: its tap ``<prefix><role>`` is in this namespace."""
+           offload_off: bool = False, tap: str | None = None, mac: str | None = None,
+           ip: str | None = None) -> VM:
+        """A VM of this hypervisor: its tap ``<prefix><role>`` is in this namespace.
+
+        ``tap``, ``mac``, ``ip``: what Nova and Neutron chose, when they did
+        (the tap is then removed with this host's namespace).
+        """
         env = self.env
         vm_ns = env.netns(role)
-        tap = f"{env.prefix}{role}"
+        tap = tap or f"{env.prefix}{role}"
         assert len(tap) <= 15, tap
         digest = hashlib.sha1((env.prefix + role).encode()).digest()
-        mac = "52:54:" + ":".join(f"{b:02x}" for b in (*digest[:3], host_id))
-        ip = f"{subnet}.{10 + host_id}"
+        mac = mac or "52:54:" + ":".join(f"{b:02x}" for b in (*digest[:3], host_id))
+        ip = ip or f"{subnet}.{10 + host_id}"
         self.exec(["ip", "link", "add", tap, "type", "veth", "peer", "name", "eth0",
                    "netns", vm_ns.name])
         if offload_off:

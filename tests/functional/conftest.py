@@ -13,8 +13,9 @@ import socket
 
 import pytest
 
-from ovsbr.testing import ovs_sandbox
+from ovsbr.testing import etcd_sandbox, ovs_sandbox
 from ovsbr.testing.agent import Agent
+from ovsbr.testing.hypervisors import Fabric
 from ovsbr.testing.netns import NetEnv, link_exists, link_master, run, wait_for
 
 pytestmark = pytest.mark.functional
@@ -48,6 +49,21 @@ def ovs():
     sandbox = ovs_sandbox.OvsSandbox().start()
     yield sandbox
     sandbox.stop()
+
+
+@pytest.fixture
+def fabric(env):
+    """An underlay switch with etcd on a host of its own (``fabric.etcd``)."""
+    reason = etcd_sandbox.available()
+    if reason:
+        pytest.skip(reason)
+    fab = Fabric(env)
+    ctl = fab.host("etcd", 2)
+    fab.etcd = etcd_sandbox.EtcdSandbox(host=ctl.ip, netns=ctl.name, client_port=2379,
+                                        peer_port=2380).start()
+    fab.controller = ctl
+    yield fab
+    fab.etcd.remove()
 
 
 def free_port() -> int:

@@ -1,0 +1,214 @@
+"""OpenStack drives ovsbr: a real Neutron binds ports to ovsbr hosts.
+
+A controller namespace runs etcd, Neutron's API (under a WSGI server) and
+its periodic workers on a private MariaDB; two emulated hypervisors run
+ovsbr agents, one per driver. The test is the cloud user: it creates
+networks and ports through openstacksdk, plugs them the way Nova does (a
+tap with Nova's name for ``tap``; os-vif's real ``ovs`` plugin for ``ovs``)
+and checks the wire and what Neutron reports.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+
+import pytest
+
+from ovsbr.testing import neutron_sandbox
+from ovsbr.testing.netns import wait_for
+from tests.functional.conftest import DATAPATH_TYPE
+from tests.functional.multihost import MultiHost
+
+PROJECT = "demo"
+LB_HOST, OVS_HOST = "compute1", "compute2"
+
+
+class Cloud:
+    def __init__(self, mh: MultiHost, neutron: neutron_sandbox.Neutron):
+        self.mh = mh
+        self.neutron = neutron
+        self.conn = neutron.connection()
+        self.vms: dict[str, object] = {}
+
+    def network(self, **kw):
+        net = self.conn.network.create_network(project_id=PROJECT, **kw)
+        self.conn.network.create_subnet(network_id=net.id, cidr="192.0.2.0/24", ip_version=4,
+                                        project_id=PROJECT, enable_dhcp=False)
+        return net
+
+    def port(self, net, host: str, **kw):
+        return self.conn.network.create_port(network_id=net.id, project_id=PROJECT,
+                                             binding_host_id=host,
+                                             device_owner="compute:nova", **kw)
+
+    def boot(self, port, role: str, index: int):
+        """Plug the VM's NIC as Nova would for the port's VIF type."""
+        host = self.mh.hosts[port.binding_host_id]
+        tap = "tap" + port.id[:11]
+        if port.binding_vif_type == "ovs":
+            details = port.binding_vif_details
+            spec = {"ovsdb": host.ovs.connection, "port_id": port.id,
+                    "mac": port.mac_address, "tap": tap, "bridge": details["bridge_name"],
+                    "datapath_type": details["datapath_type"], "mtu": None,
+                    "network_id": port.network_id, "instance": str(uuid.uuid4())}
+            host.exec([sys.executable, "-m", "ovsbr.testing.nova_plug", "plug",
+                       json.dumps(spec)], timeout=60)
+        vm = host.vm(role, index, offload_off=host.offload_off, tap=tap,
+                     mac=port.mac_address, ip=port.fixed_ips[0]["ip_address"])
+        host.exec(["ip", "link", "set", tap, "up"])
+        self.vms[port.id] = vm
+        return vm
+
+    def status(self, port) -> str:
+        return self.conn.network.get_port(port.id).status
+
+    def wait_status(self, port, status: str, timeout: float = 30) -> None:
+        wait_for(lambda: self.status(port) == status, timeout, interval=0.3,
+                 what=f"port {port.id} {status}")
+
+    def agents(self) -> dict[str, bool]:
+        return {a.host: a.is_alive for a in self.conn.network.agents()
+                if a.agent_type == "ovsbr"}
+
+
+@pytest.fixture
+def cloud(fabric, tmp_path):
+    reason = neutron_sandbox.available()
+    if reason:
+        pytest.skip(reason)
+    db = neutron_sandbox.MariaDB()
+    mh = MultiHost(fabric, tmp_path)
+    neutron = None
+    try:
+        db.start()
+        url = db.create_database("neutron")
+        neutron = neutron_sandbox.Neutron(str(tmp_path / "neutron"), url, fabric.etcd.endpoint,
+                                          fabric.controller.name)
+        neutron.start()
+        _, lb_agent = mh.add(LB_HOST, 11, extra={"linux_bridge": {
+            "physical_interface_mappings": "physnet1:pn1"}})
+        lb_host = mh.hosts[LB_HOST]
+        ovs_host, ovs_agent = mh.add(OVS_HOST, 12, "openvswitch",
+                                     extra={"ovs": {"bridge_mappings": "physnet1:br-pn1"}})
+        # physnet1: a wire between the two hypervisors' NICs.
+        lb_host.exec(["ip", "link", "add", "pn1", "type", "veth", "peer", "name", "pn1",
+                      "netns", ovs_host.name])
+        lb_host.exec(["ip", "link", "set", "pn1", "up"])
+        ovs_host.exec(["ip", "link", "set", "pn1", "up"])
+        ovs_host.exec(["ethtool", "-K", "pn1", "tx", "off"], check=False)
+        ovs_host.ovs.vsctl("add-br", "br-pn1", "--", "set", "bridge", "br-pn1",
+                           f"datapath_type={DATAPATH_TYPE}", "--", "add-port", "br-pn1", "pn1")
+        lb_agent.start()
+        ovs_agent.start()
+        c = Cloud(mh, neutron)
+        wait_for(lambda: c.agents() == {LB_HOST: True, OVS_HOST: True}, 30, interval=0.5,
+                 what="both hosts listed as alive ovsbr agents")
+        yield c
+    except BaseException:
+        if neutron is not None:
+            print("api.log:\n" + neutron_sandbox.tail(neutron.api_log))
+            print("periodic.log:\n" + neutron_sandbox.tail(neutron.periodic_log))
+        raise
+    finally:
+        if neutron is not None:
+            neutron.stop()
+        mh.stop()
+        db.remove()
+
+
+def test_neutron_binds_wires_and_reports_ports_on_both_drivers(cloud):
+    c = cloud
+    net = c.network(name="blue", provider_network_type="vxlan")
+    assert net.mtu == 1450
+    a = c.port(net, LB_HOST)
+    b = c.port(net, OVS_HOST, allowed_address_pairs=[{"ip_address": "192.0.2.200"}])
+    # Bound by ovsbr, with the VIF each host's datapath wants.
+    assert a.binding_vif_type == "tap"
+    assert a.binding_vif_details["mac_address"] == a.mac_address
+    assert a.binding_vif_details["port_filter"] is False
+    assert b.binding_vif_type == "ovs"
+    assert b.binding_vif_details["bridge_name"] == "br-int"
+    assert b.binding_vif_details["datapath_type"] == DATAPATH_TYPE
+    assert c.status(a) == c.status(b) == "DOWN"  # nothing plugged yet
+
+    t0 = time.monotonic()
+    vm_a, vm_b = c.boot(a, "va", 1), c.boot(b, "vb", 2)
+    c.wait_status(a, "ACTIVE")
+    c.wait_status(b, "ACTIVE")
+    print(f"both ports ACTIVE {time.monotonic() - t0:.1f} s after the VMs were plugged")
+    assert vm_a.can_ping(vm_b.ip), "linuxbridge VM -> openvswitch VM over VXLAN"
+
+    # Port security and allowed address pairs, on the wire: b may use
+    # 192.0.2.200 (its pair) but not 192.0.2.201; a may use neither.
+    vm_b.exec(["ip", "addr", "add", "192.0.2.200/24", "dev", "eth0"])
+    vm_b.exec(["ip", "addr", "add", "192.0.2.201/24", "dev", "eth0"])
+    assert vm_b.ping(vm_a.ip, count=3, extra=["-I", "192.0.2.200"])[1] == 3
+    assert vm_b.ping(vm_a.ip, count=3, extra=["-I", "192.0.2.201"])[1] == 0
+    vm_a.exec(["ip", "addr", "add", "192.0.2.202/24", "dev", "eth0"])
+    assert vm_a.ping(vm_b.ip, count=3, extra=["-I", "192.0.2.202"])[1] == 0
+    assert vm_a.ping(vm_b.ip, count=2)[1] == 2, "a's own address still passes"
+
+    # A VLAN network: physnet1 on both hosts; the linuxbridge host serves
+    # VLANs only where its kernel has 8021q (it says so in the registry).
+    vlan = c.network(name="red", provider_network_type="vlan",
+                     provider_physical_network="physnet1", provider_segmentation_id=150)
+    lb_agent = next(a for a in c.conn.network.agents() if a.host == LB_HOST)
+    lb_types = lb_agent.configuration["network_types"]
+    r2 = c.port(vlan, OVS_HOST)
+    assert r2.binding_vif_type == "ovs"
+    r1 = c.port(vlan, LB_HOST)
+    if "vlan" in lb_types:
+        assert r1.binding_vif_type == "tap"
+        vm_r1, vm_r2 = c.boot(r1, "r1", 3), c.boot(r2, "r2", 4)
+        c.wait_status(r1, "ACTIVE")
+        c.wait_status(r2, "ACTIVE")
+        assert vm_r1.can_ping(vm_r2.ip), "VLAN 150 across the physnet"
+    else:
+        assert r1.binding_vif_type == "binding_failed"
+        vm_r2 = c.boot(r2, "r2", 4)
+        c.wait_status(r2, "ACTIVE")
+
+    # A deleted port is unwired: its tap leaves the bridge, its host no
+    # longer lists it.
+    lb_host = c.mh.hosts[LB_HOST]
+    tap_a = vm_a.tap
+    assert " master " in lb_host.exec(["ip", "-o", "link", "show", tap_a]).stdout
+    c.conn.network.delete_port(a.id)
+    wait_for(lambda: " master " not in lb_host.exec(["ip", "-o", "link", "show",
+                                                      tap_a]).stdout,
+             15, interval=0.3, what="tap of the deleted port unwired")
+    assert c.mh.agents[LB_HOST].port_status(a.id) is None
+
+    # A dead agent: listed dead, and its host gets no new binding.
+    c.mh.agents[OVS_HOST].kill()
+    wait_for(lambda: c.agents().get(OVS_HOST) is False, 40, interval=1,
+             what="compute2 listed dead")
+    late = c.port(net, OVS_HOST)
+    assert late.binding_vif_type == "binding_failed" and late.status == "DOWN"
+    assert c.agents()[LB_HOST] is True
+
+
+def test_resync_makes_the_store_equal_to_neutron(cloud):
+    c = cloud
+    net = c.network(name="green", provider_network_type="vxlan")
+    a = c.port(net, LB_HOST)
+    cli = c.mh.agents[LB_HOST]
+    ports = lambda: {p["name"] for p in cli.cli_json("export")["ports"]}  # noqa: E731
+    assert a.id in ports()
+    # The store loses a port and gains an orphan (a failed write, a
+    # delete that never arrived); the operator's own port stays.
+    orphan = str(uuid.uuid4())
+    cli.cli("port", "delete", a.id)
+    cli.cli("port", "create", orphan, "--network", net.id, "--device", "tapdead", "--host",
+            LB_HOST)
+    cli.cli("network", "create", "mine", "--type", "local")
+    cli.cli("port", "create", "own", "--network", "mine", "--device", "tapown")
+    c.neutron.stop_workers()
+    c.neutron.start_workers()  # resyncs at start
+    wait_for(lambda: a.id in ports() and orphan not in ports(), 60, interval=0.5,
+             what="store repaired by the workers' resync")
+    assert "own" in ports()
+    c.wait_status(a, "DOWN")  # its tap never came: bound, not wired
