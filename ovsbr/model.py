@@ -37,7 +37,8 @@ IFACE_ID_RULE = "1-128 characters: letters, digits, '.', '_', ':', '-'"
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 NETWORK_KEYS = ("name", "type", "physical_network", "segmentation_id", "mtu")
-PORT_KEYS = ("name", "network", "device", "iface_id", "mac", "port_security", "ips", "host")
+PORT_KEYS = ("name", "network", "device", "iface_id", "mac", "port_security", "ips", "host",
+             "migrating_to")
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 HOST_RULE = "a host name: 1-253 characters of letters, digits, '.', '_', '-'"
 MAX_PORT_IPS = 16
@@ -89,9 +90,17 @@ class Port:
     # The hypervisor whose agent wires the port; None = any agent that has
     # the device (one host, the file store's case).
     host: str | None = None
+    # The destination of a live migration (Neutron's inactive binding): its
+    # agent wires the port too, so the VM finds its network ready when it
+    # resumes there. Remote MACs keep pointing at ``host`` until the switch.
+    migrating_to: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _compact(self)
+
+    def wired_on(self, host: str) -> bool:
+        """Whether ``host``'s agent wires this port."""
+        return self.host in (None, host) or self.migrating_to == host
 
 
 def _compact(obj) -> dict[str, Any]:
@@ -215,7 +224,14 @@ def port_from_dict(data: Mapping[str, Any]) -> Port:
     host = data.get("host")
     if host is not None and (not isinstance(host, str) or not HOST_RE.match(host)):
         raise ValidationError(f"{where}: host", f"{host!r} is not {HOST_RULE}")
-    return Port(name, network, device, iface_id, mac, port_security, ips, host)
+    target = data.get("migrating_to")
+    if target is not None:
+        if not isinstance(target, str) or not HOST_RE.match(target):
+            raise ValidationError(f"{where}: migrating_to", f"{target!r} is not {HOST_RULE}")
+        if host is None or target == host:
+            raise ValidationError(f"{where}: migrating_to",
+                                  "needs the port's host, and a different one")
+    return Port(name, network, device, iface_id, mac, port_security, ips, host, target)
 
 
 def normalize_ips(field: str, value: Any) -> tuple[str, ...]:
@@ -289,7 +305,7 @@ class Topology:
     def local_view(self, host: str) -> Topology:
         """What one host's agent wires: every network, the ports declared for it
         (or for no host in particular)."""
-        ports = {n: p for n, p in self.ports.items() if p.host is None or p.host == host}
+        ports = {n: p for n, p in self.ports.items() if p.wired_on(host)}
         return Topology(self.networks, ports, self.revision, self.hosts)
 
     def validate(self) -> None:

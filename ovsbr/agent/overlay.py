@@ -20,17 +20,23 @@ def overlays(topo: Topology, host: str, local_ip: str | None) -> dict[str, Overl
     A host counts only while it is registered (its lease alive) and has a
     tunnel endpoint that is not ours; its ports' MACs come with it. A network
     with no port on this host needs no tunnels here: nothing local to send
-    from, nothing to receive for.
+    from, nothing to receive for. A live migration's destination joins the
+    flood lists ahead of the switch; the port's MAC stays with its host.
     """
     endpoint = {name: info.get("local_ip") for name, info in topo.hosts.items()
                 if name != host and info.get("local_ip") and info.get("local_ip") != local_ip}
     vteps: dict[str, set[str]] = {}
     macs: dict[str, set[tuple[str, str]]] = {}
-    local = {p.network for p in topo.ports.values() if p.host in (None, host)}
+    local = {p.network for p in topo.ports.values() if p.wired_on(host)}
     for port in topo.ports.values():
-        ip = endpoint.get(port.host or "")
         net = topo.networks.get(port.network)
-        if ip is None or net is None or net.type not in OVERLAY_TYPES or net.name not in local:
+        if net is None or net.type not in OVERLAY_TYPES or net.name not in local:
+            continue
+        target = endpoint.get(port.migrating_to or "")
+        if target is not None:
+            vteps.setdefault(net.name, set()).add(target)
+        ip = endpoint.get(port.host or "")
+        if ip is None:
             continue
         vteps.setdefault(net.name, set()).add(ip)
         if port.mac:

@@ -132,7 +132,8 @@ def port_addresses(port: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(addresses)
 
 
-def port(port: Mapping[str, Any], host: str, vif_type: str) -> model.Port:
+def port(port: Mapping[str, Any], host: str, vif_type: str,
+         migrating_to: str | None = None) -> model.Port:
     """The ovsbr port for a Neutron port bound on ``host`` with ``vif_type``.
 
     ``tap``: the agent finds the VM's tap by Nova's name. ``ovs``: os-vif
@@ -147,6 +148,8 @@ def port(port: Mapping[str, Any], host: str, vif_type: str) -> model.Port:
         "mac": port.get("mac_address"), "host": host,
         "port_security": bool(port.get("port_security_enabled", True)),
     }
+    if migrating_to and migrating_to != host:
+        data["migrating_to"] = migrating_to
     if vif_type == VIF_TYPE_OVS:
         data["iface_id"] = port_id
     if data["port_security"]:
@@ -159,4 +162,5 @@ def port(port: Mapping[str, Any], host: str, vif_type: str) -> model.Port:
 
 
 _PORT_FIELDS = {"network": "network_id", "mac": "mac_address", "host": "binding:host_id",
+                "migrating_to": "bindings",
                 "ips": "fixed_ips", "device": "id", "port.name": "id"}

@@ -25,10 +25,31 @@ def put_network(net: Network) -> Change:
 
 
 def put_port(net: Network, port: Port) -> Change:
-    """The port and its network as bound (the network may be new to the store)."""
+    """The port and its network as bound (the network may be new to the store).
+
+    A live migration in progress (``migrating_to``, which the worker keeps
+    from Neutron's inactive bindings) survives an update on the same host.
+    """
     def change(topo: Topology) -> None:
         topo.networks[net.name] = net
-        topo.ports[port.name] = port
+        old = topo.ports.get(port.name)
+        keep = old is not None and old.host == port.host and old.migrating_to != port.host
+        topo.ports[port.name] = dataclasses.replace(
+            port, migrating_to=old.migrating_to if keep else port.migrating_to)
+    return change
+
+
+def set_migrations(targets: Mapping[str, str]) -> Change:
+    """Each Neutron port's live-migration destination (port -> host), or none."""
+    def change(topo: Topology) -> None:
+        for name, port in list(topo.ports.items()):
+            if not is_neutron_name(name):
+                continue
+            want = targets.get(name)
+            if want == port.host:
+                want = None
+            if port.migrating_to != want:
+                topo.ports[name] = dataclasses.replace(port, migrating_to=want)
     return change
 
 

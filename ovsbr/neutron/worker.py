@@ -10,7 +10,12 @@ One native thread (no eventlet: Neutron 2026 has none) loops every
 2. every ``report_interval``, writes a heartbeat to Neutron's agents table
    for each live host (agent type ``ovsbr``), so ``openstack network agent
    list`` shows them, alive while their lease in the store is;
-3. at start and every ``resync_interval``, makes the store's Neutron objects
+3. follows live migrations: a port's inactive binding that ovsbr bound
+   (Neutron's multiple port bindings, which Nova creates on the destination
+   before it moves the VM) becomes the port's ``migrating_to`` in the store,
+   so the destination wires the port ahead of the switch; ML2 has no
+   postcommit for inactive bindings, hence this poll (one indexed query);
+4. at start and every ``resync_interval``, makes the store's Neutron objects
    equal to Neutron's database (:func:`.sync.converge`): nothing lost when a
    postcommit write failed, nothing orphaned when a delete did.
 """
@@ -26,6 +31,7 @@ from typing import Any
 from neutron.db import provisioning_blocks
 from neutron.objects import ports as port_obj
 from neutron.worker import NeutronBaseWorker
+from neutron_lib import constants as n_const
 from neutron_lib import context as n_context
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.callbacks import resources
@@ -56,6 +62,7 @@ class StatusWorker(NeutronBaseWorker):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.store: EtcdStore | None = None
+        self._notified: set[tuple[str, str]] = set()  # migration targets told to Nova
 
     # -- oslo.service life cycle -------------------------------------------------
     def start(self, **kwargs: Any) -> None:
@@ -84,6 +91,7 @@ class StatusWorker(NeutronBaseWorker):
     def _run(self) -> None:
         opts = self.conf.ovsbr
         seen: status.Seen = {}
+        moving: dict[str, str] | None = None
         next_report = next_resync = 0.0
         while not self._stop.is_set():
             ctx = n_context.get_admin_context()
@@ -96,6 +104,10 @@ class StatusWorker(NeutronBaseWorker):
                 if now >= next_report:
                     self._report(ctx, hosts)
                     next_report = now + opts.report_interval
+                targets = migrations(ctx)
+                if targets != moving:
+                    self.store.update(sync.set_migrations(targets))
+                    moving = targets
                 seen = self._statuses(ctx, seen, hosts)
             except OvsbrError as e:
                 LOG.warning("ovsbr worker: %s", e)
@@ -110,10 +122,22 @@ class StatusWorker(NeutronBaseWorker):
                 plugin.create_or_update_agent(ctx, agent_state(host, info))
 
     def _statuses(self, ctx, seen: status.Seen, hosts: Mapping[str, Any]) -> status.Seen:
+        """Send what changed; returns what was sent.
+
+        A status from a host the port is not bound to (a live migration's
+        destination, or its source afterwards) is not recorded as sent: once
+        Neutron activates the binding there, the same status must go again.
+        """
         now = status.current(self.store.read_status(), hosts)
         plugin = directory.get_plugin()
+        pending = set()
         for change in status.changes(seen, now):
+            key = (change.port_id, change.host)
             if not plugin.port_bound_to_host(ctx, change.port_id, change.host):
+                pending.add(key)
+                if change.status == status.ACTIVE and key not in self._notified:
+                    self._wired_for_migration(ctx, plugin, change)
+                    self._notified.add(key)
                 continue
             LOG.debug("ovsbr: port %s on %s is %s", change.port_id, change.host,
                       change.status)
@@ -122,7 +146,21 @@ class StatusWorker(NeutronBaseWorker):
                     ctx, change.port_id, resources.PORT, provisioning_blocks.L2_AGENT_ENTITY)
             else:
                 plugin.update_port_status(ctx, change.port_id, change.status, change.host)
-        return now
+        self._notified &= {k for k, v in now.items() if v == status.ACTIVE}
+        return {k: v for k, v in now.items() if k not in pending}
+
+    def _wired_for_migration(self, ctx, plugin, change: status.Change) -> None:
+        """The destination of a live migration wired the port: Nova waits for
+        network-vif-plugged before it moves the VM. As Neutron's RPC does for
+        its own agents, tell Nova directly: the port is not ACTIVE there yet."""
+        notifier = getattr(plugin, "nova_notifier", None)
+        if notifier is None or not self.conf.notify_nova_on_port_status_changes:
+            return
+        port = plugin.get_port(ctx, change.port_id)
+        if port.get("device_owner", "").startswith(n_const.DEVICE_OWNER_COMPUTE_PREFIX):
+            LOG.info("ovsbr: port %s wired on migration target %s", change.port_id,
+                     change.host)
+            notifier.notify_port_active_direct(port)
 
     # -- Neutron -> store --------------------------------------------------------
     def resync(self, ctx) -> sync.Counts:
@@ -150,14 +188,15 @@ def wanted(ctx) -> tuple[dict, dict]:
                 networks[net["id"]] = mapping.network(net, segment)
             except mapping.MappingError:
                 continue
-    levels = {lv.port_id: lv for lv in port_obj.PortBindingLevel.get_objects(
+    levels = {(lv.port_id, lv.host): lv for lv in port_obj.PortBindingLevel.get_objects(
         ctx, driver=DRIVER_NAME)}
+    targets = migrations(ctx)
     ports = {}
     if levels:
-        for port in plugin.get_ports(ctx, filters={"id": list(levels)}):
-            level = levels[port["id"]]
+        for port in plugin.get_ports(ctx, filters={"id": sorted({p for p, _ in levels})}):
+            level = levels.get((port["id"], port.get(portbindings.HOST_ID)))
             vif_type = port.get(portbindings.VIF_TYPE)
-            if port.get(portbindings.HOST_ID) != level.host or level.segment is None or \
+            if level is None or level.segment is None or \
                     vif_type not in (mapping.VIF_TYPE_TAP, mapping.VIF_TYPE_OVS):
                 continue
             seg = level.segment
@@ -166,9 +205,21 @@ def wanted(ctx) -> tuple[dict, dict]:
                        "segmentation_id": seg.segmentation_id}
             try:
                 net = mapping.network(nets[port["network_id"]], segment)
-                ports[port["id"]] = mapping.port(port, level.host, vif_type)
+                ports[port["id"]] = mapping.port(port, level.host, vif_type,
+                                                 targets.get(port["id"]))
             except (KeyError, mapping.MappingError) as e:
                 LOG.warning("ovsbr resync: port %s cannot be wired: %s", port["id"], e)
                 continue
             networks[net.name] = net
     return networks, ports
+
+
+def migrations(ctx) -> dict[str, str]:
+    """Port -> the host of its inactive binding, where ovsbr bound it."""
+    inactive = {(b.port_id, b.host) for b in port_obj.PortBinding.get_objects(
+        ctx, status=n_const.INACTIVE) if b.vif_type in mapping.DRIVER_VIF.values()}
+    if not inactive:
+        return {}
+    ours = {(lv.port_id, lv.host) for lv in port_obj.PortBindingLevel.get_objects(
+        ctx, driver=DRIVER_NAME, port_id=sorted({p for p, _ in inactive}))}
+    return dict(sorted(inactive & ours))

@@ -120,3 +120,24 @@ def test_port_ips_are_canonical_and_round_trip():
     assert port.ips == ("192.0.2.5", "2001:db8::1")
     assert model.port_from_dict(port.to_dict()) == port
     assert port.to_dict()["ips"] == ["192.0.2.5", "2001:db8::1"]
+
+
+def test_migrating_to_is_wired_on_both_hosts_and_validated():
+    from ovsbr.model import Topology, ValidationError, port_from_dict
+    port = port_from_dict({"name": "p", "network": "n", "device": "tap1", "host": "hv1",
+                           "migrating_to": "hv2"})
+    assert port.wired_on("hv1") and port.wired_on("hv2") and not port.wired_on("hv3")
+    topo = Topology.from_dict({"networks": [{"name": "n", "type": "local"}],
+                               "ports": [port.to_dict()]})
+    assert "p" in topo.local_view("hv2").ports and "p" not in topo.local_view("hv3").ports
+    for bad, words in (({"migrating_to": "hv1"}, "different"),
+                       ({"host": None}, "needs the port's host"),
+                       ({"migrating_to": "bad host"}, "host name")):
+        data = {**port.to_dict(), **bad}
+        data = {k: v for k, v in data.items() if v is not None}
+        try:
+            port_from_dict(data)
+        except ValidationError as e:
+            assert e.field == "port p: migrating_to" and words in e.message
+        else:
+            raise AssertionError(f"{bad} accepted")

@@ -1,3 +1,5 @@
+import dataclasses
+
 from ovsbr.agent.overlay import overlays
 from ovsbr.model import Topology
 
@@ -45,3 +47,16 @@ def test_no_local_port_no_tunnels():
 def test_own_ports_and_endpoint_are_never_remote():
     ov = overlays(_topo(HOSTS), "hv2", "198.51.100.2")
     assert ov["blue"].vteps == {"198.51.100.1"}
+
+
+def test_live_migration_destination_joins_the_flood_list_not_the_macs():
+    topo = _topo(HOSTS)
+    topo.ports["a"] = dataclasses.replace(topo.ports["a"], migrating_to="hv3")
+    # hv3 wires port a ahead of the switch: it gets blue's tunnels...
+    ov3 = overlays(topo, "hv3", "198.51.100.3")
+    assert ov3["blue"].vteps == {"198.51.100.1", "198.51.100.2"}
+    # ...and the others flood to it, while a's MAC stays with hv1.
+    ov2 = overlays(topo, "hv2", "198.51.100.2")
+    assert ov2["blue"].vteps == {"198.51.100.1", "198.51.100.3"}
+    assert ("52:54:00:00:00:01", "198.51.100.1") in ov2["blue"].macs
+    assert all(ip != "198.51.100.3" for _, ip in ov2["blue"].macs)

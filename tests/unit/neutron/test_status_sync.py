@@ -68,3 +68,22 @@ def test_put_port_brings_its_network():
     net, port = Network(NET, "vxlan", segmentation_id=7), Port(P1, NET, "tap1", host="c1")
     sync.put_port(net, port)(t)
     assert t.networks == {NET: net} and t.ports == {P1: port}
+
+
+def test_migrations_follow_neutrons_inactive_bindings():
+    t = topo()
+    sync.set_migrations({P1: "c2", "own": "c9"})(t)
+    assert t.ports[P1].migrating_to == "c2" and t.ports["own"].migrating_to is None
+    # An update of the port on the same host keeps the migration...
+    sync.put_port(t.networks[NET], Port(P1, NET, "tap1", mac="52:54:00:00:00:09",
+                                        host="c1"))(t)
+    assert t.ports[P1].migrating_to == "c2" and t.ports[P1].mac == "52:54:00:00:00:09"
+    # ...activation on the destination ends it; the source's binding, left
+    # inactive until Nova deletes it, is the next one.
+    sync.put_port(t.networks[NET], Port(P1, NET, "tap1", host="c2"))(t)
+    assert t.ports[P1].migrating_to is None
+    sync.set_migrations({P1: "c1"})(t)
+    assert t.ports[P1].migrating_to == "c1"
+    sync.set_migrations({})(t)
+    assert t.ports[P1].migrating_to is None
+    t.validate()
