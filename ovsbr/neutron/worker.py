@@ -162,15 +162,19 @@ class StatusWorker(NeutronBaseWorker):
                      change.host)
             notifier.notify_port_active_direct(port)
 
-    # -- Neutron -> store --------------------------------------------------------
     def resync(self, ctx) -> sync.Counts:
-        """Make the store's Neutron objects equal to Neutron's database."""
-        networks, ports = wanted(ctx)
-        counts = sync.Counts()
-        self.store.update(sync.converge(networks, ports, counts))
-        LOG.info("ovsbr resync: %d networks, %d ports in Neutron; store: %s",
-                 len(networks), len(ports), counts)
-        return counts
+        return resync(ctx, self.store)
+
+
+def resync(ctx, store: EtcdStore) -> sync.Counts:
+    """Make the store's Neutron objects equal to Neutron's database; one
+    revision-checked write of the differences, and one line of counts."""
+    networks, ports = wanted(ctx)
+    counts = sync.Counts()
+    store.update(sync.converge(networks, ports, counts))
+    LOG.info("ovsbr resync: %d networks, %d ports in Neutron; store: %s",
+             len(networks), len(ports), counts)
+    return counts
 
 
 def wanted(ctx) -> tuple[dict, dict]:

@@ -183,6 +183,12 @@ class Neutron:
     def stop_workers(self) -> None:
         _stop(self.periodic)
 
+    def sync(self) -> str:
+        """Run ``ovsbr-neutron-sync`` on this Neutron's configuration; its output."""
+        res = run(["ip", "netns", "exec", self.netns, os.path.join(BIN, "ovsbr-neutron-sync"),
+                   "--config-file", self.config], timeout=120, env=self._env())
+        return res.stdout
+
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.forward.port}/"

@@ -201,21 +201,41 @@ def test_resync_makes_the_store_equal_to_neutron(cloud):
     net = c.network(name="green", provider_network_type="vxlan")
     a = c.port(net, LB_HOST)
     cli = c.mh.agents[LB_HOST]
-    ports = lambda: {p["name"] for p in cli.cli_json("export")["ports"]}  # noqa: E731
-    assert a.id in ports()
-    # The store loses a port and gains an orphan (a failed write, a
-    # delete that never arrived); the operator's own port stays.
-    orphan = str(uuid.uuid4())
-    cli.cli("port", "delete", a.id)
-    cli.cli("port", "create", orphan, "--network", net.id, "--device", "tapdead", "--host",
-            LB_HOST)
+
+    def stored() -> tuple[int, set[str]]:
+        names = {p["name"] for p in cli.cli_json("export")["ports"]}
+        return cli.cli_json("status")["revision"], names
+
+    revision, names = stored()
+    assert a.id in names
+    # An update that changes nothing ovsbr wires writes nothing.
+    c.conn.network.update_port(a.id, name="renamed", description="x")
+    assert stored()[0] == revision
+
+    def damage() -> str:
+        """The store loses a port and gains an orphan (a failed write, a
+        delete that never arrived); the operator's own objects stay."""
+        orphan = str(uuid.uuid4())
+        cli.cli("port", "delete", a.id)
+        cli.cli("port", "create", orphan, "--network", net.id, "--device", "tapdead",
+                "--host", LB_HOST)
+        return orphan
+
     cli.cli("network", "create", "mine", "--type", "local")
     cli.cli("port", "create", "own", "--network", "mine", "--device", "tapown")
+    orphan = damage()
+    out = c.neutron.sync()
+    assert "store 1 added, 0 changed, 1 removed" in out, out
+    names = stored()[1]
+    assert a.id in names and orphan not in names and "own" in names
+    assert "store 0 added, 0 changed, 0 removed" in c.neutron.sync()
+
+    orphan = damage()
     c.neutron.stop_workers()
     c.neutron.start_workers()  # resyncs at start
-    wait_for(lambda: a.id in ports() and orphan not in ports(), 60, interval=0.5,
+    wait_for(lambda: a.id in stored()[1] and orphan not in stored()[1], 60, interval=0.5,
              what="store repaired by the workers' resync")
-    assert "own" in ports()
+    assert "own" in stored()[1]
     c.wait_status(a, "DOWN")  # its tap never came: bound, not wired
 
 
