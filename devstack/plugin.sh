@@ -37,6 +37,25 @@ function configure_ovsbr {
     fi
 }
 
+function configure_ovsbr_neutron {
+    # neutron-server side: the [ovsbr] group of neutron.conf names the
+    # store; ML2 itself reads Q_ML2_PLUGIN_MECHANISM_DRIVERS (settings).
+    iniset "$NEUTRON_CONF" ovsbr endpoints "$OVSBR_ETCD_ENDPOINTS"
+    iniset "/$Q_PLUGIN_CONF_FILE" ml2 mechanism_drivers "$Q_ML2_PLUGIN_MECHANISM_DRIVERS"
+}
+
+function start_ovsbr_neutron {
+    # ovsbr's status worker runs in neutron-periodic-workers; start it
+    # unless DevStack already runs that service.
+    if ! is_service_enabled neutron-periodic-workers; then
+        run_process ovsbr-neutron-workers "$OVSBR_BIN_DIR/neutron-periodic-workers \
+--config-file $NEUTRON_CONF --config-file /$Q_PLUGIN_CONF_FILE"
+    fi
+    # Make etcd equal to Neutron's database now (networks made before).
+    "$OVSBR_BIN_DIR/ovsbr-neutron-sync" --config-file "$NEUTRON_CONF" \
+        --config-file "/$Q_PLUGIN_CONF_FILE"
+}
+
 function start_ovsbr {
     # netlink and the OVSDB socket need root, as for Neutron's agents.
     run_process ovsbr-agent "$OVSBR_BIN_DIR/ovsbr-agent --config-file $OVSBR_CONF" "" root
@@ -44,6 +63,7 @@ function start_ovsbr {
 
 function stop_ovsbr {
     stop_process ovsbr-agent
+    stop_process ovsbr-neutron-workers
 }
 
 function cleanup_ovsbr {
@@ -63,9 +83,15 @@ if is_service_enabled ovsbr-agent; then
     elif [[ "${1:-}" == "stack" && "${2:-}" == "post-config" ]]; then
         echo_summary "Configuring ovsbr"
         configure_ovsbr
+        if [[ "$OVSBR_NEUTRON" == "True" ]] && is_service_enabled q-svc neutron-api; then
+            configure_ovsbr_neutron
+        fi
     elif [[ "${1:-}" == "stack" && "${2:-}" == "extra" ]]; then
         echo_summary "Starting ovsbr-agent"
         start_ovsbr
+        if [[ "$OVSBR_NEUTRON" == "True" ]] && is_service_enabled q-svc neutron-api; then
+            start_ovsbr_neutron
+        fi
     fi
     if [[ "${1:-}" == "unstack" ]]; then
         stop_ovsbr

@@ -9,12 +9,15 @@ from __future__ import annotations
 import sys
 
 from ovsbr.conf import opts
+from ovsbr.neutron import config as neutron_config
 
 HEADER = """# ovsbr configuration reference
 
 Generated from `ovsbr/conf/opts.py` by `python -m ovsbr.conf.reference`; do
 not edit by hand. A sample file with the same content: `tox -e genconfig`.
 The oslo.log options (`debug`, `log_file`, ...) are oslo.log's own.
+The last group, `[ovsbr]`, belongs in neutron-server's configuration (the
+ML2 mechanism driver), not in ovsbr.conf.
 """
 
 
@@ -30,7 +33,9 @@ def _default(opt) -> str:
 
 def render() -> str:
     lines = [HEADER]
-    for group, options in opts.list_opts():
+    groups = opts.list_opts() + [(f"{g} (neutron.conf)", o) for g, o in
+                                 neutron_config.list_opts()]
+    for group, options in groups:
         lines += [f"\n## [{group}]\n", "| option | type | default | meaning |",
                   "|---|---|---|---|"]
         for opt in options:

@@ -19,6 +19,7 @@ STUBS = r"""
 log() { printf '%s\n' "$*" >> "$CALLS"; }
 define_plugin() { log define_plugin "$@"; }
 enable_service() { log enable_service "$@"; ENABLED="${ENABLED:-} $*"; }
+disable_service() { log disable_service "$@"; }
 is_service_enabled() {
     for s in "$@"; do [[ " ${ENABLED:-} " == *" $s "* ]] && return 0; done
     return 1
@@ -27,7 +28,7 @@ install_package() { log install_package "$@"; }
 setup_develop() { log setup_develop "$@"; }
 echo_summary() { log echo_summary "$@"; }
 get_python_exec_prefix() { echo /usr/local/bin; }
-run_process() { log run_process "$1" "$2" "$3" "$4"; }
+run_process() { log run_process "$1" "$2" "${3:-}" "${4:-}"; }
 stop_process() { log stop_process "$@"; }
 sudo() { log sudo "$@"; if [[ "$1" == install || "$1" == rm ]]; then "$@"; fi; }
 iniset() {
@@ -101,6 +102,41 @@ def test_written_config_is_accepted_by_ovsbr(tmp_path):
     assert conf.driver == "openvswitch"
     assert conf.ovs.bridge_mappings == ["physnet1:br-ex", "physnet2:br-eth2"]
     assert conf.state_path == f"{tmp_path}/data/ovsbr"
+
+
+def test_controller_with_neutron_uses_the_ovsbr_mechanism_driver(tmp_path):
+    """Where neutron's API runs: ML2 loads ovsbr, neutron.conf names the
+    store, the workers and a first resync start, the agent uses etcd."""
+    from oslo_config import cfg
+
+    from ovsbr.neutron import config as neutron_config
+    from ovsbr.store.etcd import EtcdStore
+
+    conf_dir = tmp_path / "etc"
+    (tmp_path / "ml2").mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sync = bin_dir / "ovsbr-neutron-sync"
+    sync.write_text('#!/bin/sh\necho "ovsbr-neutron-sync $*" >> "$CALLS"\n')
+    sync.chmod(0o755)
+    env = {"OVSBR_CONF_DIR": str(conf_dir), "OVSBR_DRIVER": "linuxbridge",
+           "OVSBR_BIN_DIR": str(bin_dir),
+           "ENABLED": "q-svc", "SERVICE_HOST": "192.0.2.1",
+           "NEUTRON_CONF": str(tmp_path / "neutron.conf"),
+           "Q_PLUGIN_CONF_FILE": str(tmp_path / "ml2" / "ml2_conf.ini").lstrip("/")}
+    calls = run_phases(tmp_path, env)
+    assert "disable_service q-agt" in calls and "enable_service etcd3" in calls
+    post = next(p for p in calls.split("== ") if p.startswith("stack post-config"))
+    assert f"iniset {tmp_path}/ml2/ml2_conf.ini ml2 mechanism_drivers ovsbr" in post
+    assert f"iniset {conf_dir}/ovsbr.conf DEFAULT store etcd" in post
+    extra = next(p for p in calls.split("== ") if p.startswith("stack extra"))
+    assert f"run_process ovsbr-neutron-workers {bin_dir}/neutron-periodic-workers" in extra
+    assert f"ovsbr-neutron-sync --config-file {tmp_path}/neutron.conf" in extra
+    conf = cfg.ConfigOpts()
+    neutron_config.register(conf)
+    conf(["--config-file", str(tmp_path / "neutron.conf")])
+    store = EtcdStore(conf, group=neutron_config.GROUP)
+    assert store.endpoints == [("192.0.2.1", 2379)]
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
