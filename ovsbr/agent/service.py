@@ -70,7 +70,10 @@ class SayOnce:
 
 class Agent:
     def __init__(self, store: Store, driver: Driver, host: str, resync_interval: float,
-                 local_ip: str | None = None):
+                 local_ip: str | None = None,
+                 on_reconciled: Callable[[st.ReconcileReport], None] | None = None):
+        """``on_reconciled``: called by the loop after each reconcile with its
+        report (the metrics' one hook into the loop; a no-op by default)."""
         self.store = store
         self.driver = driver
         self.host = host
@@ -81,6 +84,9 @@ class Agent:
         # Written by the loop only.
         self.state = st.AgentState()
         self.reconciles = 0
+        self.alive_at = time.monotonic()  # the loop's last turn (liveness)
+        self.on_reconciled = on_reconciled or (lambda _report: None)
+        self._resynced = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -127,7 +133,7 @@ class Agent:
                 if self._stop.is_set():
                     break
                 self._wake.clear()
-                now = time.monotonic()
+                now = self.alive_at = time.monotonic()
                 resynced = now >= next_resync
                 if resynced:
                     self._full_resync()
@@ -191,9 +197,11 @@ class Agent:
         # Failed networks are retried; overlays are programmed whole again.
         self.state = dataclasses.replace(self.state, networks={}, overlays=None)
         self._say.reset()
+        self._resynced = True
 
     # -- reconcile -------------------------------------------------------------
     def reconcile(self, cleanup: bool = False) -> reconciler.Plan:
+        started = time.perf_counter()
         snap = self.snapshot  # one read: topology and local share of one revision
         desired = snap.local
         fingerprint = self.driver.fingerprint
@@ -201,9 +209,9 @@ class Agent:
 
         plan, mode = self._plan(desired, networks, cleanup)
         first = [a for a in plan.actions if isinstance(a, reconciler.NETWORK_ACTIONS)]
+        net_outcomes = [self._apply(a, desired) for a in first]
         if first:
-            outcomes = [self._apply(a, desired) for a in first]
-            networks = st.network_outcomes(networks, outcomes, desired, fingerprint)
+            networks = st.network_outcomes(networks, net_outcomes, desired, fingerprint)
             plan, mode = self._plan(desired, networks, cleanup)
         outcomes = self._apply_ports(
             [a for a in plan.actions if isinstance(a, reconciler.PORT_ACTIONS)], desired)
@@ -211,7 +219,7 @@ class Agent:
         bound = {name: dev for name, dev in plan.devices.items()
                  if name not in failed and name in plan.ports
                  and plan.ports[name].status is reconciler.BOUND}
-        overlays_now, not_ready = self.state.overlays, {}
+        overlays_now, not_ready, sync_failed = self.state.overlays, {}, 0
         try:
             # Keeping an unknown datapath (store never written) means hands
             # off: no bindings, so the flows and filters found stay as they are.
@@ -220,12 +228,36 @@ class Agent:
                 not_ready = self.driver.sync(desired, bound) or {}
         except Exception as e:
             LOG.error("datapath sync failed: %s", e)
+            sync_failed = 1
         self.reconciles += 1
         self.state = st.AgentState(
             snap, networks, reconciler.port_statuses(plan, failed, not_ready),
             overlays_now, self.state.datapath)
         self._publish(self.state)
+        done = net_outcomes + outcomes
+        self._report(started, [o.action for o in done],
+                     sum(1 for o in done if o.error is not None) + sync_failed)
         return plan
+
+    def _report(self, started: float, applied: list[reconciler.Action], failures: int) -> None:
+        kinds: dict[str, int] = {}
+        for action in applied:
+            kinds[action.kind] = kinds.get(action.kind, 0) + 1
+        report = st.ReconcileReport(time.perf_counter() - started, kinds, failures,
+                                    self._resynced)
+        self._resynced = False
+        try:
+            self.on_reconciled(report)
+        except Exception:  # an observer must not stop the loop
+            LOG.exception("on_reconciled hook failed")
+
+    def readiness(self) -> list[str]:
+        """Why the agent is not ready (empty: ready); see :func:`state.readiness`."""
+        try:
+            problems = self.driver.health()
+        except Exception as e:
+            problems = [f"datapath health unknown: {e}"]
+        return st.readiness(self.state, self.reconciles, problems)
 
     def _plan(self, desired: Topology, networks: dict[str, st.NetworkRecord],
               cleanup: bool) -> tuple[reconciler.Plan, Mode]:

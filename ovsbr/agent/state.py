@@ -63,6 +63,31 @@ class AgentState:
     datapath: Mapping[str, BridgeReport] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class ReconcileReport:
+    """One reconcile as the loop saw it, handed to ``Agent(on_reconciled=...)``
+    (metrics) and never read back by the agent."""
+
+    duration: float  # seconds
+    actions: Mapping[str, int]  # action kind -> how many were applied
+    failures: int  # actions that failed, plus a failed datapath sync
+    full: bool  # the first after a periodic full resync
+
+
+def readiness(state: AgentState, reconciles: int, driver_problems: list[str]) -> list[str]:
+    """Why this agent is not ready to serve (empty: ready).
+
+    Ready means: the desired state was read and applied once, the store is
+    readable, and the datapath connections the driver needs are up.
+    """
+    problems = list(driver_problems)
+    if state.desired.store_error:
+        problems.insert(0, f"store: {state.desired.store_error}")
+    if reconciles == 0:
+        problems.insert(0, "no reconcile yet (waiting for the store's first read)")
+    return problems
+
+
 def live_network_errors(records: Mapping[str, NetworkRecord], desired: Topology,
                         fingerprint: Callable[[Network], str]) -> dict[str, NetworkRecord]:
     """The build failures that still hold: the network is there, unchanged."""

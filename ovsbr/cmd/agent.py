@@ -9,7 +9,7 @@ import warnings
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from ovsbr import drivers, store
+from ovsbr import drivers, metrics, store
 from ovsbr.agent.service import Agent
 from ovsbr.cmd.common import check_options, fail
 from ovsbr.conf import opts
@@ -71,11 +71,19 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    served = None
     try:
+        if CONF.metrics.enabled:
+            served = metrics.Metrics(agent)
+            agent.on_reconciled = served.on_reconciled
+            served.serve(CONF.metrics.bind_host, CONF.metrics.bind_port)
         agent.start()
         agent.run()
     except OvsbrError as e:
         return fail(PROG, str(e))
+    finally:
+        if served is not None:
+            served.stop()
     LOG.info("ovsbr-agent stopped")
     return 0
 

@@ -112,6 +112,17 @@ OPENFLOW_OPTS = [
                     "(OVS controller_rate_limit)."),
 ]
 
+METRICS_OPTS = [
+    cfg.BoolOpt("enabled", default=False,
+                help="Serve Prometheus metrics (/metrics), liveness (/healthz) "
+                     "and readiness (/readyz) over HTTP."),
+    cfg.HostAddressOpt("bind_host", default="127.0.0.1",
+                       help="Address the metrics endpoint listens on; anything "
+                            "but loopback exposes it to the network (no TLS)."),
+    cfg.PortOpt("bind_port", default=9477,
+                help="TCP port of the metrics endpoint."),
+]
+
 GROUPS = {
     "DEFAULT": DEFAULT_OPTS,
     "linux_bridge": LINUX_BRIDGE_OPTS,
@@ -119,6 +130,7 @@ GROUPS = {
     "ovs": OVS_OPTS,
     "openflow": OPENFLOW_OPTS,
     "etcd": ETCD_OPTS,
+    "metrics": METRICS_OPTS,
 }
 
 

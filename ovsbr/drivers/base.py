@@ -193,6 +193,13 @@ class Driver(abc.ABC):
     def cleanup(self) -> None:  # noqa: B027
         """After every network is gone: remove the driver's own scaffolding."""
 
+    def health(self) -> list[str]:
+        """Connections the datapath needs that are down now (empty: all up).
+
+        For readiness: each entry one line naming what is down.
+        """
+        return []
+
     def capabilities(self) -> dict[str, Any]:
         """What this host can serve, published in the store's host registry.
 

@@ -109,6 +109,10 @@ class OvsSandbox:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.db_sock)
 
+    def stop_ovsdb(self) -> None:
+        """ovsdb-server down, ovs-vswitchd left running (it keeps forwarding)."""
+        self._stop("ovsdb-server")
+
     def restart_ovsdb(self) -> None:
         self._stop("ovsdb-server")
         self.start_ovsdb()

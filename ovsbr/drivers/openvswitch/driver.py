@@ -282,6 +282,15 @@ class OpenvSwitchDriver(Driver):
         """Remove br-int and the patch ports, if ovsbr created them."""
         self.db.remove_scaffolding()
 
+    def health(self) -> list[str]:
+        problems = []
+        if not self.db.connected():
+            problems.append(f"OVSDB at {self.ovs.ovsdb_connection} not connected")
+        bridges = self.app.introspect() if self.app is not None else {}
+        if not bridges.get(self.br_int, {}).get("connected"):
+            problems.append(f"{self.br_int}: no OpenFlow connection from ovs-vswitchd")
+        return problems
+
     def introspect(self) -> dict[str, BridgeReport]:
         """The app's MAC tables and counters, with network and port names."""
         if self.app is None:

@@ -94,6 +94,15 @@ class Ovsdb:
         self.api = impl_idl.OvsdbIdl(self.conn)
         idl.on_change = on_event
 
+    def connected(self) -> bool:
+        """Whether the OVSDB session is up now (python-ovs reconnects by itself).
+
+        python-ovs's Idl exposes no public state for this; its jsonrpc
+        Session's ``is_connected()`` is the one source (a read, no I/O).
+        """
+        conn = self.conn
+        return conn is not None and conn.idl._session.is_connected()
+
     def stop(self) -> None:
         if self.conn is not None:
             self.conn.stop(timeout=5)
