@@ -10,14 +10,16 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 from oslo_config import cfg
 
 from ovsbr import model, store
+from ovsbr.cmd import status as views
 from ovsbr.cmd.common import check_options, fail
+from ovsbr.cmd.output import CliError, emit
 from ovsbr.conf import opts
 from ovsbr.exceptions import OvsbrError
 from ovsbr.model import Topology, ValidationError
@@ -26,42 +28,6 @@ PROG = "ovsbr"
 NETWORK_COLUMNS = ("name", "type", "physical_network", "segmentation_id", "mtu")
 PORT_COLUMNS = ("name", "network", "device", "iface_id", "mac", "ips", "port_security",
                 "status")
-
-
-class CliError(OvsbrError):
-    pass
-
-
-# -- output ----------------------------------------------------------------------
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def _table(rows: list[dict[str, Any]], columns: Iterable[str]) -> str:
-    columns = list(columns)
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
-    for row in cells:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
-
-
-def _emit(args: argparse.Namespace, data: Any, columns: Iterable[str] | None = None) -> None:
-    if args.format == "json":
-        print(json.dumps(data, indent=2, sort_keys=True))
-    elif args.format == "yaml":
-        print(yaml.safe_dump(data, sort_keys=False), end="")
-    elif isinstance(data, list):
-        print(_table(data, columns))
-    else:
-        width = max(len(k) for k in data) if data else 0
-        for k, v in data.items():
-            print(f"{k.ljust(width)}  {'' if v is None else v}")
 
 
 # -- status ----------------------------------------------------------------------
@@ -102,12 +68,12 @@ def network_create(args, st):
         t.networks[net.name] = net
 
     _update(st, change)
-    _emit(args, net.to_dict())
+    emit(args, net.to_dict())
 
 
 def network_list(args, st):
     topo = st.load()
-    _emit(args, [n.to_dict() for n in sorted(topo.networks.values(), key=lambda n: n.name)],
+    emit(args, [n.to_dict() for n in sorted(topo.networks.values(), key=lambda n: n.name)],
           NETWORK_COLUMNS)
 
 
@@ -128,7 +94,7 @@ def network_show(args, st):
     data["status"] = status.get(net.name, {}).get("status", "unknown")
     if status.get(net.name, {}).get("reason"):
         data["reason"] = status[net.name]["reason"]
-    _emit(args, data)
+    emit(args, data)
 
 
 def network_delete(args, st):
@@ -156,7 +122,7 @@ def port_create(args, st):
         t.ports[port.name] = port
 
     _update(st, change)
-    _emit(args, _port_row(port, {}))
+    emit(args, _port_row(port, {}))
 
 
 def port_list(args, st):
@@ -165,7 +131,7 @@ def port_list(args, st):
     rows = [_port_row(p, statuses) for p in sorted(topo.ports.values(), key=lambda p: p.name)]
     if args.network:
         rows = [r for r in rows if r["network"] == args.network]
-    _emit(args, rows, PORT_COLUMNS)
+    emit(args, rows, PORT_COLUMNS)
 
 
 def port_show(args, st):
@@ -175,7 +141,7 @@ def port_show(args, st):
     dev = _port_statuses(st).get(port.name, {}).get("device")
     if dev:
         row["bound_device"] = dev
-    _emit(args, row)
+    emit(args, row)
 
 
 def port_delete(args, st):
@@ -184,47 +150,6 @@ def port_delete(args, st):
         del t.ports[args.name]
 
     _update(st, change)
-
-
-def status(args, st):
-    topo = st.load()
-    hosts = st.read_status()
-    if args.format in ("json", "yaml"):
-        _emit(args, {"revision": topo.revision, "hosts": hosts})
-        return
-    if not hosts:
-        print("no agent has reported yet")
-    for host, hs in sorted(hosts.items()):
-        print(f"host {host}: driver {hs.get('driver')}, revision {hs.get('revision')} "
-              f"of {topo.revision}")
-        if hs.get("store_error"):
-            print(f"  store error: {hs['store_error']}")
-        for name, ns in sorted(hs.get("networks", {}).items()):
-            if ns.get("status") != "ok":
-                print(f"  network {name}: {ns.get('status')}: {ns.get('reason', '')}")
-        rows = [dict(name=n, **p) for n, p in sorted(hs.get("ports", {}).items())]
-        if rows:
-            print(_table(rows, ("name", "status", "device", "reason")))
-        _print_mac_tables(hs.get("datapath", {}))
-
-
-def _print_mac_tables(datapath: dict) -> None:
-    for bridge, info in sorted(datapath.items()):
-        counters = ", ".join(f"{k} {v}" for k, v in info.get("counters", {}).items())
-        state = "connected" if info.get("connected") else "DISCONNECTED"
-        print(f"  bridge {bridge} ({state}): {counters}")
-        if info.get("macs"):
-            print(_table(info["macs"], ("network", "mac", "port", "age")))
-
-
-def mac_table(args, st):
-    hosts = st.read_status()
-    if args.format in ("json", "yaml"):
-        _emit(args, {h: s.get("datapath", {}) for h, s in hosts.items()})
-        return
-    for host, hs in sorted(hosts.items()):
-        print(f"host {host}:")
-        _print_mac_tables(hs.get("datapath", {}))
 
 
 def _read_document(path: str) -> dict[str, Any]:
@@ -345,12 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
     _show_delete(port, port_show, "show a port and its status", port_delete, "delete a port")
 
     p = sub.add_parser("status", help="what the agent has wired, per port")
+    p.add_argument("--watch", action="store_true",
+                   help="a live view of every host, refreshed in place (Ctrl-C ends it)")
+    p.add_argument("--interval", type=views.positive_float, default=2.0,
+                   help="seconds between refreshes with --watch (default 2)")
+    p.add_argument("--count", type=int, help="with --watch: stop after this many refreshes")
     _fmt(p)
-    p.set_defaults(func=status)
+    p.set_defaults(func=views.status)
     p = sub.add_parser("mac-table", help="learned MACs per bridge, with counters "
                        "(openvswitch driver)")
     _fmt(p)
-    p.set_defaults(func=mac_table)
+    p.set_defaults(func=views.mac_table)
     p = sub.add_parser("apply", help="apply a YAML/JSON topology document in one write")
     p.add_argument("file", help="document path, or - for standard input")
     p.add_argument("--prune", action="store_true",

@@ -110,3 +110,49 @@ def test_bad_config_option_is_named(tmp_path, capsys):
     assert cli.main(["--config-file", str(conf), "network", "list"]) == 1
     err = capsys.readouterr().err
     assert "[DEFAULT] store: unknown value 'nosuch'; available: etcd, file" in err
+
+
+def test_status_watch_renders_hosts_and_problems():
+    from ovsbr.cmd import status as watch
+    hosts = {
+        "hv1": {"driver": "linuxbridge", "revision": 7, "updated": 995.0,
+                "ports": {"a": {"status": "bound", "device": "v1"},
+                          "b": {"status": "waiting", "reason": "no device named v2"},
+                          "c": {"status": "error", "reason": "bridge full"}},
+                "networks": {"n1": {"status": "ok"}, "n2": {"status": "error",
+                                                             "reason": "needs 8021q"}}},
+        "hv2": {"driver": "openvswitch", "revision": 7, "store_error": "etcd: down",
+                "ports": {}, "datapath": {"br-int": {"connected": False,
+                                                     "counters": {"packet_ins": 4},
+                                                     "macs": [{"mac": "x"}]}}}}
+    text = watch.render(7, hosts, now=1000.0)
+    lines = text.splitlines()
+    assert "store revision 7  hosts 2" in lines[0]
+    row = next(line for line in lines if line.startswith("hv1 "))
+    assert row.split()[1:6] == ["linuxbridge", "7", "1", "1", "1"] and "5s ago" in row
+    look = lines[lines.index("NEEDS A LOOK") + 1:]
+    # Errors first, each with its reason; then what waits.
+    assert look[0].startswith("hv1  error    port c: bridge full")
+    assert any("network n2: needs 8021q" in x for x in look[:3])
+    assert any("store: etcd: down" in x for x in look[:3])
+    assert any("waiting  port b: no device named v2" in x for x in look)
+    assert "hv2  br-int (DISCONNECTED, 1 MACs)  packet_ins=4" in text
+    many = {"h": {"ports": {f"p{i}": {"status": "error", "reason": "x"} for i in range(30)}}}
+    assert "... and 10 more" in watch.render(1, many, 0.0)
+
+
+def test_status_watch_refreshes_in_place_and_json_stays_scriptable(run, capsys):
+    run("network", "create", "n1", "--type", "local")
+    out = run("status", "--watch", "--interval", "0.1", "--count", "2").out
+    assert out.count(watch_clear()) == 2 and "hosts 0" in out
+    lines = run("status", "--watch", "-f", "json", "--interval", "0.1", "--count", "3"
+                ).out.splitlines()
+    assert len(lines) == 3 and all(json.loads(x)["revision"] == 1 for x in lines)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["status", "--watch", "--interval", "0"])
+    assert e.value.code == 2 and "0.1-3600" in capsys.readouterr().err
+
+
+def watch_clear():
+    from ovsbr.cmd import status as watch
+    return watch.CLEAR
