@@ -31,7 +31,12 @@ from importlib import metadata
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from ovsbr.agent.reconciler import PortState
@@ -54,6 +59,7 @@ BRIDGE_COUNTERS = {
                 "Sources not learned: the port holds max_macs_per_port already"),
     "expired": ("ovsbr_macs_expired_total", "Learned MACs aged out"),
     "dropped": ("ovsbr_packet_ins_dropped_total", "Malformed or unusable packet-ins"),
+    "flow_mods": ("ovsbr_openflow_flow_mods_total", "Flow-mods sent to the switch"),
 }
 
 
@@ -101,6 +107,25 @@ class AgentCollector(Collector):
                                 "Seconds since the reconcile loop last turned",
                                 value=max(0.0, self.clock() - agent.alive_at))
         yield from self._bridges(state.datapath)
+        yield from self._store(agent.store.stats())
+
+    @staticmethod
+    def _store(stats) -> Iterator:
+        if not stats:
+            return
+        yield SummaryMetricFamily("ovsbr_store_request_duration_seconds",
+                                  "Requests to the store (etcd) and their time",
+                                  count_value=stats["requests"],
+                                  sum_value=stats["request_seconds"])
+        for key, name, doc in (
+                ("request_errors", "ovsbr_store_request_errors", "Store requests that failed"),
+                ("watch_restarts", "ovsbr_store_watch_restarts",
+                 "Store watches lost (ended, cancelled, compacted) and started over"),
+                ("lease_renewals", "ovsbr_host_lease_renewals",
+                 "Renewals of this host's registration lease"),
+                ("lease_failures", "ovsbr_host_lease_failures",
+                 "Failed renewals of this host's registration lease")):
+            yield CounterMetricFamily(name, doc, value=stats[key])
 
     @staticmethod
     def _bridges(reports) -> Iterator:
@@ -109,16 +134,23 @@ class AgentCollector(Collector):
                                       labels=["bridge"])
         macs = GaugeMetricFamily("ovsbr_learned_macs", "MACs in the bridge's table now",
                                  labels=["bridge"])
+        flows = GaugeMetricFamily("ovsbr_openflow_flows",
+                                  "Pipeline flows ovsbr installed, per table (each learned "
+                                  "MAC adds two more: see ovsbr_learned_macs)",
+                                  labels=["bridge", "table"])
         families = {key: CounterMetricFamily(name.removesuffix("_total"), doc,
                                              labels=["bridge"])
                     for key, (name, doc) in BRIDGE_COUNTERS.items()}
         for bridge, report in sorted(reports.items()):
             connected.add_metric([bridge], 1 if report.connected else 0)
             macs.add_metric([bridge], len(report.macs))
+            for table, n in sorted(report.flows.items()):
+                flows.add_metric([bridge, str(table)], n)
             for key, family in families.items():
                 family.add_metric([bridge], report.counters.get(key, 0))
         yield connected
         yield macs
+        yield flows
         yield from families.values()
 
 
@@ -133,6 +165,11 @@ class Metrics:
         self.duration = Histogram("ovsbr_reconcile_duration_seconds",
                                   "Time of one reconcile (observe, plan, apply, sync)",
                                   buckets=RECONCILE_BUCKETS, registry=self.registry)
+        self.change_age = Histogram(
+            "ovsbr_store_change_apply_seconds",
+            "From a store change reaching the agent to the end of the reconcile that "
+            "applied it (how far the datapath lags the store)",
+            buckets=RECONCILE_BUCKETS, registry=self.registry)
         self.reconciles = PromCounter("ovsbr_reconciles", "Reconciles, by result",
                                       ["result"], registry=self.registry)
         self.actions = PromCounter("ovsbr_reconcile_actions",
@@ -153,6 +190,8 @@ class Metrics:
     # -- the loop's hook -------------------------------------------------------
     def on_reconciled(self, report: ReconcileReport) -> None:
         self.duration.observe(report.duration)
+        if report.change_age is not None:
+            self.change_age.observe(report.change_age)
         self.reconciles.labels("failed" if report.failures else "ok").inc()
         for kind, n in report.actions.items():
             self.actions.labels(kind).inc(n)

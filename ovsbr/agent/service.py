@@ -87,6 +87,7 @@ class Agent:
         self.alive_at = time.monotonic()  # the loop's last turn (liveness)
         self.on_reconciled = on_reconciled or (lambda _report: None)
         self._resynced = False
+        self._applied: Topology | None = None  # the desired state last reconciled
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -186,7 +187,7 @@ class Agent:
                 continue
             if last.store_error is not None:
                 LOG.info("store readable again (revision %d)", item.revision)
-            self.snapshot = st.DesiredSnapshot.of(item, self.host)
+            self.snapshot = st.DesiredSnapshot.of(item, self.host, time.monotonic())
             self._wake.set()
 
     def _full_resync(self) -> None:
@@ -235,17 +236,21 @@ class Agent:
             overlays_now, self.state.datapath)
         self._publish(self.state)
         done = net_outcomes + outcomes
-        self._report(started, [o.action for o in done],
+        self._report(started, snap, [o.action for o in done],
                      sum(1 for o in done if o.error is not None) + sync_failed)
         return plan
 
-    def _report(self, started: float, applied: list[reconciler.Action], failures: int) -> None:
+    def _report(self, started: float, snap: st.DesiredSnapshot,
+                applied: list[reconciler.Action], failures: int) -> None:
         kinds: dict[str, int] = {}
         for action in applied:
             kinds[action.kind] = kinds.get(action.kind, 0) + 1
+        age = None
+        if snap.local is not self._applied and snap.received is not None:
+            age = time.monotonic() - snap.received
         report = st.ReconcileReport(time.perf_counter() - started, kinds, failures,
-                                    self._resynced)
-        self._resynced = False
+                                    self._resynced, age)
+        self._resynced, self._applied = False, snap.local
         try:
             self.on_reconciled(report)
         except Exception:  # an observer must not stop the loop

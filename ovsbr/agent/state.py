@@ -29,10 +29,12 @@ class DesiredSnapshot:
     topology: Topology | None = None
     local: Topology | None = None
     store_error: str | None = None
+    received: float | None = None  # monotonic time the watcher read it
 
     @classmethod
-    def of(cls, topology: Topology, host: str) -> DesiredSnapshot:
-        return cls(topology, topology.local_view(host))
+    def of(cls, topology: Topology, host: str, received: float | None = None
+           ) -> DesiredSnapshot:
+        return cls(topology, topology.local_view(host), None, received)
 
     def failed(self, error: str) -> DesiredSnapshot:
         """The same desired state, with the store's error to report."""
@@ -72,6 +74,9 @@ class ReconcileReport:
     actions: Mapping[str, int]  # action kind -> how many were applied
     failures: int  # actions that failed, plus a failed datapath sync
     full: bool  # the first after a periodic full resync
+    # Seconds from the store change reaching the agent to this reconcile's
+    # end, when it applied a new revision (None: same revision as before).
+    change_age: float | None = None
 
 
 def readiness(state: AgentState, reconciles: int, driver_problems: list[str]) -> list[str]:

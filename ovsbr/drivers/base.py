@@ -90,9 +90,11 @@ class BridgeReport:
     connected: bool
     counters: Mapping[str, int]
     macs: tuple[LearnedMac, ...] = ()
+    flows: Mapping[int, int] = dataclasses.field(default_factory=dict)  # table -> static flows
 
     def to_dict(self) -> dict[str, Any]:
         return {"connected": self.connected, "counters": dict(self.counters),
+                "flows": {str(t): n for t, n in sorted(self.flows.items())},
                 "macs": [dataclasses.asdict(m) for m in self.macs]}
 
 

@@ -13,6 +13,7 @@ barrier, then deletes the other generations: traffic never stops.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -26,6 +27,7 @@ from os_ken.controller.handler import (
     set_ev_cls,
 )
 from os_ken.ofproto import ofproto_v1_3
+from os_ken.ofproto.ofproto_v1_3_parser import OFPFlowMod
 
 from ovsbr.openflow import pipeline as pl
 from ovsbr.openflow.learning import FLAP, MOVED, NEW, MacTable
@@ -109,6 +111,8 @@ class BridgeState:
         self.existing_groups: set[int] = set()
         self.old_generations: set[int] = set()
         self.macs = MacTable(max_macs)
+        self.flow_mods = 0  # flow-mods sent to this bridge, for metrics
+        self.tables: dict[int, int] = {}  # table -> static pipeline flows installed
 
 
 class L2LearningApp(app_manager.OSKenApp):
@@ -181,7 +185,9 @@ class L2LearningApp(app_manager.OSKenApp):
             result = {}
             for br in self.bridges.values():
                 result[br.name] = {"connected": br.datapath is not None,
-                                   "counters": br.macs.counters.to_dict(),
+                                   "counters": dict(br.macs.counters.to_dict(),
+                                                    flow_mods=br.flow_mods),
+                                   "flows": dict(br.tables),
                                    "macs": br.macs.snapshot()}
             return result
 
@@ -267,11 +273,13 @@ class L2LearningApp(app_manager.OSKenApp):
         dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID
         return dp.xid
 
-    @staticmethod
-    def _send(dp, msgs: list) -> None:
+    def _send(self, dp, msgs: list) -> None:
         """Serialize many messages into one write: one queue slot, one syscall."""
         if not msgs:
             return
+        br = self.bridges.get(dp.id)
+        if br is not None:
+            br.flow_mods += sum(1 for m in msgs if isinstance(m, OFPFlowMod))
         bufs = []
         for msg in msgs:
             dp.set_xid(msg)
@@ -308,6 +316,7 @@ class L2LearningApp(app_manager.OSKenApp):
             msgs.append(dp.ofproto_parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
             br.existing_groups.discard(gid)
         br.installed, br.groups = flows, groups
+        br.tables = dict(collections.Counter(flow.table for flow in flows.values()))
         self._send(dp, msgs)
 
     # -- switch life cycle ---------------------------------------------------
@@ -433,6 +442,7 @@ class L2LearningApp(app_manager.OSKenApp):
             dst = tpl["dst"] if vid is None else tpl["dst_vlan"]
             dp.send(tpl["src"].render(self._next_xid(dp), cookie, lid, raw, in_port) +
                     dst.render(self._next_xid(dp), cookie, lid, raw, in_port, vid))
+            br.flow_mods += 2
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ovsbr.model import Topology
@@ -51,6 +51,11 @@ class Store(abc.ABC):
         Shared stores keep it under a lease the agent renews; the file store
         serves one host and has no one to tell.
         """
+
+    def stats(self) -> Mapping[str, float]:
+        """Counters for metrics (requests, their seconds, errors, watch
+        restarts, lease renewals); a store without a server has none."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default store holds none."""

@@ -25,11 +25,9 @@ unnoticed. Everything else is etcd3gw.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,23 +40,12 @@ from oslo_config import cfg
 from ovsbr.exceptions import ConfigError, StoreError
 from ovsbr.model import Topology, ValidationError, network_from_dict, port_from_dict
 from ovsbr.store.base import Store
+from ovsbr.store.etcd_watch import WatchStream
+from ovsbr.store.keys import b64, range_end, unb64
 
 LOG = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20  # optimistic retries of one update under contention
 ETCD_ERRORS = (etcd_exc.Etcd3Exception, OSError, ValueError)
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _unb64(text: str) -> str:
-    return base64.b64decode(text).decode()
-
-
-def _range_end(prefix: str) -> str:
-    """The first key after every key starting with ``prefix``."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def parse_endpoint(value: str, group: str = "etcd") -> tuple[str, int]:
@@ -94,6 +81,9 @@ class EtcdStore(Store):
         self._threads: list[threading.Thread] = []
         self._watches: list[Any] = []
         self._parsed: dict[str, tuple[str, Any]] = {}
+        self._stats_lock = threading.Lock()
+        self._stats = dict.fromkeys(("requests", "request_seconds", "request_errors",
+                                     "watch_restarts", "lease_renewals", "lease_failures"), 0.0)
 
     # -- connection ----------------------------------------------------------
     def _make_client(self, index: int) -> etcd3gw.Etcd3Client:
@@ -103,8 +93,27 @@ class EtcdStore(Store):
                               ca_cert=ca, cert_cert=cert, cert_key=key,
                               timeout=self.timeout, api_path="/v3/")
 
+    def _count(self, **deltas: float) -> None:
+        with self._stats_lock:
+            for key, value in deltas.items():
+                self._stats[key] += value
+
+    def stats(self) -> dict[str, float]:
+        with self._stats_lock:
+            return dict(self._stats)
+
     def _call(self, fn: Callable[[etcd3gw.Etcd3Client], Any]) -> Any:
         """Run one request, failing over to the next endpoint on connection errors."""
+        started = time.monotonic()
+        try:
+            return self._request(fn)
+        except StoreError:
+            self._count(request_errors=1)
+            raise
+        finally:
+            self._count(requests=1, request_seconds=time.monotonic() - started)
+
+    def _request(self, fn: Callable[[etcd3gw.Etcd3Client], Any]) -> Any:
         last: Exception | None = None
         for _ in range(len(self.endpoints)):
             with self._lock:
@@ -128,7 +137,7 @@ class EtcdStore(Store):
         return self._call(lambda c: c.transaction(txn))
 
     def _range(self, prefix: str) -> dict:
-        return {"request_range": {"key": _b64(prefix), "range_end": _b64(_range_end(prefix))}}
+        return {"request_range": {"key": b64(prefix), "range_end": b64(range_end(prefix))}}
 
     # -- reading -------------------------------------------------------------
     def _snapshot(self) -> tuple[int, dict[str, str], dict[str, str]]:
@@ -139,7 +148,7 @@ class EtcdStore(Store):
         parts = []
         for r in resp.get("responses", []):
             kvs = r.get("response_range", {}).get("kvs", [])
-            parts.append({_unb64(kv["key"]): _unb64(kv.get("value", "")) for kv in kvs})
+            parts.append({unb64(kv["key"]): unb64(kv.get("value", "")) for kv in kvs})
         while len(parts) < 2:
             parts.append({})
         return rev, parts[0], parts[1]
@@ -214,8 +223,8 @@ class EtcdStore(Store):
         for _attempt in range(MAX_ATTEMPTS):
             resp = self._txn({"success": [self._range(self.prefix + "topology/")]})
             kvs = resp["responses"][0]["response_range"].get("kvs", [])
-            keys = {_unb64(kv["key"]): _unb64(kv.get("value", "")) for kv in kvs}
-            mod = {_unb64(kv["key"]): kv.get("mod_revision", "0") for kv in kvs}
+            keys = {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in kvs}
+            mod = {unb64(kv["key"]): kv.get("mod_revision", "0") for kv in kvs}
             before = self._topology(keys)
             after = before.copy()
             change(after)
@@ -224,15 +233,15 @@ class EtcdStore(Store):
             if not ops:
                 return before, before
             after.revision = before.revision + 1
-            ops.append({"request_put": {"key": _b64(rev_key),
-                                        "value": _b64(str(after.revision))}})
+            ops.append({"request_put": {"key": b64(rev_key),
+                                        "value": b64(str(after.revision))}})
             # Unchanged since our read: the revision key is where every
             # writer meets (absent = never written: create_revision 0).
             if rev_key in mod:
-                compare = {"key": _b64(rev_key), "target": "MOD", "result": "EQUAL",
+                compare = {"key": b64(rev_key), "target": "MOD", "result": "EQUAL",
                            "mod_revision": mod[rev_key]}
             else:
-                compare = {"key": _b64(rev_key), "target": "CREATE", "result": "EQUAL",
+                compare = {"key": b64(rev_key), "target": "CREATE", "result": "EQUAL",
                            "create_revision": "0"}
             result = self._txn({"compare": [compare], "success": ops})
             if result.get("succeeded"):
@@ -245,12 +254,12 @@ class EtcdStore(Store):
         for kind, old, new in (("networks", before.networks, after.networks),
                                ("ports", before.ports, after.ports)):
             for name in sorted(set(old) | set(new)):
-                key = _b64(self._key(kind, name))
+                key = b64(self._key(kind, name))
                 if name not in new:
                     ops.append({"request_delete_range": {"key": key}})
                 elif old.get(name) != new[name]:
                     value = json.dumps(new[name].to_dict(), sort_keys=True)
-                    ops.append({"request_put": {"key": key, "value": _b64(value)}})
+                    ops.append({"request_put": {"key": key, "value": b64(value)}})
         return ops
 
     # -- status and liveness -------------------------------------------------
@@ -308,6 +317,7 @@ class EtcdStore(Store):
         if self._lease is not None:
             try:
                 if self._call(lambda c: self._lease.refresh()) > 0:
+                    self._count(lease_renewals=1)
                     return
             except (StoreError, *ETCD_ERRORS):
                 pass
@@ -324,6 +334,7 @@ class EtcdStore(Store):
                 self._renew()
             except (StoreError, *ETCD_ERRORS) as e:
                 LOG.warning("cannot renew this host's etcd lease: %s", e)
+                self._count(lease_failures=1)
                 self._lease = None
 
     # -- watching ------------------------------------------------------------
@@ -364,6 +375,7 @@ class EtcdStore(Store):
                     continue
                 if isinstance(batch, Exception):
                     LOG.warning("etcd watch lost (%s): reading the state again", batch)
+                    self._count(watch_restarts=1)
                     return
                 for kind, key, value in batch:
                     target = host_keys if key.startswith(self.prefix + "hosts/") else topo_keys
@@ -383,63 +395,3 @@ class EtcdStore(Store):
             s.close()
         for t in self._threads:
             t.join(2)
-
-
-class WatchStream:
-    """One etcd watch over the gateway's streaming /v3/watch, on its own thread.
-
-    Puts lists of (PUT|DELETE, key, value) on ``out``, one list per etcd
-    response, and an exception when the watch ends for any reason.
-    """
-
-    def __init__(self, store: EtcdStore, prefix: str, start_revision: int, out: queue.Queue):
-        self.out = out
-        self._resp = None
-        self._closed = threading.Event()
-        req = {"create_request": {"key": _b64(prefix), "range_end": _b64(_range_end(prefix)),
-                                  "start_revision": str(start_revision)}}
-        self._thread = threading.Thread(target=self._run, args=(store, req),
-                                        name="ovsbr-etcd-watch", daemon=True)
-        self._thread.start()
-
-    def _run(self, store: EtcdStore, req: dict) -> None:
-        try:
-            def open_stream(client):
-                return client.session.post(client.get_url("/watch"), json=req, stream=True,
-                                           timeout=(store.timeout, None))
-            self._resp = store._call(open_stream)
-            if self._closed.is_set():
-                return
-            for line in self._resp.iter_lines():
-                if not line.strip():
-                    continue
-                result = json.loads(line).get("result", {})
-                if result.get("canceled") or "compact_revision" in result:
-                    raise StoreError(f"watch cancelled (compact revision "
-                                     f"{result.get('compact_revision', '?')}: "
-                                     f"{result.get('cancel_reason', '')})")
-                events = []
-                for ev in result.get("events", []):
-                    kv = ev["kv"]
-                    events.append((ev.get("type", "PUT"), _unb64(kv["key"]),
-                                   _unb64(kv.get("value", ""))))
-                if events:
-                    self.out.put(events)
-            raise StoreError("watch stream ended")
-        except Exception as e:  # every end of the stream means: start over
-            if not self._closed.is_set():
-                self.out.put(e)
-
-    def close(self) -> None:
-        self._closed.set()
-        resp = self._resp
-        if resp is None:
-            return
-        try:
-            # Unblock the reader thread: shut the socket under the stream.
-            sock = socket.fromfd(resp.raw._fp.fileno(), socket.AF_INET, socket.SOCK_STREAM)
-            sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        except Exception:  # noqa: S110 - best effort; the stream may be gone already
-            pass
-        resp.close()

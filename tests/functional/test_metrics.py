@@ -54,6 +54,8 @@ def test_metrics_follow_the_datapath(datapath):
     assert m[("ovsbr_reconciles_total", ("ok",))] >= 1
     assert m[("ovsbr_reconcile_actions_total", ("plug",))] >= 2
     assert m[("ovsbr_last_reconcile_success_timestamp_seconds", ())] > 0
+    changes = m[("ovsbr_store_change_apply_seconds_count", ())]
+    assert changes >= 1
     assert get(s.base + "/healthz")[0] == 200
 
     # A port whose VM has not started yet is counted as waiting.
@@ -61,6 +63,7 @@ def test_metrics_follow_the_datapath(datapath):
               f"{datapath.env.prefix}late")
     wait_for(lambda: s.metrics()[("ovsbr_ports", (driver, "waiting"))] == 1, 15,
              what="p3 counted waiting")
+    assert s.metrics()[("ovsbr_store_change_apply_seconds_count", ())] > changes
     if driver != "openvswitch":
         return
 
@@ -79,6 +82,10 @@ def test_metrics_follow_the_datapath(datapath):
     after = s.metrics()
     learned = ("ovsbr_macs_learned_total", (bridge,))
     assert after[learned] - before[learned] >= 100
+    mods = ("ovsbr_openflow_flow_mods_total", (bridge,))
+    assert after[mods] - before[mods] >= 200, "two flows per learned MAC"
+    assert sum(v for (name, labels), v in after.items()
+               if name == "ovsbr_openflow_flows" and labels[0] == bridge) > 0
     assert after[("ovsbr_learned_macs", (bridge,))] >= 100
 
     # Readiness follows the OVSDB connection: 503 with the reason while

@@ -43,7 +43,7 @@ def test_status_document_from_a_state_value():
                                "bad": {"status": "error", "reason": "needs 8021q"}}
     assert doc["store_error"] == "store: garbage"
     assert doc["datapath"] == {"br-int": {"connected": True, "counters": {"learned": 1},
-                                          "macs": []}}
+                                          "flows": {}, "macs": []}}
 
 
 def test_network_failures_last_until_the_definition_changes():

@@ -26,9 +26,16 @@ class FakeDriver:
         return list(self.problems)
 
 
+class FakeStore:
+    def stats(self):
+        return {"requests": 10, "request_seconds": 0.5, "request_errors": 1,
+                "watch_restarts": 2, "lease_renewals": 30, "lease_failures": 0}
+
+
 class FakeAgent:
     def __init__(self):
         self.driver = FakeDriver()
+        self.store = FakeStore()
         self.alive_at = 100.0
         self.reconciles = 0
         topo = Topology.from_dict({"networks": [
@@ -41,7 +48,7 @@ class FakeAgent:
                    "p3": reconciler.PortStatus(reconciler.WAITING, None, "no device")},
             datapath={"br-int": BridgeReport(True, {"packet_ins": 7, "learned": 3, "moved": 1},
                                              (LearnedMac("n1", "52:54:00:00:00:01", "v1",
-                                                         1.0),))})
+                                                         1.0),), {0: 5, 3: 2})})
 
     def readiness(self):
         return state.readiness(self.state, self.reconciles, self.driver.health())
@@ -68,6 +75,10 @@ def test_state_is_read_at_scrape_time():
     assert got[("ovsbr_mac_moves_total", (("bridge", "br-int"),))] == 1
     assert got[("ovsbr_learned_macs", (("bridge", "br-int"),))] == 1
     assert got[("ovsbr_loop_idle_seconds", ())] == 3.0
+    assert got[("ovsbr_store_request_duration_seconds_count", ())] == 10
+    assert got[("ovsbr_store_request_duration_seconds_sum", ())] == 0.5
+    assert got[("ovsbr_store_watch_restarts_total", ())] == 2
+    assert got[("ovsbr_host_lease_renewals_total", ())] == 30
     assert got[("ovsbr_ready", ())] == 0  # no reconcile yet
     assert ("ovsbr_last_reconcile_success_timestamp_seconds", ()) not in got
     assert any(name == "ovsbr_build_info" for name, _ in got)
@@ -79,7 +90,8 @@ def test_state_is_read_at_scrape_time():
 
 def test_reconcile_hook_feeds_histogram_and_counters():
     m = metrics.Metrics(FakeAgent(), wall=lambda: 1234.0)
-    m.on_reconciled(state.ReconcileReport(0.004, {"plug": 3, "ensure_network": 1}, 0, True))
+    m.on_reconciled(state.ReconcileReport(0.004, {"plug": 3, "ensure_network": 1}, 0, True,
+                                          0.02))
     m.on_reconciled(state.ReconcileReport(0.2, {"plug": 1}, 1, False))
     got = samples(m)
     assert got[("ovsbr_reconciles_total", (("result", "ok"),))] == 1
@@ -89,6 +101,7 @@ def test_reconcile_hook_feeds_histogram_and_counters():
     assert got[("ovsbr_reconcile_duration_seconds_count", ())] == 2
     assert got[("ovsbr_reconcile_duration_seconds_bucket", (("le", "0.005"),))] == 1
     assert got[("ovsbr_last_reconcile_success_timestamp_seconds", ())] == 1234.0
+    assert got[("ovsbr_store_change_apply_seconds_count", ())] == 1  # one new revision
 
 
 def test_readiness_and_liveness_reasons():

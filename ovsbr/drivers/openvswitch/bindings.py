@@ -133,5 +133,6 @@ def reports(raw: Mapping[str, Mapping], view: BridgeView | None) -> dict[str, Br
         macs = tuple(LearnedMac(networks.get(e["lid"], "?"), e["mac"],
                                 ports.get(e["port"], e["port"]), e["age"])
                      for e in data["macs"])
-        result[bridge] = BridgeReport(data["connected"], data["counters"], macs)
+        result[bridge] = BridgeReport(data["connected"], data["counters"], macs,
+                                      data.get("flows", {}))
     return result

@@ -1,0 +1,80 @@
+"""One etcd watch over the gateway's streaming ``/v3/watch`` (see :mod:`.etcd`).
+
+Read here rather than through etcd3gw's Watcher, which drops the
+cancel/compaction notices and the end of the stream: a lost watch would go
+unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+from ovsbr.exceptions import StoreError
+from ovsbr.store.keys import b64, range_end, unb64
+
+if TYPE_CHECKING:
+    from ovsbr.store.etcd import EtcdStore
+
+
+class WatchStream:
+    """One etcd watch over the gateway's streaming /v3/watch, on its own thread.
+
+    Puts lists of (PUT|DELETE, key, value) on ``out``, one list per etcd
+    response, and an exception when the watch ends for any reason.
+    """
+
+    def __init__(self, store: EtcdStore, prefix: str, start_revision: int, out: queue.Queue):
+        self.out = out
+        self._resp = None
+        self._closed = threading.Event()
+        req = {"create_request": {"key": b64(prefix), "range_end": b64(range_end(prefix)),
+                                  "start_revision": str(start_revision)}}
+        self._thread = threading.Thread(target=self._run, args=(store, req),
+                                        name="ovsbr-etcd-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self, store: EtcdStore, req: dict) -> None:
+        try:
+            def open_stream(client):
+                return client.session.post(client.get_url("/watch"), json=req, stream=True,
+                                           timeout=(store.timeout, None))
+            self._resp = store._call(open_stream)
+            if self._closed.is_set():
+                return
+            for line in self._resp.iter_lines():
+                if not line.strip():
+                    continue
+                result = json.loads(line).get("result", {})
+                if result.get("canceled") or "compact_revision" in result:
+                    raise StoreError(f"watch cancelled (compact revision "
+                                     f"{result.get('compact_revision', '?')}: "
+                                     f"{result.get('cancel_reason', '')})")
+                events = []
+                for ev in result.get("events", []):
+                    kv = ev["kv"]
+                    events.append((ev.get("type", "PUT"), unb64(kv["key"]),
+                                   unb64(kv.get("value", ""))))
+                if events:
+                    self.out.put(events)
+            raise StoreError("watch stream ended")
+        except Exception as e:  # every end of the stream means: start over
+            if not self._closed.is_set():
+                self.out.put(e)
+
+    def close(self) -> None:
+        self._closed.set()
+        resp = self._resp
+        if resp is None:
+            return
+        try:
+            # Unblock the reader thread: shut the socket under the stream.
+            sock = socket.fromfd(resp.raw._fp.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        except Exception:  # noqa: S110 - best effort; the stream may be gone already
+            pass
+        resp.close()
