@@ -170,6 +170,11 @@ class Metrics:
             "From a store change reaching the agent to the end of the reconcile that "
             "applied it (how far the datapath lags the store)",
             buckets=RECONCILE_BUCKETS, registry=self.registry)
+        self.bind_time = Histogram(
+            "ovsbr_port_bind_seconds",
+            "From the device event (kernel or OVSDB) that woke the agent to a port "
+            "bound by that reconcile, one observation per port",
+            buckets=RECONCILE_BUCKETS, registry=self.registry)
         self.reconciles = PromCounter("ovsbr_reconciles", "Reconciles, by result",
                                       ["result"], registry=self.registry)
         self.actions = PromCounter("ovsbr_reconcile_actions",
@@ -192,6 +197,9 @@ class Metrics:
         self.duration.observe(report.duration)
         if report.change_age is not None:
             self.change_age.observe(report.change_age)
+        if report.event_age is not None:
+            for _ in range(report.newly_bound):
+                self.bind_time.observe(report.event_age)
         self.reconciles.labels("failed" if report.failures else "ok").inc()
         for kind, n in report.actions.items():
             self.actions.labels(kind).inc(n)

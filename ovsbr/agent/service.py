@@ -88,6 +88,7 @@ class Agent:
         self.on_reconciled = on_reconciled or (lambda _report: None)
         self._resynced = False
         self._applied: Topology | None = None  # the desired state last reconciled
+        self._event_at: float | None = None  # first device event since the last reconcile
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -172,6 +173,8 @@ class Agent:
             self.driver.stop()
 
     def _on_device_event(self, _what: str) -> None:
+        if self._event_at is None:
+            self._event_at = time.monotonic()
         self._wake.set()
 
     def _watch_store(self) -> None:
@@ -203,6 +206,8 @@ class Agent:
     # -- reconcile -------------------------------------------------------------
     def reconcile(self, cleanup: bool = False) -> reconciler.Plan:
         started = time.perf_counter()
+        event_at, self._event_at = self._event_at, None
+        before = self.state.ports
         snap = self.snapshot  # one read: topology and local share of one revision
         desired = snap.local
         fingerprint = self.driver.fingerprint
@@ -236,20 +241,27 @@ class Agent:
             overlays_now, self.state.datapath)
         self._publish(self.state)
         done = net_outcomes + outcomes
+        newly_bound = sum(1 for name, ps in self.state.ports.items()
+                          if ps.status is reconciler.BOUND and (
+                              name not in before or before[name].status is not reconciler.BOUND))
         self._report(started, snap, [o.action for o in done],
-                     sum(1 for o in done if o.error is not None) + sync_failed)
+                     sum(1 for o in done if o.error is not None) + sync_failed,
+                     newly_bound, event_at)
         return plan
 
     def _report(self, started: float, snap: st.DesiredSnapshot,
-                applied: list[reconciler.Action], failures: int) -> None:
+                applied: list[reconciler.Action], failures: int, newly_bound: int,
+                event_at: float | None) -> None:
         kinds: dict[str, int] = {}
         for action in applied:
             kinds[action.kind] = kinds.get(action.kind, 0) + 1
         age = None
         if snap.local is not self._applied and snap.received is not None:
             age = time.monotonic() - snap.received
+        now = time.monotonic()
         report = st.ReconcileReport(time.perf_counter() - started, kinds, failures,
-                                    self._resynced, age)
+                                    self._resynced, age, newly_bound,
+                                    None if event_at is None else now - event_at)
         self._resynced, self._applied = False, snap.local
         try:
             self.on_reconciled(report)

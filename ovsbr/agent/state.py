@@ -77,6 +77,10 @@ class ReconcileReport:
     # Seconds from the store change reaching the agent to this reconcile's
     # end, when it applied a new revision (None: same revision as before).
     change_age: float | None = None
+    # Ports that turned bound in this reconcile, and the seconds since the
+    # first device event (kernel or OVSDB) that woke it, if one did.
+    newly_bound: int = 0
+    event_age: float | None = None
 
 
 def readiness(state: AgentState, reconciles: int, driver_problems: list[str]) -> list[str]:

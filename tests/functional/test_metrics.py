@@ -64,6 +64,11 @@ def test_metrics_follow_the_datapath(datapath):
     wait_for(lambda: s.metrics()[("ovsbr_ports", (driver, "waiting"))] == 1, 15,
              what="p3 counted waiting")
     assert s.metrics()[("ovsbr_store_change_apply_seconds_count", ())] > changes
+    # Its VM starts: the device event that woke the agent to the port bound.
+    datapath.vm("late", 3)
+    wait_for(lambda: s.metrics()[("ovsbr_ports", (driver, "bound"))] == 3, 15,
+             what="p3 bound once its tap appeared")
+    assert s.metrics()[("ovsbr_port_bind_seconds_count", ())] >= 1
     if driver != "openvswitch":
         return
 

@@ -3,6 +3,7 @@ real loopback socket."""
 
 import json
 import socket
+import threading
 import urllib.error
 import urllib.request
 
@@ -92,7 +93,7 @@ def test_reconcile_hook_feeds_histogram_and_counters():
     m = metrics.Metrics(FakeAgent(), wall=lambda: 1234.0)
     m.on_reconciled(state.ReconcileReport(0.004, {"plug": 3, "ensure_network": 1}, 0, True,
                                           0.02))
-    m.on_reconciled(state.ReconcileReport(0.2, {"plug": 1}, 1, False))
+    m.on_reconciled(state.ReconcileReport(0.2, {"plug": 1}, 1, False, None, 3, 0.01))
     got = samples(m)
     assert got[("ovsbr_reconciles_total", (("result", "ok"),))] == 1
     assert got[("ovsbr_reconciles_total", (("result", "failed"),))] == 1
@@ -102,6 +103,8 @@ def test_reconcile_hook_feeds_histogram_and_counters():
     assert got[("ovsbr_reconcile_duration_seconds_bucket", (("le", "0.005"),))] == 1
     assert got[("ovsbr_last_reconcile_success_timestamp_seconds", ())] == 1234.0
     assert got[("ovsbr_store_change_apply_seconds_count", ())] == 1  # one new revision
+    assert got[("ovsbr_port_bind_seconds_count", ())] == 3  # one per newly bound port
+    assert got[("ovsbr_port_bind_seconds_bucket", (("le", "0.01"),))] == 3
 
 
 def test_readiness_and_liveness_reasons():
@@ -145,6 +148,7 @@ def test_endpoints_on_loopback_and_a_taken_port_is_refused():
         assert e.value.option == "[metrics] bind_port" and "in use" in str(e.value)
     finally:
         m.stop()
+    assert not [t for t in threading.enumerate() if t.name == "ovsbr-metrics"], "thread leak"
     with socket.socket() as s:  # stopped: nothing listens there any more
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
