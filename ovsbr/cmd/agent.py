@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import signal
 import sys
-import warnings
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
 from ovsbr import drivers, metrics, store
 from ovsbr.agent.service import Agent
-from ovsbr.cmd.common import check_options, fail
+from ovsbr.cmd.common import check_options, fail, quiet_eventlet
 from ovsbr.conf import opts
 from ovsbr.exceptions import OvsbrError
 
 LOG = logging.getLogger(__name__)
 PROG = "ovsbr-agent"
-# python-ovs imports eventlet when it is installed (os-ken pulls it in); the
-# agent runs on native threads and never uses it.
-warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 
 def build(conf: cfg.ConfigOpts) -> Agent:
@@ -38,6 +34,7 @@ CLI_OPTS = [cfg.BoolOpt("cleanup", default=False,
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_eventlet()
     CONF = cfg.CONF  # noqa: N806 - os-ken reads its options from the global
     opts.register(CONF)
     CONF.register_cli_opts(CLI_OPTS)

@@ -18,7 +18,7 @@ from oslo_config import cfg
 
 from ovsbr import model, store
 from ovsbr.cmd import status as views
-from ovsbr.cmd.common import check_options, fail
+from ovsbr.cmd.common import check_options, fail, quiet_eventlet
 from ovsbr.cmd.output import CliError, emit
 from ovsbr.conf import opts
 from ovsbr.exceptions import OvsbrError
@@ -305,6 +305,7 @@ def load_conf(config_files: list[str]) -> cfg.ConfigOpts:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_eventlet()
     args = build_parser().parse_args(argv)
     try:
         conf = load_conf(args.config_file)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 from oslo_config import cfg
 
@@ -26,6 +27,13 @@ def check_options(conf: cfg.ConfigOpts) -> None:
                 if "is not valid:" in detail:
                     detail = detail.split("is not valid:", 1)[1].strip()
                 raise ConfigError(f"[{group}] {opt.name}", detail) from None
+
+
+def quiet_eventlet() -> None:
+    """Hide eventlet's deprecation notice: python-ovs (via os-ken) and etcd3gw
+    (via futurist) import eventlet when it is installed; ovsbr runs on native
+    threads and never uses it, and an operator must not see it on every call."""
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 
 def fail(prog: str, message: str, code: int = 1) -> int:

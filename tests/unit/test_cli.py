@@ -156,3 +156,19 @@ def test_status_watch_refreshes_in_place_and_json_stays_scriptable(run, capsys):
 def watch_clear():
     from ovsbr.cmd import status as watch
     return watch.CLEAR
+
+
+def test_etcd_store_calls_print_no_eventlet_notice(tmp_path):
+    """etcd3gw imports futurist, which imports eventlet: its deprecation
+    notice must not reach the operator on every call."""
+    import subprocess
+    import sys
+    conf = tmp_path / "ovsbr.conf"
+    conf.write_text("[DEFAULT]\nstore = etcd\n[etcd]\nendpoints = 127.0.0.1:1\n"
+                    "timeout = 0.5\n")
+    res = subprocess.run([sys.executable, "-W", "default", "-m", "ovsbr.cmd.cli",
+                          "--config-file", str(conf), "status"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert res.stderr.startswith("ovsbr: error: etcd: no endpoint answered"), res.stderr
+    assert "Eventlet" not in res.stderr
