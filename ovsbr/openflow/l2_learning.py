@@ -180,6 +180,12 @@ class L2LearningApp(app_manager.OSKenApp):
                     return False
                 self.connected.wait(left)
 
+    def switches(self) -> dict[str, bool]:
+        """Bridge name -> switch connected: cheap, for readiness probes (no MAC
+        snapshot, so a probe never holds the lock packet-ins need for long)."""
+        with self.lock:
+            return {br.name: br.datapath is not None for br in self.bridges.values()}
+
     def introspect(self) -> dict:
         with self.lock:
             result = {}

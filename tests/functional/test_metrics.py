@@ -4,21 +4,11 @@ move with what happened on the datapath."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from ovsbr.testing import scrape
 from ovsbr.testing.netns import wait_for
+from ovsbr.testing.scrape import get
 from tests.functional.conftest import free_port
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 class Scraper:
@@ -26,13 +16,11 @@ class Scraper:
         self.base = f"http://127.0.0.1:{port}"
 
     def metrics(self) -> dict:
+        """{(name, label values in label-name order): value}."""
         code, text = get(self.base + "/metrics")
         assert code == 200
-        out = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                out[(s.name, tuple(s.labels[k] for k in sorted(s.labels)))] = s.value
-        return out
+        return {(name, tuple(v for _, v in labels)): value
+                for (name, labels), value in scrape.samples(text).items()}
 
     def ready(self) -> tuple[int, dict]:
         code, body = get(self.base + "/readyz")

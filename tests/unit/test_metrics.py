@@ -4,17 +4,16 @@ real loopback socket."""
 import json
 import socket
 import threading
-import urllib.error
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from ovsbr import metrics
 from ovsbr.agent import reconciler, state
 from ovsbr.drivers.base import BridgeReport, LearnedMac
 from ovsbr.exceptions import ConfigError
 from ovsbr.model import Topology
+from ovsbr.testing import scrape
+from ovsbr.testing.scrape import get
 
 
 class FakeDriver:
@@ -56,11 +55,7 @@ class FakeAgent:
 
 
 def samples(m: metrics.Metrics) -> dict:
-    out = {}
-    for family in text_string_to_metric_families(m.exposition().decode()):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
+    return scrape.samples(m.exposition().decode())
 
 
 def test_state_is_read_at_scrape_time():
@@ -117,14 +112,6 @@ def test_readiness_and_liveness_reasons():
     assert agent.readiness() == ["store: etcd: down", "OVSDB at unix:/x not connected"]
     assert metrics.liveness(100.0, 130.0) == []
     assert "61 s" in metrics.liveness(100.0, 161.0)[0]
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def test_endpoints_on_loopback_and_a_taken_port_is_refused():

@@ -286,8 +286,8 @@ class OpenvSwitchDriver(Driver):
         problems = []
         if not self.db.connected():
             problems.append(f"OVSDB at {self.ovs.ovsdb_connection} not connected")
-        bridges = self.app.introspect() if self.app is not None else {}
-        if not bridges.get(self.br_int, {}).get("connected"):
+        bridges = self.app.switches() if self.app is not None else {}
+        if not bridges.get(self.br_int):
             problems.append(f"{self.br_int}: no OpenFlow connection from ovs-vswitchd")
         return problems
 
