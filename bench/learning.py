@@ -103,7 +103,8 @@ def first_ping(vm1, vm2) -> float:
     return rtt1 - avg
 
 
-def run_case(kind: str, ovs, tmp: str) -> dict:
+def run_case(kind: str, ovs, tmp: str, extra: dict | None = None) -> dict:
+    """One run; ``extra``: more config sections for ovsbr's agent."""
     bridge = f"bl{kind[:4]}"
     result: dict = {"controller": kind, "k": K}
     with NetEnv("bl") as env:
@@ -115,7 +116,8 @@ def run_case(kind: str, ovs, tmp: str) -> dict:
                     "DEFAULT": {"driver": "openvswitch"},
                     "ovs": {"ovsdb_connection": ovs.connection, "integration_bridge": bridge,
                             "datapath_type": "netdev", "of_listen_port": 16635},
-                    "openflow": {"max_macs_per_port": K * 2, "packet_in_rate": 50000}})
+                    "openflow": {"max_macs_per_port": K * 2, "packet_in_rate": 50000},
+                    **(extra or {})})
                 agent.cli("network", "create", "n1", "--type", "local")
                 for p, vm in (("p1", vm1), ("p2", vm2)):
                     agent.cli("port", "create", p, "--network", "n1", "--device", vm.tap)

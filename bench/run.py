@@ -3,6 +3,7 @@
     python bench/run.py                      # everything, N = 100, 500, 1000
     python bench/run.py wiring --sizes 100   # one benchmark, smaller
     python bench/run.py wiring --against main  # this tree and main, side by side
+    python bench/run.py metrics --sizes 100,1000  # [metrics] off vs on (named only)
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import common, core, dataplane, learning, wiring  # noqa: E402
+from bench import common, core, dataplane, learning, metrics_cost, wiring  # noqa: E402
 
 BENCHMARKS = ("wiring", "learning", "dataplane", "core")
+ON_REQUEST = ("metrics",)  # comparisons that run only when named
 DRIVERS = ("linuxbridge", "openvswitch")
 
 
@@ -41,9 +43,10 @@ def parse_all(argv: list[str] | None = None) -> tuple[list[str], list[int], list
                         help="also run the wiring and core benchmarks' agent from git "
                              "revision REF, alternating with this tree, in the same run")
     args = parser.parse_args(argv)
-    unknown = [w for w in args.which if w not in BENCHMARKS]
+    unknown = [w for w in args.which if w not in BENCHMARKS + ON_REQUEST]
     if unknown:
-        parser.error(f"benchmark {unknown[0]!r}: choose from {', '.join(BENCHMARKS)}")
+        parser.error(f"benchmark {unknown[0]!r}: choose from "
+                     f"{', '.join(BENCHMARKS + ON_REQUEST)}")
     try:
         sizes = [int(x) for x in args.sizes.split(",")]
         if any(n < 2 for n in sizes):
@@ -90,6 +93,8 @@ def main() -> int:
                     wiring.main(sizes, drivers, codes)
                 elif name == "core":
                     core.main(sizes, codes)
+                elif name == "metrics":
+                    metrics_cost.main(sizes, drivers)
                 elif name == "learning":
                     learning.main()
                 else:

@@ -84,8 +84,13 @@ class Datapath:
         self.code = code  # (label, checkout the agent runs from; None = this one)
 
     def agent(self) -> Agent:
+        """The agent under test; a third element of ``code`` adds config sections
+        (the metrics benchmark runs the same tree with [metrics] on and off)."""
+        sections = self.sections()
+        for section, values in (self.code[2] if len(self.code) > 2 else {}).items():
+            sections.setdefault(section, {}).update(values)
         return Agent(os.path.join(self.workdir, f"agent-{time.monotonic_ns()}"),
-                     self.sections(), source=self.code[1])
+                     sections, source=self.code[1])
 
 
 class LinuxBridge(Datapath):
@@ -311,7 +316,7 @@ def bench_one(dp: Datapath, n: int, env: NetEnv) -> dict:
 
 
 def main(sizes: list[int], drivers: list[str],
-         codes: list[tuple[str, str | None]] | None = None) -> dict:
+         codes: list[tuple] | None = None, name: str = "wiring") -> dict:
     """``codes``: (label, checkout) of each version to run, alternating per N;
     default this checkout alone."""
     codes = codes or [("HEAD", None)]
@@ -360,5 +365,5 @@ def main(sizes: list[int], drivers: list[str],
     data = {"benchmark": "wiring", "baselines": {
         "linuxbridge": LinuxBridge.baseline_name, "openvswitch": OpenvSwitch.baseline_name},
         "results": results}
-    print("JSON:", common.write("wiring", data))
+    print("JSON:", common.write(name, data))
     return data

@@ -23,7 +23,7 @@ def test_one_benchmark_smaller():
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["foo"], "benchmark 'foo': choose from wiring, learning, dataplane, core"),
+    (["foo"], "benchmark 'foo': choose from wiring, learning, dataplane, core, metrics"),
     (["--against", "no-such-revision"], "--against 'no-such-revision': not a git revision"),
     (["--sizes", "x"], "--sizes 'x'"),
     (["--sizes", "1"], "each >= 2"),
