@@ -3,7 +3,8 @@
 The openvswitch driver tells the app which ports and uplinks each bridge
 has (:meth:`L2LearningApp.set_bindings`); the app keeps the switch's static
 pipeline equal to that, learns source MACs from packet-ins, and lets the
-switch age them. All flow construction is in :mod:`ovsbr.openflow.pipeline`.
+switch age them. Flows and groups come from :mod:`ovsbr.openflow.pipeline`,
+encoded by :mod:`ovsbr.openflow.messages`.
 
 Graceful restart: flows carry the agent generation in their cookie. When a
 switch connects, the app reads which generations are on it, installs its
@@ -29,65 +30,12 @@ from os_ken.controller.handler import (
 from os_ken.ofproto import ofproto_v1_3
 from os_ken.ofproto.ofproto_v1_3_parser import OFPFlowMod
 
+from ovsbr.openflow import messages
 from ovsbr.openflow import pipeline as pl
 from ovsbr.openflow.learning import FLAP, MOVED, NEW, MacTable
 
 LOG = logging.getLogger(__name__)
-
-
-# Placeholders that cannot occur elsewhere in a flow-mod: the template is
-# encoded once by os-ken with these values, and learned flows are rendered by
-# writing the real values at the placeholders' offsets.
-_PH_MAC = "0a:bb:cc:dd:ee:0f"
-_PH_PORT = 0x7EADBEEF
-_PH_LID = 0xABC
-_PH_COOKIE = 0x0123456789ABCDEF
-_PH_VID = 0x0ABD
 _ZERO_MAC = bytes(6)
-
-
-def _offsets(buf: bytes, needle: bytes) -> list[int]:
-    found, start = [], 0
-    while (i := buf.find(needle, start)) >= 0:
-        found.append(i)
-        start = i + 1
-    return found
-
-
-class FlowTemplate:
-    """A serialized flow-mod with slots for (cookie, lid, mac, port[, vid]).
-
-    Learning installs two flow-mods per new MAC; encoding them through
-    os-ken's OFPMatch/OFPFlowMod (MAC text conversion, OXM normalisation)
-    cost more than everything else in the packet-in path. The template is
-    os-ken's own encoding, so the wire format stays the library's.
-    """
-
-    def __init__(self, buf: bytes):
-        self.buf = bytearray(buf)
-        self.cookie = _offsets(buf, _PH_COOKIE.to_bytes(8, "big"))
-        self.mac = _offsets(buf, bytes.fromhex(_PH_MAC.replace(":", "")))
-        self.port = _offsets(buf, _PH_PORT.to_bytes(4, "big"))
-        self.lid = _offsets(buf, (_PH_LID).to_bytes(8, "big"))
-        self.vid = _offsets(buf, (_PH_VID | pl.OFPVID_PRESENT).to_bytes(2, "big"))
-        assert self.cookie and self.mac and self.port and self.lid, "template slots not found"
-
-    def render(self, xid: int, cookie: int, lid: int, mac: bytes, port: int,
-               vid: int | None = None) -> bytes:
-        b = bytearray(self.buf)
-        b[4:8] = xid.to_bytes(4, "big")
-        for o in self.cookie:
-            b[o:o + 8] = cookie.to_bytes(8, "big")
-        for o in self.lid:
-            b[o:o + 8] = lid.to_bytes(8, "big")
-        for o in self.mac:
-            b[o:o + 6] = mac
-        for o in self.port:
-            b[o:o + 4] = port.to_bytes(4, "big")
-        if vid is not None:
-            for o in self.vid:
-                b[o:o + 2] = (vid | pl.OFPVID_PRESENT).to_bytes(2, "big")
-        return bytes(b)
 
 
 class BridgeState:
@@ -197,84 +145,6 @@ class L2LearningApp(app_manager.OSKenApp):
                                    "macs": br.macs.snapshot()}
             return result
 
-    # -- messages ------------------------------------------------------------
-    def _flow_mod(self, dp, flow: pl.Flow, command=None):
-        ofp, parser = dp.ofproto, dp.ofproto_parser
-        insts = []
-        if flow.actions:
-            insts.append(parser.OFPInstructionActions(
-                ofp.OFPIT_APPLY_ACTIONS, [self._action(dp, a) for a in flow.actions]))
-        if flow.metadata is not None:
-            insts.append(parser.OFPInstructionWriteMetadata(flow.metadata, flow.metadata_mask))
-        if flow.goto is not None:
-            insts.append(parser.OFPInstructionGotoTable(flow.goto))
-        flags = ofp.OFPFF_SEND_FLOW_REM if flow.send_flow_rem else 0
-        return parser.OFPFlowMod(
-            dp, cookie=pl.cookie(self.generation, flow.kind), table_id=flow.table,
-            command=ofp.OFPFC_ADD if command is None else command,
-            idle_timeout=flow.idle_timeout, priority=flow.priority, flags=flags,
-            match=parser.OFPMatch(**dict(flow.match)), instructions=insts,
-            out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
-
-    def _delete_strict(self, dp, flow: pl.Flow):
-        ofp, parser = dp.ofproto, dp.ofproto_parser
-        return parser.OFPFlowMod(
-            dp, table_id=flow.table, command=ofp.OFPFC_DELETE_STRICT,
-            priority=flow.priority, match=parser.OFPMatch(**dict(flow.match)),
-            out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
-
-    @staticmethod
-    def _action(dp, action: tuple):
-        ofp, parser = dp.ofproto, dp.ofproto_parser
-        kind = action[0]
-        if kind == "output":
-            return parser.OFPActionOutput(action[1], 0)
-        if kind == "controller":
-            return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, action[1])
-        if kind == "push_vlan":
-            return parser.OFPActionPushVlan(action[1])
-        if kind == "pop_vlan":
-            return parser.OFPActionPopVlan()
-        if kind == "set_field":
-            return parser.OFPActionSetField(**{action[1]: action[2]})
-        if kind == "group":
-            return parser.OFPActionGroup(action[1])
-        raise ValueError(f"unknown action {action!r}")
-
-    def _group_mod(self, dp, group: pl.Group, command):
-        ofp, parser = dp.ofproto, dp.ofproto_parser
-        buckets = [parser.OFPBucket(actions=[self._action(dp, a) for a in acts])
-                   for acts in group.buckets]
-        return parser.OFPGroupMod(dp, command, ofp.OFPGT_ALL, group.group_id, buckets)
-
-    def _templates(self, dp) -> dict:
-        """Learned-flow templates for this switch, built once per connection."""
-        cached = getattr(dp, "_ovsbr_templates", None)
-        if cached is not None:
-            return cached
-        aging = self.mac_aging_time
-        saved, self.generation = self.generation, 0
-
-        def encode(flow: pl.Flow) -> bytes:
-            msg = self._flow_mod(dp, flow)
-            msg.cookie = _PH_COOKIE
-            dp.set_xid(msg)
-            msg.serialize()
-            return bytes(msg.buf)
-
-        try:
-            cached = {
-                "src": FlowTemplate(encode(pl.learned_src(_PH_LID, _PH_MAC, _PH_PORT, aging))),
-                "dst": FlowTemplate(encode(pl.learned_dst(_PH_LID, _PH_MAC, _PH_PORT, None,
-                                                          aging * 2))),
-                "dst_vlan": FlowTemplate(encode(pl.learned_dst(_PH_LID, _PH_MAC, _PH_PORT,
-                                                               _PH_VID, aging * 2))),
-            }
-        finally:
-            self.generation = saved
-        dp._ovsbr_templates = cached
-        return cached
-
     def _next_xid(self, dp) -> int:
         dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID
         return dp.xid
@@ -308,16 +178,16 @@ class L2LearningApp(app_manager.OSKenApp):
         for gid, group in groups.items():
             if br.groups.get(gid) != group:
                 cmd = ofp.OFPGC_MODIFY if gid in br.existing_groups else ofp.OFPGC_ADD
-                msgs.append(self._group_mod(dp, group, cmd))
+                msgs.append(messages.group_mod(dp, group, cmd))
                 br.existing_groups.add(gid)
         installed = br.installed
         for key, flow in flows.items():
             old = installed.get(key)
             if old is not flow and old != flow:
-                msgs.append(self._flow_mod(dp, flow))
+                msgs.append(messages.flow_mod(self.generation, dp, flow))
         for key, flow in br.installed.items():
             if key not in flows:
-                msgs.append(self._delete_strict(dp, flow))
+                msgs.append(messages.delete_strict(dp, flow))
         for gid in set(br.groups) - set(groups):
             msgs.append(dp.ofproto_parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
             br.existing_groups.discard(gid)
@@ -437,12 +307,12 @@ class L2LearningApp(app_manager.OSKenApp):
             if verdict not in (NEW, MOVED):
                 return
             if verdict == MOVED:
-                self._send(dp, [self._delete_strict(dp, pl.learned_src(lid, mac, old_port, 0))])
+                self._send(dp, [messages.delete_strict(dp, pl.learned_src(lid, mac, old_port, 0))])
             vid = None
             uplink = br.uplinks.get((in_port, lid))
             if uplink is not None:
                 vid = uplink.vid
-            tpl = self._templates(dp)
+            tpl = messages.templates(dp, self.mac_aging_time)
             cookie = pl.cookie(self.generation, pl.KIND_LEARNED)
             raw = data[6:12]
             dst = tpl["dst"] if vid is None else tpl["dst_vlan"]
@@ -468,7 +338,8 @@ class L2LearningApp(app_manager.OSKenApp):
                 return
             lid &= pl.METADATA_MASK
             if br.macs.expire(lid, mac, port) and br.datapath is not None:
-                self._send(dp, [self._delete_strict(dp, pl.learned_dst(lid, mac, port, None, 0))])
+                self._send(dp, [messages.delete_strict(
+                    dp, pl.learned_dst(lid, mac, port, None, 0))])
 
     def _forget_learned(self, br: BridgeState, keys: list[tuple[int, str]]) -> None:
         dp = br.datapath

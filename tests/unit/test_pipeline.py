@@ -93,7 +93,7 @@ def test_flow_template_renders_exactly_what_os_ken_encodes():
     """The learned-flow fast path must produce os-ken's bytes, field for field."""
     from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 
-    from ovsbr.openflow.l2_learning import L2LearningApp
+    from ovsbr.openflow import messages
 
     class FakeDatapath:
         ofproto, ofproto_parser = ofproto_v1_3, ofproto_v1_3_parser
@@ -103,16 +103,14 @@ def test_flow_template_renders_exactly_what_os_ken_encodes():
             self.xid += 1
             msg.set_xid(self.xid)
 
-    app = L2LearningApp.__new__(L2LearningApp)
-    app.generation, app.mac_aging_time = 0x1234, 300
     dp = FakeDatapath()
-    tpl = app._templates(dp)
+    tpl = messages.templates(dp, 300)
     mac = "52:54:00:aa:bb:cc"
     for kind, flow, vid in (
             ("src", pl.learned_src(42, mac, 17, 300), None),
             ("dst", pl.learned_dst(42, mac, 17, None, 600), None),
             ("dst_vlan", pl.learned_dst(42, mac, 17, 100, 600), 100)):
-        want = app._flow_mod(dp, flow)
+        want = messages.flow_mod(0x1234, dp, flow)
         want.set_xid(99)
         want.serialize()
         got = tpl[kind].render(99, pl.cookie(0x1234, flow.kind), 42,

@@ -1,0 +1,138 @@
+"""OpenFlow 1.3 messages from the pipeline's values, through os-ken's parser.
+
+With the app's event handlers (:mod:`.l2_learning`), the only code that knows
+os-ken: :mod:`.pipeline` says what flows and groups a bridge needs, this
+module encodes them, the app sends them and keeps what is installed.
+"""
+
+from __future__ import annotations
+
+from ovsbr.openflow import pipeline as pl
+
+# Placeholders that cannot occur elsewhere in a flow-mod: the template is
+# encoded once by os-ken with these values, and learned flows are rendered by
+# writing the real values at the placeholders' offsets.
+_PH_MAC = "0a:bb:cc:dd:ee:0f"
+_PH_PORT = 0x7EADBEEF
+_PH_LID = 0xABC
+_PH_COOKIE = 0x0123456789ABCDEF
+_PH_VID = 0x0ABD
+
+
+def _offsets(buf: bytes, needle: bytes) -> list[int]:
+    found, start = [], 0
+    while (i := buf.find(needle, start)) >= 0:
+        found.append(i)
+        start = i + 1
+    return found
+
+
+class FlowTemplate:
+    """A serialized flow-mod with slots for (cookie, lid, mac, port[, vid]).
+
+    Learning installs two flow-mods per new MAC; encoding them through
+    os-ken's OFPMatch/OFPFlowMod (MAC text conversion, OXM normalisation)
+    cost more than everything else in the packet-in path. The template is
+    os-ken's own encoding, so the wire format stays the library's.
+    """
+
+    def __init__(self, buf: bytes):
+        self.buf = bytearray(buf)
+        self.cookie = _offsets(buf, _PH_COOKIE.to_bytes(8, "big"))
+        self.mac = _offsets(buf, bytes.fromhex(_PH_MAC.replace(":", "")))
+        self.port = _offsets(buf, _PH_PORT.to_bytes(4, "big"))
+        self.lid = _offsets(buf, (_PH_LID).to_bytes(8, "big"))
+        self.vid = _offsets(buf, (_PH_VID | pl.OFPVID_PRESENT).to_bytes(2, "big"))
+        assert self.cookie and self.mac and self.port and self.lid, "template slots not found"
+
+    def render(self, xid: int, cookie: int, lid: int, mac: bytes, port: int,
+               vid: int | None = None) -> bytes:
+        b = bytearray(self.buf)
+        b[4:8] = xid.to_bytes(4, "big")
+        for o in self.cookie:
+            b[o:o + 8] = cookie.to_bytes(8, "big")
+        for o in self.lid:
+            b[o:o + 8] = lid.to_bytes(8, "big")
+        for o in self.mac:
+            b[o:o + 6] = mac
+        for o in self.port:
+            b[o:o + 4] = port.to_bytes(4, "big")
+        if vid is not None:
+            for o in self.vid:
+                b[o:o + 2] = (vid | pl.OFPVID_PRESENT).to_bytes(2, "big")
+        return bytes(b)
+
+
+
+def flow_mod(generation: int, dp, flow: pl.Flow, command=None):
+    """An add (or ``command``) flow-mod for ``flow``, cookie of ``generation``."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    insts = []
+    if flow.actions:
+        insts.append(parser.OFPInstructionActions(
+            ofp.OFPIT_APPLY_ACTIONS, [action(dp, a) for a in flow.actions]))
+    if flow.metadata is not None:
+        insts.append(parser.OFPInstructionWriteMetadata(flow.metadata, flow.metadata_mask))
+    if flow.goto is not None:
+        insts.append(parser.OFPInstructionGotoTable(flow.goto))
+    flags = ofp.OFPFF_SEND_FLOW_REM if flow.send_flow_rem else 0
+    return parser.OFPFlowMod(
+        dp, cookie=pl.cookie(generation, flow.kind), table_id=flow.table,
+        command=ofp.OFPFC_ADD if command is None else command,
+        idle_timeout=flow.idle_timeout, priority=flow.priority, flags=flags,
+        match=parser.OFPMatch(**dict(flow.match)), instructions=insts,
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
+
+def delete_strict(dp, flow: pl.Flow):
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    return parser.OFPFlowMod(
+        dp, table_id=flow.table, command=ofp.OFPFC_DELETE_STRICT,
+        priority=flow.priority, match=parser.OFPMatch(**dict(flow.match)),
+        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
+
+def action(dp, act: tuple):
+    """One action tuple of :mod:`.pipeline` as os-ken's action object."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    kind = act[0]
+    if kind == "output":
+        return parser.OFPActionOutput(act[1], 0)
+    if kind == "controller":
+        return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, act[1])
+    if kind == "push_vlan":
+        return parser.OFPActionPushVlan(act[1])
+    if kind == "pop_vlan":
+        return parser.OFPActionPopVlan()
+    if kind == "set_field":
+        return parser.OFPActionSetField(**{act[1]: act[2]})
+    if kind == "group":
+        return parser.OFPActionGroup(act[1])
+    raise ValueError(f"unknown action {act!r}")
+
+def group_mod(dp, group: pl.Group, command):
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    buckets = [parser.OFPBucket(actions=[action(dp, a) for a in acts])
+               for acts in group.buckets]
+    return parser.OFPGroupMod(dp, command, ofp.OFPGT_ALL, group.group_id, buckets)
+
+def templates(dp, aging: int) -> dict:
+    """Learned-flow templates for this switch, built once per connection."""
+    cached = getattr(dp, "_ovsbr_templates", None)
+    if cached is not None:
+        return cached
+
+    def encode(flow: pl.Flow) -> bytes:
+        msg = flow_mod(0, dp, flow)
+        msg.cookie = _PH_COOKIE
+        dp.set_xid(msg)
+        msg.serialize()
+        return bytes(msg.buf)
+
+    cached = {
+        "src": FlowTemplate(encode(pl.learned_src(_PH_LID, _PH_MAC, _PH_PORT, aging))),
+        "dst": FlowTemplate(encode(pl.learned_dst(_PH_LID, _PH_MAC, _PH_PORT, None,
+                                                  aging * 2))),
+        "dst_vlan": FlowTemplate(encode(pl.learned_dst(_PH_LID, _PH_MAC, _PH_PORT,
+                                                       _PH_VID, aging * 2))),
+    }
+    dp._ovsbr_templates = cached
+    return cached
