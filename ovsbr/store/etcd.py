@@ -38,7 +38,8 @@ from etcd3gw import exceptions as etcd_exc
 from oslo_config import cfg
 
 from ovsbr.exceptions import ConfigError, StoreError
-from ovsbr.model import Topology, ValidationError, network_from_dict, port_from_dict
+from ovsbr.model import Topology
+from ovsbr.store import keys as keys_mod
 from ovsbr.store.base import Store
 from ovsbr.store.etcd_watch import WatchStream
 from ovsbr.store.keys import b64, range_end, unb64
@@ -154,59 +155,14 @@ class EtcdStore(Store):
         return rev, parts[0], parts[1]
 
     def _topology(self, keys: dict[str, str]) -> Topology:
-        """Build and validate the topology from its keys; StoreError names the key.
-
-        Parsed objects are cached by key and text: a watch event re-parses
-        only the keys it changed (at 10,000 ports, parsing everything again
-        was most of an agent's update latency); the cross-checks still run
-        on the whole result.
-        """
-        base = self.prefix + "topology/"
-        topo = Topology()
-        cache: dict[str, tuple[str, Any]] = {}
-        for key, text in sorted(keys.items()):
-            rel = key[len(base):]
-            if rel == "revision":
-                try:
-                    topo.revision = int(text)
-                except ValueError as e:
-                    raise StoreError(f"etcd key {key}: invalid content: {e}") from e
-                continue
-            kind, _, name = rel.partition("/")
-            if kind not in ("networks", "ports"):
-                continue
-            hit = self._parsed.get(key)
-            obj = hit[1] if hit is not None and hit[0] == text else self._parse(key, kind,
-                                                                                  name, text)
-            cache[key] = (text, obj)
-            (topo.networks if kind == "networks" else topo.ports)[obj.name] = obj
-        self._parsed = cache
-        try:
-            topo.validate()
-        except ValidationError as e:
-            raise StoreError(f"etcd {base}: invalid content: {e}") from e
+        """The topology from its keys (see :func:`.keys.topology`), re-using
+        the objects parsed from unchanged keys last time."""
+        topo, self._parsed = keys_mod.topology(self.prefix + "topology/", keys, self._parsed)
         return topo
 
     @staticmethod
-    def _parse(key: str, kind: str, name: str, text: str) -> Any:
-        try:
-            data = json.loads(text)
-            obj = network_from_dict(data) if kind == "networks" else port_from_dict(data)
-            if obj.name != name:
-                raise ValidationError(f"{kind[:-1]} {name}", f"key names {name!r} but "
-                                      f"the value names {obj.name!r}")
-        except (ValueError, TypeError) as e:
-            raise StoreError(f"etcd key {key}: invalid content: {e}") from e
-        return obj
-
-    def _hosts(self, keys: dict[str, str]) -> dict[str, dict]:
-        hosts = {}
-        for key, text in keys.items():
-            try:
-                hosts[key.rsplit("/", 1)[1]] = json.loads(text)
-            except ValueError:
-                LOG.warning("etcd key %s: not JSON; ignored", key)
-        return hosts
+    def _hosts(keys: dict[str, str]) -> dict[str, dict]:
+        return keys_mod.hosts(keys)
 
     def load(self) -> Topology:
         _, topo_keys, host_keys = self._snapshot()
