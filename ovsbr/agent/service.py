@@ -19,7 +19,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ovsbr.agent import reconciler
@@ -85,7 +85,7 @@ class Agent:
         self.state = st.AgentState()
         self.reconciles = 0
         self.alive_at = time.monotonic()  # the loop's last turn (liveness)
-        self.on_reconciled = on_reconciled or (lambda _report: None)
+        self.on_reconciled = on_reconciled
         self._resynced = False
         self._applied: Topology | None = None  # the desired state last reconciled
         self._event_at: float | None = None  # first device event since the last reconcile
@@ -240,18 +240,17 @@ class Agent:
             snap, networks, reconciler.port_statuses(plan, failed, not_ready),
             overlays_now, self.state.datapath)
         self._publish(self.state)
-        done = net_outcomes + outcomes
-        newly_bound = sum(1 for name, ps in self.state.ports.items()
-                          if ps.status is reconciler.BOUND and (
-                              name not in before or before[name].status is not reconciler.BOUND))
-        self._report(started, snap, [o.action for o in done],
-                     sum(1 for o in done if o.error is not None) + sync_failed,
-                     newly_bound, event_at)
+        if self.on_reconciled is not None:  # no observer, no report: nothing to pay
+            self._report(started, snap, net_outcomes + outcomes, sync_failed, before,
+                         event_at)
+        self._resynced, self._applied = False, snap.local
         return plan
 
-    def _report(self, started: float, snap: st.DesiredSnapshot,
-                applied: list[reconciler.Action], failures: int, newly_bound: int,
+    def _report(self, started: float, snap: st.DesiredSnapshot, done: list[Outcome],
+                sync_failed: int, before: Mapping[str, reconciler.PortStatus],
                 event_at: float | None) -> None:
+        applied = [o.action for o in done]
+        failures = sum(1 for o in done if o.error is not None) + sync_failed
         kinds: dict[str, int] = {}
         for action in applied:
             kinds[action.kind] = kinds.get(action.kind, 0) + 1
@@ -260,9 +259,9 @@ class Agent:
             age = time.monotonic() - snap.received
         now = time.monotonic()
         report = st.ReconcileReport(time.perf_counter() - started, kinds, failures,
-                                    self._resynced, age, newly_bound,
+                                    self._resynced, age,
+                                    st.newly_bound(before, self.state.ports),
                                     None if event_at is None else now - event_at)
-        self._resynced, self._applied = False, snap.local
         try:
             self.on_reconciled(report)
         except Exception:  # an observer must not stop the loop

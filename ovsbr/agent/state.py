@@ -83,6 +83,14 @@ class ReconcileReport:
     event_age: float | None = None
 
 
+def newly_bound(before: Mapping[str, reconciler.PortStatus],
+                after: Mapping[str, reconciler.PortStatus]) -> int:
+    """How many ports are bound now that were not before."""
+    return sum(1 for name, ps in after.items()
+               if ps.status is reconciler.BOUND
+               and (name not in before or before[name].status is not reconciler.BOUND))
+
+
 def readiness(state: AgentState, reconciles: int, driver_problems: list[str]) -> list[str]:
     """Why this agent is not ready to serve (empty: ready).
 
