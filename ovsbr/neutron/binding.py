@@ -10,14 +10,10 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ovsbr.neutron.mapping import VIF_TYPE_OVS, VIF_TYPE_TAP, HostInfo
+from ovsbr.model import NETWORK_TYPES, OVERLAY_TYPES
+from ovsbr.neutron.mapping import VIF_TYPE_OVS, VIF_TYPE_TAP, VNIC_NORMAL, HostInfo
 
-# The segment types a driver can carry at all; the host's own probe
-# (``network_types`` in its registry entry) narrows this further.
-DRIVER_TYPES = {"linuxbridge": frozenset({"local", "flat", "vlan", "vxlan", "geneve"}),
-                "openvswitch": frozenset({"local", "flat", "vlan", "vxlan", "geneve"})}
 PHYSICAL_TYPES = frozenset({"flat", "vlan"})
-OVERLAY_TYPES = frozenset({"vxlan", "geneve"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +30,9 @@ def serves(segment: Mapping[str, Any], host: HostInfo) -> bool:
     overlays need a tunnel endpoint to reach other hosts.
     """
     ntype = segment.get("network_type")
-    if ntype not in DRIVER_TYPES.get(host.driver, ()):
+    if ntype not in NETWORK_TYPES:  # both datapaths build every ovsbr type...
         return False
-    if host.network_types and ntype not in host.network_types:
+    if host.network_types and ntype not in host.network_types:  # ...if the host can
         return False
     if ntype in PHYSICAL_TYPES:
         return segment.get("physical_network") in host.physical_networks
@@ -66,7 +62,7 @@ def choose(segments: Sequence[Mapping[str, Any]], host: HostInfo | None,
            vnic_type: str, mac: str | None) -> Binding | None:
     """The first segment the host serves, with its VIF; None to leave the port
     to another driver (unknown or dead host, unsupported vnic, no segment)."""
-    if host is None or host.vif_type is None or vnic_type != "normal":
+    if host is None or host.vif_type is None or vnic_type != VNIC_NORMAL:
         return None
     for segment in segments:
         if serves(segment, host):

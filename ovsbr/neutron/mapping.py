@@ -29,6 +29,8 @@ VNIC_NORMAL = "normal"
 TAP_PREFIX, TAP_ID_LEN = "tap", 11
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 DRIVER_VIF = {"linuxbridge": VIF_TYPE_TAP, "openvswitch": VIF_TYPE_OVS}
+VIF_TYPES = frozenset(DRIVER_VIF.values())
+MECHANISM_DRIVER = "ovsbr"  # the entry point's name, recorded in Neutron's binding levels
 
 
 class MappingError(ValueError):

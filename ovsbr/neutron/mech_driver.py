@@ -28,8 +28,6 @@ from ovsbr.neutron import binding, config, mapping, sync
 from ovsbr.store.etcd import EtcdStore
 
 LOG = logging.getLogger(__name__)
-NAME = "ovsbr"
-VIF_TYPES = (mapping.VIF_TYPE_TAP, mapping.VIF_TYPE_OVS)
 
 
 class OvsbrMechanismDriver(api.MechanismDriver):
@@ -151,8 +149,11 @@ class OvsbrMechanismDriver(api.MechanismDriver):
         self._write(sync.put_port(*new), "write port", port_id)
 
     def delete_port_postcommit(self, context: api.PortContext) -> None:
-        self._write(sync.remove_port(context.current["id"]), "remove port",
-                    context.current["id"])
+        # Only ports ovsbr bound are in the store: deleting a DHCP or router
+        # port must not cost a store transaction (the resync catches strays).
+        if self._ours(context.binding_levels, context.vif_type):
+            self._write(sync.remove_port(context.current["id"]), "remove port",
+                        context.current["id"])
 
     def _mapped(self, port, network, levels, host, vif_type, segment):
         """(Network, Port) as ovsbr must wire them, or None when not ours."""
@@ -166,8 +167,8 @@ class OvsbrMechanismDriver(api.MechanismDriver):
 
     @staticmethod
     def _ours(levels, vif_type) -> bool:
-        return bool(levels) and levels[-1].get(api.BOUND_DRIVER) == NAME and \
-            vif_type in VIF_TYPES
+        return bool(levels) and levels[-1].get(api.BOUND_DRIVER) == mapping.MECHANISM_DRIVER \
+            and vif_type in mapping.VIF_TYPES
 
     def _write(self, change: sync.Change, what: str, name: str) -> None:
         try:

@@ -44,7 +44,6 @@ from ovsbr.store.etcd import EtcdStore
 
 LOG = logging.getLogger(__name__)
 AGENT_TYPE, AGENT_BINARY = "ovsbr", "ovsbr-agent"
-DRIVER_NAME = "ovsbr"
 
 
 def agent_state(host: str, info: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,7 +192,7 @@ def wanted(ctx) -> tuple[dict, dict]:
             except mapping.MappingError:
                 continue
     levels = {(lv.port_id, lv.host): lv for lv in port_obj.PortBindingLevel.get_objects(
-        ctx, driver=DRIVER_NAME)}
+        ctx, driver=mapping.MECHANISM_DRIVER)}
     targets = migrations(ctx)
     ports = {}
     if levels:
@@ -201,7 +200,7 @@ def wanted(ctx) -> tuple[dict, dict]:
             level = levels.get((port["id"], port.get(portbindings.HOST_ID)))
             vif_type = port.get(portbindings.VIF_TYPE)
             if level is None or level.segment is None or \
-                    vif_type not in (mapping.VIF_TYPE_TAP, mapping.VIF_TYPE_OVS):
+                    vif_type not in mapping.VIF_TYPES:
                 continue
             seg = level.segment
             segment = {"network_type": seg.network_type,
@@ -221,9 +220,9 @@ def wanted(ctx) -> tuple[dict, dict]:
 def migrations(ctx) -> dict[str, str]:
     """Port -> the host of its inactive binding, where ovsbr bound it."""
     inactive = {(b.port_id, b.host) for b in port_obj.PortBinding.get_objects(
-        ctx, status=n_const.INACTIVE) if b.vif_type in mapping.DRIVER_VIF.values()}
+        ctx, status=n_const.INACTIVE) if b.vif_type in mapping.VIF_TYPES}
     if not inactive:
         return {}
     ours = {(lv.port_id, lv.host) for lv in port_obj.PortBindingLevel.get_objects(
-        ctx, driver=DRIVER_NAME, port_id=sorted({p for p, _ in inactive}))}
+        ctx, driver=mapping.MECHANISM_DRIVER, port_id=sorted({p for p, _ in inactive}))}
     return dict(sorted(inactive & ours))
