@@ -160,15 +160,15 @@ class EtcdStore(Store):
         topo, self._parsed = keys_mod.topology(self.prefix + "topology/", keys, self._parsed)
         return topo
 
-    @staticmethod
-    def _hosts(keys: dict[str, str]) -> dict[str, dict]:
-        return keys_mod.hosts(keys)
+    def _state(self, topo_keys: dict[str, str], host_keys: dict[str, str]) -> Topology:
+        """The topology with the live hosts, as load() and watch() yield it."""
+        topo = self._topology(topo_keys)
+        topo.hosts = keys_mod.hosts(host_keys)
+        return topo
 
     def load(self) -> Topology:
         _, topo_keys, host_keys = self._snapshot()
-        topo = self._topology(topo_keys)
-        topo.hosts = self._hosts(host_keys)
-        return topo
+        return self._state(topo_keys, host_keys)
 
     # -- writing -------------------------------------------------------------
     def _key(self, kind: str, name: str) -> str:
@@ -316,8 +316,7 @@ class EtcdStore(Store):
             while not stop.is_set():
                 if emit:
                     try:
-                        topo = self._topology(topo_keys)
-                        topo.hosts = self._hosts(host_keys)
+                        topo = self._state(topo_keys, host_keys)
                         last_error = None
                         yield topo
                     except StoreError as e:
