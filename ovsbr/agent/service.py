@@ -249,17 +249,14 @@ class Agent:
     def _report(self, started: float, snap: st.DesiredSnapshot, done: list[Outcome],
                 sync_failed: int, before: Mapping[str, reconciler.PortStatus],
                 event_at: float | None) -> None:
-        applied = [o.action for o in done]
         failures = sum(1 for o in done if o.error is not None) + sync_failed
         kinds: dict[str, int] = {}
-        for action in applied:
-            kinds[action.kind] = kinds.get(action.kind, 0) + 1
-        age = None
-        if snap.local is not self._applied and snap.received is not None:
-            age = time.monotonic() - snap.received
+        for o in done:
+            kinds[o.action.kind] = kinds.get(o.action.kind, 0) + 1
         now = time.monotonic()
+        new_revision = snap.local is not self._applied and snap.received is not None
         report = st.ReconcileReport(time.perf_counter() - started, kinds, failures,
-                                    self._resynced, age,
+                                    self._resynced, now - snap.received if new_revision else None,
                                     st.newly_bound(before, self.state.ports),
                                     None if event_at is None else now - event_at)
         try:
