@@ -8,6 +8,9 @@ namespace of its own on the underlay.
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import pytest
 
 from ovsbr.testing import ovs_sandbox
@@ -82,3 +85,12 @@ class MultiHost:
         return self.hosts[host].exec(["bridge", "fdb", "show", "dev", f"vxlan-{vni}"]).stdout
 
 
+def ping_stream(vm, ip: str, count: int, interval: float = 0.1):
+    """A steady ping from ``vm`` in the background; read it with communicate()."""
+    return vm.popen(["ping", "-n", "-i", str(interval), "-c", str(count), "-W", "1", ip],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def pings_lost(out: str, count: int) -> int:
+    """How many of ``count`` pings got no reply, from ping's output."""
+    return count - len(set(re.findall(r"icmp_seq=(\d+)", out)))

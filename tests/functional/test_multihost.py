@@ -7,7 +7,6 @@ over VXLAN/Geneve; the flood list and remote MACs come from etcd.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 
@@ -15,7 +14,7 @@ import pytest
 
 from ovsbr.drivers.openvswitch.bindings import tunnel_name
 from ovsbr.testing.netns import wait_for
-from tests.functional.multihost import LEASE_TTL, MultiHost
+from tests.functional.multihost import LEASE_TTL, MultiHost, ping_stream, pings_lost
 
 
 @pytest.fixture
@@ -102,20 +101,11 @@ def test_dead_host_leaves_the_flood_lists_and_comes_back(three_lb):
     assert vms["hv1"].can_ping(vms["hv3"].ip)
 
 
-def _stream(vm, ip, count):
-    return vm.popen(["ping", "-n", "-i", "0.1", "-c", str(count), "-W", "1", ip],
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _lost(out, count):
-    return count - len(set(re.findall(r"icmp_seq=(\d+)", out)))
-
-
 def test_etcd_restart_and_agent_restart_lose_no_packet(three_lb):
     mh = three_lb
     vms = _three_vms_on_blue(mh)
     assert vms["hv1"].can_ping(vms["hv2"].ip)
-    stream = _stream(vms["hv1"], vms["hv2"].ip, 100)
+    stream = ping_stream(vms["hv1"], vms["hv2"].ip, 100)
     time.sleep(1)
     mh.fabric.etcd.restart(down=2)
     time.sleep(2)
@@ -123,7 +113,7 @@ def test_etcd_restart_and_agent_restart_lose_no_packet(three_lb):
     mh.agents["hv2"].start()
     mh.agents["hv2"].wait_ports(["b2"], timeout=20)
     out = stream.communicate(timeout=60)[0]
-    assert _lost(out, 100) == 0, out
+    assert pings_lost(out, 100) == 0, out
     # Changes made after the etcd restart still reach every agent.
     v4 = mh.hosts["hv3"].vm("b4", 4)
     mh.port("b4", "blue", v4, "hv3")

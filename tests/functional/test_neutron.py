@@ -11,8 +11,6 @@ and checks the wire and what Neutron reports.
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import sys
 import time
 import uuid
@@ -22,7 +20,7 @@ import pytest
 from ovsbr.testing import neutron_sandbox
 from ovsbr.testing.netns import wait_for
 from tests.functional.conftest import DATAPATH_TYPE
-from tests.functional.multihost import MultiHost
+from tests.functional.multihost import MultiHost, ping_stream, pings_lost
 
 PROJECT = "demo"
 # Port bindings are Nova's to manage: Neutron's policy wants the service
@@ -239,10 +237,6 @@ def test_resync_makes_the_store_equal_to_neutron(cloud):
     c.wait_status(a, "DOWN")  # its tap never came: bound, not wired
 
 
-def _lost(out: str, count: int) -> int:
-    return count - len(set(re.findall(r"icmp_seq=(\d+)", out)))
-
-
 def test_live_migration_wires_the_destination_before_the_switch(cloud):
     """Nova's live migration with Neutron's multiple port bindings, from the
     linuxbridge host to the openvswitch host, while a VM keeps pinging."""
@@ -254,8 +248,7 @@ def test_live_migration_wires_the_destination_before_the_switch(cloud):
     c.wait_status(b, "ACTIVE")
     assert vm_b.can_ping(vm_a.ip)
     count = 200
-    stream = vm_b.popen(["ping", "-n", "-i", "0.05", "-c", str(count), "-W", "1", vm_a.ip],
-                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stream = ping_stream(vm_b, vm_a.ip, count, interval=0.05)
     try:
         # Nova, pre-live-migration: an inactive binding on the destination...
         resp = c.conn.network.post(f"/ports/{a.id}/bindings", headers=NOVA,
@@ -305,7 +298,7 @@ def test_live_migration_wires_the_destination_before_the_switch(cloud):
     finally:
         if stream.poll() is None:
             stream.kill()
-    lost = _lost(out, count)
+    lost = pings_lost(out, count)
     print(f"live migration: {lost}/{count} pings lost at 20/s; the port was ACTIVE on "
           f"the destination {t_active:.1f} s after the switch")
     assert vm_b.can_ping(vm_a.ip), "the VM answers from the destination"
