@@ -14,6 +14,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ovsbr.validation import IFNAMSIZ, NAME_RE, NAME_RULE, ValidationError  # noqa: F401
+from ovsbr.validation import check_int as _check_int
+from ovsbr.validation import check_keys as _check_keys
+from ovsbr.validation import check_name as _check_name
+from ovsbr.validation import compact as _compact
+from ovsbr.validation import to_bool as _bool
+
 NETWORK_TYPES = ("local", "flat", "vlan", "vxlan", "geneve")
 OVERLAY_TYPES = ("vxlan", "geneve")
 VLAN_MIN, VLAN_MAX = 1, 4094
@@ -21,12 +28,7 @@ VNI_MIN, VNI_MAX = 1, 16777215
 MTU_MIN, MTU_MAX = 68, 65535
 SEGMENT_RANGES = {"vlan": (VLAN_MIN, VLAN_MAX, "VLAN id"), "vxlan": (VNI_MIN, VNI_MAX, "VNI"),
                   "geneve": (VNI_MIN, VNI_MAX, "VNI")}
-IFNAMSIZ = 15  # the kernel's limit for an interface name, without the NUL
 
-# Names end up in file names, device names and OVSDB external_ids: keep them
-# to a safe alphabet that no shell, path or netlink layer will reinterpret.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-NAME_RULE = "1-63 characters: letters, digits, '.', '_', '-', starting with a letter or digit"
 IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$")
 IFNAME_RULE = (
     f"a Linux interface name: 1-{IFNAMSIZ} characters of letters, digits, "
@@ -46,15 +48,6 @@ MAX_PORT_IPS = 16
 # options (Ethernet 14 + IPv4 20 + UDP 8 + 8): what a VM may send unfragmented.
 UNDERLAY_MTU, OVERLAY_OVERHEAD = 1500, 50
 OVERLAY_MTU = UNDERLAY_MTU - OVERLAY_OVERHEAD
-
-
-class ValidationError(ValueError):
-    """Bad desired state; ``field`` names what the operator must fix."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,28 +96,6 @@ class Port:
         return self.host in (None, host) or self.migrating_to == host
 
 
-def _compact(obj) -> dict[str, Any]:
-    """The fields that are set: documents and the store stay short."""
-    return {k: list(v) if isinstance(v, tuple) else v
-            for k, v in dataclasses.asdict(obj).items() if v is not None}
-
-
-def _check_name(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise ValidationError(field, f"{value!r} is not a valid name ({NAME_RULE})")
-    return value
-
-
-def _check_int(field: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool):
-        raise ValidationError(field, f"{value!r} is not an integer in {lo}-{hi}")
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value.strip()):
-        value = int(value)
-    if not isinstance(value, int) or not lo <= value <= hi:
-        raise ValidationError(field, f"{value!r} is not an integer in {lo}-{hi}")
-    return value
-
-
 def normalize_mac(field: str, value: Any) -> str:
     """Return the MAC in lower-case colon form; refuse group and zero MACs."""
     if not isinstance(value, str):
@@ -139,24 +110,6 @@ def normalize_mac(field: str, value: Any) -> str:
     if mac == "00:00:00:00:00:00":
         raise ValidationError(field, f"{value!r} is the all-zero MAC")
     return mac
-
-
-def _check_keys(kind: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    if not isinstance(data, Mapping):
-        raise ValidationError(kind, f"expected a mapping with keys {', '.join(allowed)}")
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise ValidationError(
-            f"{kind}.{unknown[0]}", f"unknown key; allowed keys: {', '.join(allowed)}"
-        )
-
-
-def _bool(field: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
-        return value.lower() in ("true", "yes")
-    raise ValidationError(field, f"{value!r} is not a boolean (true or false)")
 
 
 def network_from_dict(data: Mapping[str, Any]) -> Network:
