@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ovsbr.secgroups.model import SecurityGroup, group_from_dict, normalize_groups
 from ovsbr.validation import IFNAMSIZ, NAME_RE, NAME_RULE, ValidationError  # noqa: F401
 from ovsbr.validation import check_int as _check_int
 from ovsbr.validation import check_keys as _check_keys
@@ -40,7 +41,7 @@ MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 NETWORK_KEYS = ("name", "type", "physical_network", "segmentation_id", "mtu")
 PORT_KEYS = ("name", "network", "device", "iface_id", "mac", "port_security", "ips", "host",
-             "migrating_to")
+             "migrating_to", "security_groups")
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 HOST_RULE = "a host name: 1-253 characters of letters, digits, '.', '_', '-'"
 MAX_PORT_IPS = 16
@@ -87,6 +88,9 @@ class Port:
     # agent wires the port too, so the VM finds its network ready when it
     # resumes there. Remote MACs keep pointing at ``host`` until the switch.
     migrating_to: str | None = None
+    # Security groups (names, sorted): stateful filtering of what the port
+    # sends and receives. None = not filtered beyond port security.
+    security_groups: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _compact(self)
@@ -184,7 +188,15 @@ def port_from_dict(data: Mapping[str, Any]) -> Port:
         if host is None or target == host:
             raise ValidationError(f"{where}: migrating_to",
                                   "needs the port's host, and a different one")
-    return Port(name, network, device, iface_id, mac, port_security, ips, host, target)
+    groups = normalize_groups(f"{where}: security_groups", data.get("security_groups"))
+    if groups and not port_security:
+        raise ValidationError(f"{where}: security_groups",
+                              "need port security on (a port without it is not filtered)")
+    if groups and mac is None:
+        raise ValidationError(f"{where}: security_groups",
+                              "need the port's mac: the filters are keyed on it")
+    return Port(name, network, device, iface_id, mac, port_security, ips, host, target,
+                groups)
 
 
 def normalize_ips(field: str, value: Any) -> tuple[str, ...]:
@@ -216,9 +228,14 @@ class Topology:
     networks: dict[str, Network] = dataclasses.field(default_factory=dict)
     ports: dict[str, Port] = dataclasses.field(default_factory=dict)
     revision: int = 0
+    security_groups: dict[str, SecurityGroup] = dataclasses.field(default_factory=dict)
     # Live hosts (name -> registration: tunnel endpoint, driver), as a shared
     # store reports them. Not desired state: never written with it.
     hosts: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict, compare=False)
+    # Security group -> its members' addresses, over every host's ports:
+    # what remote-group rules match. A local view keeps the whole
+    # topology's, since members elsewhere count too. Derived, so not compared.
+    members: dict[str, tuple[str, ...]] | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], validate: bool = True) -> Topology:
@@ -229,13 +246,18 @@ class Topology:
         """
         if not isinstance(data, Mapping):
             raise ValidationError("document", "expected a mapping with 'networks' and 'ports'")
-        _check_keys("document", data, ("networks", "ports", "revision"))
+        _check_keys("document", data, ("networks", "ports", "security_groups", "revision"))
         topo = cls(revision=_revision(data.get("revision", 0)))
         for item in _as_list("networks", data.get("networks")):
             net = network_from_dict(item)
             if net.name in topo.networks:
                 raise ValidationError(f"network {net.name}", "name is used twice")
             topo.networks[net.name] = net
+        for item in _as_list("security_groups", data.get("security_groups")):
+            group = group_from_dict(item)
+            if group.name in topo.security_groups:
+                raise ValidationError(f"security group {group.name}", "name is used twice")
+            topo.security_groups[group.name] = group
         for item in _as_list("ports", data.get("ports")):
             port = port_from_dict(item)
             if port.name in topo.ports:
@@ -246,20 +268,36 @@ class Topology:
         return topo
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "revision": self.revision,
             "networks": [n.to_dict() for n in sorted(self.networks.values(), key=_name)],
             "ports": [p.to_dict() for p in sorted(self.ports.values(), key=_name)],
         }
+        if self.security_groups:
+            data["security_groups"] = [g.to_dict() for g in sorted(
+                self.security_groups.values(), key=_name)]
+        return data
 
     def copy(self) -> Topology:
-        return Topology(dict(self.networks), dict(self.ports), self.revision, dict(self.hosts))
+        return Topology(dict(self.networks), dict(self.ports), self.revision,
+                        dict(self.security_groups), dict(self.hosts))
+
+    def group_members(self) -> dict[str, tuple[str, ...]]:
+        """Security group -> the addresses of its member ports (every host)."""
+        if self.members is None:
+            found: dict[str, set[str]] = {}
+            for port in self.ports.values():
+                for group in port.security_groups or ():
+                    found.setdefault(group, set()).update(port.ips or ())
+            self.members = {g: tuple(sorted(a)) for g, a in found.items()}
+        return self.members
 
     def local_view(self, host: str) -> Topology:
         """What one host's agent wires: every network, the ports declared for it
         (or for no host in particular)."""
         ports = {n: p for n, p in self.ports.items() if p.wired_on(host)}
-        return Topology(self.networks, ports, self.revision, self.hosts)
+        return Topology(self.networks, ports, self.revision, self.security_groups,
+                        self.hosts, self.group_members())
 
     def validate(self) -> None:
         """Cross-object rules: segments unique, references resolve, devices unique."""
@@ -281,8 +319,18 @@ class Topology:
                         f"network {net.name}: segmentation_id",
                         f"{net.segmentation_id} is already used by network {other}",
                     )
+        for group in sorted(self.security_groups.values(), key=_name):
+            for i, rule in enumerate(group.rules):
+                if rule.remote_group and rule.remote_group not in self.security_groups:
+                    raise ValidationError(
+                        f"security group {group.name}: rules[{i}].remote_group",
+                        f"unknown security group {rule.remote_group!r}")
         seen: dict[tuple[str, str], str] = {}
         for port in sorted(self.ports.values(), key=_name):
+            for group in port.security_groups or ():
+                if group not in self.security_groups:
+                    raise ValidationError(f"port {port.name}: security_groups",
+                                          f"unknown security group {group!r}")
             if port.network not in self.networks:
                 raise ValidationError(
                     f"port {port.name}: network", f"unknown network {port.network!r}"
@@ -339,5 +387,5 @@ def _revision(value: Any) -> int:
     return value
 
 
-def _name(obj: Network | Port) -> str:
+def _name(obj: Network | Port | SecurityGroup) -> str:
     return obj.name

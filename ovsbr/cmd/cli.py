@@ -17,9 +17,10 @@ import yaml
 from oslo_config import cfg
 
 from ovsbr import model, store
+from ovsbr.cmd import secgroups
 from ovsbr.cmd import status as views
 from ovsbr.cmd.common import check_options, fail, quiet_eventlet
-from ovsbr.cmd.output import CliError, emit
+from ovsbr.cmd.output import CliError, emit, get
 from ovsbr.conf import opts
 from ovsbr.exceptions import OvsbrError
 from ovsbr.model import Topology, ValidationError
@@ -27,7 +28,7 @@ from ovsbr.model import Topology, ValidationError
 PROG = "ovsbr"
 NETWORK_COLUMNS = ("name", "type", "physical_network", "segmentation_id", "mtu")
 PORT_COLUMNS = ("name", "network", "device", "iface_id", "mac", "ips", "port_security",
-                "status")
+                "security_groups", "status")
 
 
 # -- status ----------------------------------------------------------------------
@@ -77,15 +78,9 @@ def network_list(args, st):
           NETWORK_COLUMNS)
 
 
-def _get(mapping: dict, kind: str, name: str):
-    if name not in mapping:
-        raise CliError(f"no {kind} named {name!r}")
-    return mapping[name]
-
-
 def network_show(args, st):
     topo = st.load()
-    net = _get(topo.networks, "network", args.name)
+    net = get(topo.networks, "network", args.name)
     data = net.to_dict()
     data["ports"] = sorted(p.name for p in topo.ports_of(net.name))
     status = {}
@@ -99,7 +94,7 @@ def network_show(args, st):
 
 def network_delete(args, st):
     def change(t: Topology) -> None:
-        _get(t.networks, "network", args.name)
+        get(t.networks, "network", args.name)
         ports = sorted(p.name for p in t.ports_of(args.name))
         if ports:
             raise CliError(f"network {args.name} still has ports: {', '.join(ports)}; "
@@ -113,7 +108,7 @@ def port_create(args, st):
     data = {"name": args.name, "network": args.network, "device": args.device,
             "iface_id": args.iface_id, "mac": args.mac,
             "port_security": not args.no_port_security, "ips": args.ip,
-            "host": args.host or args.conf_host}
+            "host": args.host or args.conf_host, "security_groups": args.security_group}
     port = model.port_from_dict({k: v for k, v in data.items() if v is not None})
 
     def change(t: Topology) -> None:
@@ -123,6 +118,20 @@ def port_create(args, st):
 
     _update(st, change)
     emit(args, _port_row(port, {}))
+
+
+def port_set(args, st):
+    """Change a port's security groups: the new set replaces the old one whole."""
+    def change(t: Topology) -> None:
+        port = get(t.ports, "port", args.name)
+        data = port.to_dict()
+        data["security_groups"] = [] if args.no_security_group else args.security_group
+        if args.security_group is None and not args.no_security_group:
+            raise CliError("nothing to change: give --security-group or --no-security-group")
+        t.ports[port.name] = model.port_from_dict(data)
+
+    after = _update(st, change)
+    emit(args, _port_row(after.ports[args.name], {}))
 
 
 def port_list(args, st):
@@ -136,7 +145,7 @@ def port_list(args, st):
 
 def port_show(args, st):
     topo = st.load()
-    port = _get(topo.ports, "port", args.name)
+    port = get(topo.ports, "port", args.name)
     row = _port_row(port, _port_statuses(st))
     dev = _port_statuses(st).get(port.name, {}).get("device")
     if dev:
@@ -146,7 +155,7 @@ def port_show(args, st):
 
 def port_delete(args, st):
     def change(t: Topology) -> None:
-        _get(t.ports, "port", args.name)
+        get(t.ports, "port", args.name)
         del t.ports[args.name]
 
     _update(st, change)
@@ -177,6 +186,8 @@ def apply(args, st):
     def change(t: Topology) -> None:
         changes.clear()
         for kind, current, wanted in (("network", t.networks, doc.networks),
+                                      ("security group", t.security_groups,
+                                       doc.security_groups),
                                       ("port", t.ports, doc.ports)):
             for name, obj in sorted(wanted.items()):
                 if name not in current:
@@ -224,6 +235,12 @@ def _show_delete(sub, show, show_help: str, delete, delete_help: str) -> None:
     p.set_defaults(func=delete)
 
 
+def _groups(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--security-group", action="append", metavar="GROUP",
+                   help="filter the port with this security group (repeatable; "
+                        "needs --mac and port security)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Declare ovsbr networks "
                                      "and ports; show what the agent wired.")
@@ -259,16 +276,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an address the port owns (repeatable); with port security on, "
                         "the only IP/ARP sources it may use")
     p.add_argument("--no-port-security", action="store_true")
+    _groups(p)
     p.add_argument("--host", help="hypervisor whose agent wires the port "
                                   "(default: this host's [DEFAULT] host)")
     _fmt(p)
     p.set_defaults(func=port_create)
+    p = port.add_parser("set", help="change a port's security groups")
+    p.add_argument("name")
+    _groups(p)
+    p.add_argument("--no-security-group", action="store_true",
+                   help="take every security group off the port")
+    _fmt(p)
+    p.set_defaults(func=port_set)
     p = port.add_parser("list", help="list ports with their status")
     p.add_argument("--network")
     _fmt(p)
     p.set_defaults(func=port_list)
     _show_delete(port, port_show, "show a port and its status", port_delete, "delete a port")
 
+    secgroups.add_parsers(sub, _fmt)
     p = sub.add_parser("status", help="what the agent has wired, per port")
     p.add_argument("--watch", action="store_true",
                    help="a live view of every host, refreshed in place (Ctrl-C ends it)")
@@ -284,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="apply a YAML/JSON topology document in one write")
     p.add_argument("file", help="document path, or - for standard input")
     p.add_argument("--prune", action="store_true",
-                   help="also delete networks and ports the document does not list")
+                   help="also delete networks, ports and security groups the document "
+                        "does not list")
     _fmt(p, ("table", "json"))
     p.set_defaults(func=apply)
     p = sub.add_parser("export", help="print the whole topology as a document")

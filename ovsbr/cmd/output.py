@@ -16,6 +16,13 @@ class CliError(OvsbrError):
     pass
 
 
+def get(mapping: dict, kind: str, name: str) -> Any:
+    """The named object, or a CliError that names what is missing."""
+    if name not in mapping:
+        raise CliError(f"no {kind} named {name!r}")
+    return mapping[name]
+
+
 def cell(value: Any) -> str:
     if value is None:
         return ""

@@ -5,6 +5,7 @@ Layout under ``[etcd] prefix`` (default ``/ovsbr``)::
     topology/revision          "N": bumped by every write, compared by the next
     topology/networks/<name>   one JSON network per key
     topology/ports/<name>      one JSON port per key
+    topology/security_groups/<name>  one JSON group, with its rules, per key
     hosts/<host>               {"local_ip", "driver"}; under the agent's lease
     status/<host>              the agent's last published status
 
@@ -208,7 +209,9 @@ class EtcdStore(Store):
     def _diff(self, before: Topology, after: Topology) -> list[dict]:
         ops = []
         for kind, old, new in (("networks", before.networks, after.networks),
-                               ("ports", before.ports, after.ports)):
+                               ("ports", before.ports, after.ports),
+                               ("security_groups", before.security_groups,
+                                after.security_groups)):
             for name in sorted(set(old) | set(new)):
                 key = b64(self._key(kind, name))
                 if name not in new:

@@ -13,6 +13,11 @@ from typing import Any
 
 from ovsbr.exceptions import StoreError
 from ovsbr.model import Topology, ValidationError, network_from_dict, port_from_dict
+from ovsbr.secgroups.model import group_from_dict
+
+# Key folder -> (parser of one value, the Topology dict it goes in).
+KINDS = {"networks": (network_from_dict, "networks"), "ports": (port_from_dict, "ports"),
+         "security_groups": (group_from_dict, "security_groups")}
 
 LOG = logging.getLogger(__name__)
 Parsed = dict[str, tuple[str, Any]]  # key -> (its text, the object parsed from it)
@@ -51,12 +56,12 @@ def topology(base: str, keys: dict[str, str], parsed: Parsed) -> tuple[Topology,
                 raise StoreError(f"etcd key {key}: invalid content: {e}") from e
             continue
         kind, _, name = rel.partition("/")
-        if kind not in ("networks", "ports"):
+        if kind not in KINDS:
             continue
         hit = parsed.get(key)
         obj = hit[1] if hit is not None and hit[0] == text else _parse(key, kind, name, text)
         cache[key] = (text, obj)
-        (topo.networks if kind == "networks" else topo.ports)[obj.name] = obj
+        getattr(topo, KINDS[kind][1])[obj.name] = obj
     try:
         topo.validate()
     except ValidationError as e:
@@ -67,9 +72,10 @@ def topology(base: str, keys: dict[str, str], parsed: Parsed) -> tuple[Topology,
 def _parse(key: str, kind: str, name: str, text: str) -> Any:
     try:
         data = json.loads(text)
-        obj = network_from_dict(data) if kind == "networks" else port_from_dict(data)
+        obj = KINDS[kind][0](data)
         if obj.name != name:
-            raise ValidationError(f"{kind[:-1]} {name}", f"key names {name!r} but "
+            what = kind[:-1].replace("_", " ")
+            raise ValidationError(f"{what} {name}", f"key names {name!r} but "
                                   f"the value names {obj.name!r}")
     except (ValueError, TypeError) as e:
         raise StoreError(f"etcd key {key}: invalid content: {e}") from e

@@ -172,3 +172,45 @@ def test_etcd_store_calls_print_no_eventlet_notice(tmp_path):
     assert res.returncode == 1
     assert res.stderr.startswith("ovsbr: error: etcd: no endpoint answered"), res.stderr
     assert "Eventlet" not in res.stderr
+
+
+def test_security_groups_rules_and_ports(run):
+    run("network", "create", "n", "--type", "local")
+    run("security-group", "create", "web")
+    rule = json.loads(run("security-group", "rule", "create", "web", "--direction", "ingress",
+                          "--protocol", "tcp", "--port-range", "80:81", "-f", "json").out)
+    assert rule["port_range_min"] == 80 and rule["port_range_max"] == 81
+    run("security-group", "rule", "create", "web", "--direction", "ingress", "--protocol",
+        "icmp", "--remote-group", "web")
+    run("port", "create", "p", "--network", "n", "--device", "t0", "--mac",
+        "52:54:00:00:00:01", "--security-group", "web")
+    before = snapshot(run.state)
+    for args, text in [
+        (("security-group", "rule", "create", "web", "--direction", "ingress", "--protocol",
+          "6", "--port-range", "80:81"), f"already has this rule: {rule['id']}"),
+        (("security-group", "rule", "create", "web", "--direction", "ingress",
+          "--port-range", "80"), "port_range_min"),
+        (("security-group", "rule", "create", "web", "--direction", "egress",
+          "--remote-group", "ghost"), "unknown security group 'ghost'"),
+        (("security-group", "delete", "web"), "used by port(s) p"),
+        (("security-group", "rule", "delete", "web", "r-nope"), "no rule 'r-nope'"),
+        (("port", "set", "p", "--security-group", "ghost"), "unknown security group"),
+    ]:
+        err = run(*args, expect=1).err
+        assert text in err and len(err.strip().splitlines()) == 1, err
+        assert snapshot(run.state) == before
+    shown = json.loads(run("security-group", "show", "web", "-f", "json").out)
+    assert shown["ports"] == ["p"] and len(shown["rules"]) == 2
+    exported = run("export", "-f", "json").out
+    run("security-group", "rule", "delete", "web", rule["id"])
+    run("port", "set", "p", "--no-security-group")
+    run("security-group", "create", "db")
+    run("security-group", "rule", "create", "db", "--direction", "ingress",
+        "--remote-group", "web")
+    out = run("security-group", "delete", "web").out
+    assert "removed rule db/" in out  # rules naming it as their remote go with it
+    # The exported document recreates groups, rules and membership whole.
+    doc = run.state.parent / "doc.json"
+    doc.write_text(exported)
+    run("apply", str(doc))
+    assert json.loads(run("port", "show", "p", "-f", "json").out)["security_groups"] == ["web"]
