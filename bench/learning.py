@@ -23,6 +23,7 @@ import tempfile
 import time
 
 from bench import common
+from ovsbr.openflow import pipeline as pl
 from ovsbr.testing import ovs_sandbox
 from ovsbr.testing.agent import Agent
 from ovsbr.testing.netns import NetEnv, run, wait_for  # noqa: F401
@@ -70,7 +71,7 @@ print(n, last)
 
 def count_learned(kind: str, ovs, bridge: str) -> int:
     if kind == "ovsbr":
-        out = ovs.ofctl("dump-aggregate", bridge, "table=1").stdout
+        out = ovs.ofctl("dump-aggregate", bridge, f"table={pl.ETH_SRC}").stdout
         return max(0, int(re.search(r"flow_count=(\d+)", out).group(1)) - 1)
     if kind == "normal":
         out = ovs.appctl("fdb/stats-show", bridge).stdout

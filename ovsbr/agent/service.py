@@ -29,6 +29,7 @@ from ovsbr.agent.reconciler import Mode, Outcome
 from ovsbr.drivers.base import Device, Driver, Observed
 from ovsbr.exceptions import OvsbrError, PartialFailure
 from ovsbr.model import Topology
+from ovsbr.secgroups.policy import port_policy
 from ovsbr.store.base import Store
 
 LOG = logging.getLogger(__name__)
@@ -357,7 +358,8 @@ class Agent:
 
     def _plug(self, a: reconciler.Plug, desired: Topology) -> str:
         port = desired.ports[a.port]
-        self.driver.plug(port, desired.networks[port.network], self._device(a.device))
+        self.driver.plug(port, desired.networks[port.network], self._device(a.device),
+                         policy=port_policy(port, desired))
         return f"port {port.name}: wiring {a.device} into network {port.network}"
 
     def _prepare(self, a: reconciler.Prepare, desired: Topology) -> str:

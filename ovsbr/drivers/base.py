@@ -17,6 +17,7 @@ from typing import Any
 from oslo_config import cfg
 
 from ovsbr.model import Network, Port, Topology
+from ovsbr.secgroups.policy import PortPolicy
 
 
 @dataclasses.dataclass(slots=True)
@@ -141,8 +142,14 @@ class Driver(abc.ABC):
         """Remove what ovsbr created for the network, and nothing else."""
 
     @abc.abstractmethod
-    def plug(self, port: Port, net: Network, device: Device) -> None:
-        """Wire ``device`` into ``net`` as ``port``."""
+    def plug(self, port: Port, net: Network, device: Device,
+             policy: PortPolicy | None = None) -> None:
+        """Wire ``device`` into ``net`` as ``port``.
+
+        ``policy`` is what port security and the port's security groups
+        enforce, from the whole topology (remote groups span hosts); a
+        datapath that forwards before :meth:`sync` must enforce it here.
+        """
 
     @abc.abstractmethod
     def unplug(self, device: Device) -> None:

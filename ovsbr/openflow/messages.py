@@ -7,6 +7,8 @@ module encodes them, the app sends them and keeps what is installed.
 
 from __future__ import annotations
 
+from os_ken.ofproto import nicira_ext as nx
+
 from ovsbr.openflow import pipeline as pl
 
 # Placeholders that cannot occur elsewhere in a flow-mod: the template is
@@ -106,6 +108,31 @@ def action(dp, act: tuple):
         return parser.OFPActionSetField(**{act[1]: act[2]})
     if kind == "group":
         return parser.OFPActionGroup(act[1])
+    return _nicira(parser, act)
+
+
+def _nicira(parser, act: tuple):
+    """Open vSwitch's extensions: conntrack, conjunctions, register output."""
+    kind = act[0]
+    if kind == "ct":
+        _, commit, table, mark = act
+        exec_ = [] if mark is None else [parser.OFPActionSetField(ct_mark=mark)]
+        return parser.NXActionCT(
+            flags=nx.NX_CT_F_COMMIT if commit else 0, zone_src=pl.REG_PORT,
+            zone_ofs_nbits=nx.ofs_nbits(0, 15),
+            recirc_table=nx.NX_CT_RECIRC_NONE if table is None else table, alg=0,
+            actions=exec_)
+    if kind == "ct_clear":
+        return parser.NXActionCTClear()
+    if kind == "resubmit":
+        return parser.NXActionResubmitTable(table_id=act[1])
+    if kind == "output_reg":
+        return parser.NXActionOutputReg(ofs_nbits=nx.ofs_nbits(0, 31), src=act[1],
+                                        max_len=0)
+    if kind == "conjunction":
+        # On the wire the clause is 0-based; ovs-ofctl shows it 1-based, as here.
+        _, conj_id, clause, n_clauses = act
+        return parser.NXActionConjunction(clause=clause - 1, n_clauses=n_clauses, id_=conj_id)
     raise ValueError(f"unknown action {act!r}")
 
 def group_mod(dp, group: pl.Group, command):

@@ -44,10 +44,23 @@ from __future__ import annotations
 
 import dataclasses
 
+from ovsbr.openflow import secgroup_flows as sgf
+from ovsbr.openflow.tables import (  # noqa: F401 - the pipeline's names, in one place
+    EGRESS_CT,
+    ETH_DST,
+    ETH_SRC,
+    INGRESS,
+    INGRESS_CT,
+    KIND_LEARNED,
+    KIND_STATIC,
+    METADATA_MASK,
+    REG_PORT,
+    TABLES,
+    Flow,
+    Group,
+)
+from ovsbr.openflow.tables import m as _m
 from ovsbr.secgroups import policy as pp
-
-INGRESS, ETH_SRC, ETH_DST = 0, 1, 2
-TABLES = (INGRESS, ETH_SRC, ETH_DST)
 
 # Priorities, highest first within each table.
 PRIO_DROP_TAGGED = 300  # INGRESS: tagged frame on an access port
@@ -63,7 +76,6 @@ PRIO_MISS = 0
 
 OFPVID_PRESENT = 0x1000
 OFPVID_NONE = 0x0000
-METADATA_MASK = 0xFFF
 FROM_TUNNEL = 0x1000  # metadata bit; also marks the local-only flood group id
 TUNNEL_META_MASK = METADATA_MASK | FROM_TUNNEL
 PACKET_IN_BYTES = 128  # enough for Ethernet + 802.1Q + ARP/IP headers
@@ -72,36 +84,11 @@ PACKET_IN_BYTES = 128  # enough for Ethernet + 802.1Q + ARP/IP headers
 # can install its flows and then delete exactly the previous generation's.
 COOKIE_GEN_SHIFT = 32
 COOKIE_GEN_MASK = 0xFFFFFFFF << COOKIE_GEN_SHIFT
-KIND_STATIC, KIND_LEARNED = 1, 2
 MAX_LID = 4095
 
 
 def cookie(generation: int, kind: int = KIND_STATIC) -> int:
     return ((generation & 0xFFFFFFFF) << COOKIE_GEN_SHIFT) | kind
-
-
-@dataclasses.dataclass(frozen=True)
-class Flow:
-    table: int
-    priority: int
-    match: tuple[tuple[str, object], ...]
-    actions: tuple[tuple, ...] = ()  # apply-actions
-    goto: int | None = None
-    metadata: int | None = None  # write-metadata (value, metadata_mask)
-    metadata_mask: int = METADATA_MASK
-    idle_timeout: int = 0
-    send_flow_rem: bool = False
-    kind: int = KIND_STATIC
-
-    def key(self) -> tuple:
-        """Identity of the flow on the switch (table, priority, match)."""
-        return (self.table, self.priority, self.match)
-
-
-@dataclasses.dataclass(frozen=True)
-class Group:
-    group_id: int
-    buckets: tuple[tuple[tuple, ...], ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +103,10 @@ class PortBinding:
     lid: int
     mac: str | None = None
     policy: pp.PortPolicy | None = None
+
+    @property
+    def firewall(self) -> pp.Firewall | None:
+        return None if self.policy is None else self.policy.firewall
 
 
 ETH_ARP, ETH_IPV4, ETH_IPV6 = pp.ETH_ARP, pp.ETH_IPV4, pp.ETH_IPV6
@@ -153,10 +144,6 @@ class TunnelBinding:
     macs: tuple[str, ...] = ()  # that host's declared MACs on the network
 
 
-def _m(**kw) -> tuple[tuple[str, object], ...]:
-    return tuple(sorted(kw.items()))
-
-
 def _out(ofport: int, vid: int | None) -> tuple[tuple, ...]:
     """Output to a port; an uplink's VLAN is pushed here and nowhere else."""
     if vid is None:
@@ -166,12 +153,14 @@ def _out(ofport: int, vid: int | None) -> tuple[tuple, ...]:
 
 
 def base_flows() -> list[Flow]:
-    """Table-miss behaviour: drop at ingress, learn at ETH_SRC."""
+    """Table-miss behaviour: drop at ingress, learn at ETH_SRC; the security
+    group tables' shared flows (conntrack states, DHCP and ND exceptions)."""
     return [
         Flow(INGRESS, PRIO_MISS, ()),  # drop: unknown port or unknown VLAN
         Flow(ETH_SRC, PRIO_MISS, (), actions=(("controller", PACKET_IN_BYTES),),
              goto=ETH_DST),
         Flow(ETH_DST, PRIO_MISS, ()),
+        *sgf.shared_flows(),
     ]
 
 
@@ -183,6 +172,13 @@ def port_flows(p: PortBinding) -> list[Flow]:
     policy = p.policy
     if policy is not None and policy.admit is not None:
         flows += _anti_spoof_flows(p.ofport, p.lid, policy)
+    elif p.firewall is not None:
+        # Nothing to check the sources against, but IP still goes through
+        # the port's security groups.
+        flows += [Flow(INGRESS, PRIO_PORT_IP, _m(in_port=p.ofport, eth_src=policy.mac,
+                                                 eth_type=t),
+                       actions=sgf.enter(p.ofport), metadata=p.lid, goto=EGRESS_CT)
+                  for t in (ETH_IPV4, ETH_IPV6)]
     if policy is not None and policy.mac:
         flows.append(Flow(INGRESS, PRIO_PORT_MAC, _m(in_port=p.ofport, eth_src=policy.mac),
                           metadata=p.lid, goto=ETH_SRC))
@@ -192,8 +188,15 @@ def port_flows(p: PortBinding) -> list[Flow]:
                           goto=ETH_SRC))
     if p.mac:
         # Declared MACs are known from plug time: no controller round trip.
-        flows += [learned_src(p.lid, p.mac, p.ofport, 0, KIND_STATIC),
-                  learned_dst(p.lid, p.mac, p.ofport, None, 0, KIND_STATIC)]
+        flows.append(learned_src(p.lid, p.mac, p.ofport, 0, KIND_STATIC))
+        if p.firewall is None:
+            flows.append(learned_dst(p.lid, p.mac, p.ofport, None, 0, KIND_STATIC))
+        else:
+            flows.append(Flow(ETH_DST, PRIO_LEARNED,
+                              _m(metadata=(p.lid, METADATA_MASK), eth_dst=p.mac),
+                              actions=sgf.enter(p.ofport), goto=INGRESS_CT))
+    if p.firewall is not None:
+        flows += sgf.port_flows(p.ofport, p.firewall)
     return flows
 
 
@@ -208,9 +211,12 @@ def _anti_spoof_flows(ofport: int, lid: int, policy: pp.PortPolicy) -> list[Flow
         match = {SOURCE_FIELD[a.ethertype]: _source(a)}
         if a.udp is not None:
             match.update(ip_proto=pp.IPPROTO_UDP, udp_src=a.udp[0], udp_dst=a.udp[1])
+        # IP from a port with security groups goes through them first.
+        filtered = policy.firewall is not None and a.ethertype != ETH_ARP
         flows.append(Flow(INGRESS, PRIO_PORT_IP,
                           _m(in_port=ofport, eth_type=a.ethertype, **mac, **match),
-                          metadata=lid, goto=ETH_SRC))
+                          actions=sgf.enter(ofport) if filtered else (),
+                          metadata=lid, goto=EGRESS_CT if filtered else ETH_SRC))
     flows += [Flow(INGRESS, PRIO_PORT_IP_DROP, _m(in_port=ofport, eth_type=t))
               for t in pp.SOURCE_CHECKED]
     return flows
@@ -248,7 +254,8 @@ def flood_flow(lid: int) -> Flow:
 def flood_group(lid: int, ports: list[PortBinding], uplinks: list[UplinkBinding],
                 tunnels: list[TunnelBinding] = ()) -> Group:
     """All of the network's ports; OVS never sends a bucket back out in_port."""
-    buckets = [_out(p.ofport, None) for p in sorted(ports, key=lambda p: p.ofport)]
+    buckets = [_out(p.ofport, None) if p.firewall is None else sgf.deliver(p.ofport)
+               for p in sorted(ports, key=lambda p: p.ofport)]
     buckets += [_out(u.ofport, u.vid) for u in sorted(uplinks, key=lambda u: u.ofport)]
     buckets += [_tun_out(t) for t in sorted(tunnels, key=lambda t: t.ofport)]
     return Group(lid, tuple(buckets))

@@ -145,6 +145,7 @@ class Namespace:
         return False
 
 
+PROBE = "ovsbr.testing.probe"
 SCAPY_PRELUDE = (
     "import logging; logging.getLogger('scapy.runtime').setLevel(logging.ERROR)\n"
     "from scapy.all import *\n"
@@ -161,6 +162,25 @@ class VM(Namespace):
     def scapy(self, code: str, timeout: float = 60):
         """Run a scapy snippet inside the VM (``eth0`` is its NIC)."""
         return self.exec([sys.executable, "-c", SCAPY_PRELUDE + code], timeout=timeout)
+
+    def serve(self, *ports: int) -> subprocess.Popen:
+        """Echo servers on TCP and UDP ``ports`` (:mod:`ovsbr.testing.probe`)."""
+        proc = self.env.track(self.popen([sys.executable, "-m", PROBE, "serve",
+                                          *map(str, ports)],
+                                         stdout=subprocess.PIPE, text=True))
+        assert proc.stdout.readline().strip() == "ready"
+        return proc
+
+    def connects(self, proto: str, addr: str, port: int) -> bool:
+        """Whether one TCP connection (UDP datagram) to ``addr`` gets its echo."""
+        return self.exec([sys.executable, "-m", PROBE, "try", proto, addr, str(port)],
+                         check=False).returncode == 0
+
+    def stream(self, addr: str, port: int, seconds: float) -> subprocess.Popen:
+        """A TCP connection echoing every 50 ms; its stdout: one time per echo."""
+        return self.env.track(self.popen([sys.executable, "-m", PROBE, "stream", addr,
+                                          str(port), str(seconds)],
+                                         stdout=subprocess.PIPE, text=True))
 
 
 class NetEnv:

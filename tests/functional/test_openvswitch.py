@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from ovsbr.openflow import pipeline as pl
 from ovsbr.testing.netns import wait_for
 from tests.functional.ovs_harness import OvsHarness
 
@@ -18,18 +19,21 @@ def ovsh(env, tmp_path, ovs):
     yield harness
     harness.cleanup()
 
+# How ovs-ofctl names the learning tables in a dump.
+SRC, DST = f"table={pl.ETH_SRC},", f"table={pl.ETH_DST},"
+
 
 def _miss_packets(h) -> int:
     """Frames that went to the controller: the ETH_SRC table-miss counter."""
     for line in h.ovs.flows(h.br_int):
-        if "table=1," in line and "priority=0 " in line:
+        if SRC in line and "priority=0 " in line:
             return int(re.search(r"n_packets=(\d+)", line).group(1))
     raise AssertionError("no table-miss flow in ETH_SRC")
 
 
 def _learned(h, mac: str) -> list[str]:
     return [f for f in h.ovs.flows(h.br_int) if "priority=100" in f and mac in f
-            and ("table=1," in f or "table=2," in f)]
+            and (SRC in f or DST in f)]
 
 
 def test_interface_plugged_by_libvirt_with_only_iface_id_is_wired(ovsh):
@@ -148,7 +152,7 @@ def test_mac_move_is_relearned_within_one_frame(ovsh):
               " iface='eth0', count=1)")
     wait_for(lambda: any(f"in_port={ofport3}" in f for f in _learned(ovsh, vm1.mac)),
              5, what="relearned on the new port")
-    dst = [f for f in _learned(ovsh, vm1.mac) if "table=2," in f]
+    dst = [f for f in _learned(ovsh, vm1.mac) if DST in f]
     assert len(dst) == 1 and f"output:{ofport3}" in dst[0]
 
 
@@ -161,7 +165,7 @@ def test_mac_limit_holds_under_a_flood_and_others_still_learn(ovsh):
     time.sleep(1.0)
     ofport1 = ovsh.ovs.get("Interface", vm1.tap, "ofport")
     learned_on_1 = [f for f in ovsh.ovs.flows(ovsh.br_int)
-                    if "table=1," in f and f"in_port={ofport1}" in f and "priority=100" in f]
+                    if SRC in f and f"in_port={ofport1}" in f and "priority=100" in f]
     assert 0 < len(learned_on_1) <= 20
     assert len(_learned(ovsh, vm2.mac)) == 2, "the flood must not evict another port's MAC"
     # The controller still serves other ports.

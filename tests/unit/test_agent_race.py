@@ -62,7 +62,7 @@ class Driver_(Driver):
     def fingerprint(self, net): return "fp"
     def ensure_network(self, net): pass
     def delete_network(self, name): pass
-    def plug(self, port, net, device): pass
+    def plug(self, port, net, device, policy=None): pass
     def unplug(self, device): pass
 
     def observe(self):

@@ -50,8 +50,10 @@ def test_mac_only_port_checks_only_the_mac():
 
 
 def test_which_ports_are_filtered():
-    assert port_filter(Port("p", "n", "v"), "v") is None  # nothing declared
-    assert port_filter(Port("p", "n", "v", mac="52:54:00:00:00:01", port_security=False),
-                       "v") is None
-    f = port_filter(Port("p", "n", "v", mac="52:54:00:00:00:01", ips=("192.0.2.5",)), "v")
+    def port_filter_for(port):
+        return port_filter("v", port_policy(port))
+    assert port_filter_for(Port("p", "n", "v")) is None  # nothing declared
+    assert port_filter_for(Port("p", "n", "v", mac="52:54:00:00:00:01",
+                                port_security=False)) is None
+    f = port_filter_for(Port("p", "n", "v", mac="52:54:00:00:00:01", ips=("192.0.2.5",)))
     assert f == port_filter_of("v", "52:54:00:00:00:01", ("192.0.2.5",))

@@ -29,15 +29,15 @@ from ovsbr.drivers.linuxbridge.portsec import NftPortSecurity, PortFilter, table
 from ovsbr.drivers.rtnl import Link
 from ovsbr.exceptions import ConfigError, DriverError, FeatureMissing, PartialFailure
 from ovsbr.model import NETWORK_TYPES, Network, Port, Topology, effective_mtu
-from ovsbr.secgroups.policy import port_policy
+from ovsbr.secgroups.policy import PortPolicy, port_policy
 
 LOG = logging.getLogger(__name__)
 
 
-def port_filter(port: Port, device: str) -> PortFilter | None:
+def port_filter(device: str, policy: PortPolicy | None,
+                bridge: str | None = None) -> PortFilter | None:
     """What nftables must check for a port; None when there is nothing to enforce."""
-    policy = port_policy(port)
-    return None if policy is None else PortFilter(device, policy)
+    return None if policy is None else PortFilter(device, policy, bridge)
 
 
 class LinuxBridgeDriver(Driver):
@@ -82,6 +82,9 @@ class LinuxBridgeDriver(Driver):
             LOG.warning("%s; ports with port security and a declared MAC or IPs will "
                         "not be wired (use --no-port-security to wire them unfiltered)",
                         missing)
+        elif self.portsec.stateful:
+            LOG.warning("%s: ports with security groups will not be wired",
+                        self.portsec.stateful)
         self._rtnl = rtnl.RtnlSocket()
         self.missing = ops.probe_kinds(layout.KERNEL_NEEDS)
         for net_type, module in sorted(self.missing.items()):
@@ -97,7 +100,8 @@ class LinuxBridgeDriver(Driver):
 
     def capabilities(self) -> dict[str, Any]:
         types = [t for t in NETWORK_TYPES if t not in (self.missing or {})]
-        return {"physical_networks": sorted(self.mappings), "network_types": types}
+        return {"physical_networks": sorted(self.mappings), "network_types": types,
+                "security_groups": self.portsec.stateful is None}
 
     def describe(self) -> str:
         return (f"linuxbridge (bridges {self.prefix}<network>, interface mappings "
@@ -261,7 +265,8 @@ class LinuxBridgeDriver(Driver):
         if errors:
             raise PartialFailure(errors)
 
-    def plug(self, port: Port, net: Network, device: Device) -> None:
+    def plug(self, port: Port, net: Network, device: Device,
+             policy: PortPolicy | None = None) -> None:
         with self._lock:
             bridge = self._owned_bridge(net.name)
             if bridge is None:
@@ -269,10 +274,9 @@ class LinuxBridgeDriver(Driver):
             link = self.links.by_name(device.name)
             if link is None:
                 raise DriverError(f"device {device.name} is gone")
-            wanted = port_filter(port, device.name)
+            wanted = port_filter(device.name, policy, self.bridge_name(net.name))
             if wanted is not None:
-                if self.portsec.missing:
-                    raise FeatureMissing(self.portsec.missing)
+                self.portsec.check(wanted)
                 self._filters[device.name] = wanted
             else:
                 self._filters.pop(device.name, None)
@@ -318,9 +322,13 @@ class LinuxBridgeDriver(Driver):
         A port forwards as soon as it is enslaved: nothing is ever pending.
         """
         with self._lock:
-            self._filters = {
-                dev.name: f for name, dev in bound.items()
-                if (f := port_filter(desired.ports[name], dev.name)) is not None}
+            self._filters = {}
+            for name, dev in bound.items():
+                port = desired.ports[name]
+                f = port_filter(dev.name, port_policy(port, desired),
+                                self.bridge_name(port.network))
+                if f is not None:
+                    self._filters[dev.name] = f
             self._apply_filters()
         return {}
 

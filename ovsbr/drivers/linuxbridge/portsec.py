@@ -24,6 +24,7 @@ import logging
 import threading
 from typing import Any
 
+from ovsbr.drivers.linuxbridge import nft_secgroups
 from ovsbr.exceptions import FeatureMissing
 from ovsbr.secgroups import policy as pp
 
@@ -40,12 +41,18 @@ PROTOCOL = {pp.ETH_ARP: ("arp", "saddr ip"), pp.ETH_IPV4: ("ip", "saddr"),
             pp.ETH_IPV6: ("ip6", "saddr")}
 
 
-@dataclasses.dataclass(frozen=True, order=True)
+@dataclasses.dataclass(frozen=True)
 class PortFilter:
-    """One tap and the policy its chain enforces."""
+    """One tap, the policy its chains enforce, and its bridge (whose
+    conntrack zone its connections live in)."""
 
     device: str
     policy: pp.PortPolicy
+    bridge: str | None = None
+
+
+def _device(f: PortFilter) -> str:
+    return f.device
 
 
 def table_name(bridge_prefix: str) -> str:
@@ -112,7 +119,14 @@ def ruleset(table: str, filters: list[PortFilter]) -> dict:
                                            "name": BASE_CHAIN, "type": "filter",
                                            "hook": "prerouting", "prio": PRIORITY,
                                            "policy": "accept"}}}]
-    for f in sorted(filters):
+    stateful = [(f.device, f.bridge or "", f.policy.firewall) for f in filters
+                if f.policy.firewall is not None]
+    for expr in nft_secgroups.zone_rules([b for _, b, _ in stateful if b]):
+        # Before the jumps below, whose accept ends the chain; before
+        # conntrack (priority -200), which must see the zone.
+        cmds.append({"add": {"rule": {"family": FAMILY, "table": table, "chain": BASE_CHAIN,
+                                      "expr": expr}}})
+    for f in sorted(filters, key=_device):
         chain = f"port-{f.device}"
         cmds.append({"add": {"chain": {"family": FAMILY, "table": table, "name": chain}}})
         cmds.append({"add": {"rule": {
@@ -122,6 +136,8 @@ def ruleset(table: str, filters: list[PortFilter]) -> dict:
         for expr in _port_rules(f.policy):
             cmds.append({"add": {"rule": {"family": FAMILY, "table": table, "chain": chain,
                                           "expr": expr}}})
+    if stateful:
+        cmds += nft_secgroups.commands(table, stateful)
     return {"nftables": cmds}
 
 
@@ -134,6 +150,8 @@ class NftPortSecurity:
         self._applied: tuple[PortFilter, ...] | None = None
         self._lock = threading.Lock()
         self.missing: str | None = None
+        # Why stateful filtering (security groups) cannot work here, if so.
+        self.stateful: str | None = None
 
     def probe(self) -> str | None:
         """None if nftables bridge filtering works here, else why not."""
@@ -158,11 +176,40 @@ class NftPortSecurity:
             return self.missing
         self._nft = nft
         self.missing = None
+        self.stateful = self._probe_conntrack(nft, probe)
         return None
+
+    @staticmethod
+    def _probe_conntrack(nft, probe: str) -> str | None:
+        """None if bridge-family conntrack works, else the one line that says why.
+
+        The kernel refuses a ``ct`` match in a bridge table unless
+        nf_conntrack_bridge is loaded (it asks for the module itself where
+        modules can load): no silent filtering of less than asked.
+        """
+        t = {"family": FAMILY, "name": probe}
+        rc, _, err = nft.json_cmd({"nftables": [
+            {"add": {"table": t}},
+            {"add": {"chain": {"family": FAMILY, "table": probe, "name": "ct"}}},
+            {"add": {"rule": {"family": FAMILY, "table": probe, "chain": "ct", "expr": [
+                _match({"ct": {"key": "state"}}, ["established"], "in"),
+                {"accept": None}]}}},
+            {"delete": {"table": t}}]})
+        if rc == 0:
+            return None
+        return ("security groups on linuxbridge need the kernel module nf_conntrack_bridge "
+                f"(bridge-family conntrack), which this kernel lacks ({err.strip()})")
+
+    def check(self, wanted: PortFilter) -> None:
+        """Refuse a filter this host cannot enforce, naming what is missing."""
+        if self.missing:
+            raise FeatureMissing(self.missing)
+        if wanted.policy.firewall is not None and self.stateful:
+            raise FeatureMissing(self.stateful)
 
     def apply(self, filters: list[PortFilter], force: bool = False) -> None:
         """Replace the table when the filters changed (or when forced)."""
-        wanted = tuple(sorted(filters))
+        wanted = tuple(sorted(filters, key=_device))
         with self._lock:
             if not force and wanted == self._applied:
                 return

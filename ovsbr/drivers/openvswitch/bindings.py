@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from ovsbr.drivers import names
 from ovsbr.drivers.base import BridgeReport, Device, LearnedMac, NotReady, Overlay
 from ovsbr.drivers.openvswitch.view import BridgeView
-from ovsbr.model import Port, Topology
+from ovsbr.model import Topology
 from ovsbr.openflow import pipeline as pl
 from ovsbr.secgroups.policy import port_policy
 
 TUNNEL_PREFIX = {"vxlan": "vx", "geneve": "gn"}
 # Device name -> ((port, ofport, lid), binding): last reconcile's bindings.
-BindingCache = dict[str, tuple[tuple[Port, int, int], pl.PortBinding]]
+BindingCache = dict[str, tuple[tuple, pl.PortBinding]]
 
 
 def datapath_id(bridge: str) -> int:
@@ -66,10 +66,15 @@ def port_bindings(desired: Topology, bound: Mapping[str, Device], view: BridgeVi
             continue
         ofport = ofports.get(dev.name)
         if ofport is not None:
-            key = (port, ofport, lid)
+            # A port's groups can change while the port does not (rules,
+            # members): a filtered port's policy is part of the key
+            # (memoised, so the same value comes back while nothing changed).
+            filtered = port_policy(port, desired) if port.security_groups else None
+            key = (port, ofport, lid, filtered)
             binding = last.get(dev.name)
             if binding is None or binding[0] != key:
-                binding = (key, pl.PortBinding(ofport, lid, port.mac, port_policy(port)))
+                policy = filtered if filtered is not None else port_policy(port)
+                binding = (key, pl.PortBinding(ofport, lid, port.mac, policy))
             cache[dev.name] = binding
             ports.append(binding[1])
         elif dev.name in view.errors:

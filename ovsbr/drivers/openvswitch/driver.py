@@ -33,6 +33,7 @@ from ovsbr.drivers.openvswitch.view import ADDED, OWNED, PORT_NET
 from ovsbr.exceptions import ConfigError, DriverError
 from ovsbr.model import IFNAME_RE, NETWORK_TYPES, Network, Port, Topology, effective_mtu
 from ovsbr.openflow import pipeline as pl
+from ovsbr.secgroups.policy import PortPolicy
 
 LOG = logging.getLogger(__name__)
 GENEVE_PORT = 6081  # IANA
@@ -93,7 +94,8 @@ class OpenvSwitchDriver(Driver):
 
     def capabilities(self) -> dict[str, Any]:
         return {"physical_networks": sorted(self.mappings), "network_types": list(NETWORK_TYPES),
-                "bridge": self.br_int, "datapath_type": self.ovs.datapath_type}
+                "bridge": self.br_int, "datapath_type": self.ovs.datapath_type,
+                "security_groups": True}  # conntrack: both datapath types have it
 
     def describe(self) -> str:
         return (f"openvswitch (integration bridge {self.br_int}, datapath "
@@ -172,7 +174,10 @@ class OpenvSwitchDriver(Driver):
         with self.db.lock:
             self.db.forget_network(name)
 
-    def plug(self, port: Port, net: Network, device: Device) -> None:
+    def plug(self, port: Port, net: Network, device: Device,
+             policy: PortPolicy | None = None) -> None:
+        # The policy reaches the switch with the flows (sync); until then
+        # the port has none, and its frames meet the table-miss drop.
         with self._batch():
             exists, ours, prepared = self.db.port_state(device.name)
             link = self.links.by_name(device.name)

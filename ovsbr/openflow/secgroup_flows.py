@@ -1,0 +1,219 @@
+"""Security groups as OpenFlow: a port's :class:`~ovsbr.secgroups.policy.Firewall`
+compiled into conntrack flows (pure; see :mod:`.tables` for the layout).
+
+A frame from a filtered port enters ``EGRESS_CT`` with the port's number in
+``REG_PORT``; a frame to one enters ``INGRESS_CT`` the same way, from its
+forwarding flow or its flood bucket. In both directions:
+
+* ``*_CT``: DHCP and neighbour discovery pass statelessly, as Neutron's
+  agents let them (a VM's DHCP server replies and router advertisements
+  drop); other IP goes through conntrack in the port's zone.
+* ``*_RULES``: invalid packets and connections marked dead drop; replies
+  and related packets (ICMP errors) of tracked connections pass; the
+  first packet of a connection, and every later packet in its original
+  direction, passes only if a rule still allows it. A packet of an
+  established connection that no rule allows any more marks the connection
+  (``ct_mark``) and drops, so deleting a rule cuts the connections it
+  allowed, both ways, at their next packet (the way Neutron's openvswitch
+  firewall does it).
+* ``*_ACCEPT``: new connections are committed; then on to learning
+  (egress) or out of the port (ingress).
+
+Remote-group rules are conjunctions: the members' addresses are one
+clause, the rules' protocol and port matches the other, so N members and M
+rules cost N + M flows per port instead of N x M. A conjunction id is the
+port's number and the (direction, ethertype, group) ordinal: derived from
+values the compiler is given, never read back from the switch.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ovsbr.openflow.tables import (
+    EGRESS_ACCEPT,
+    EGRESS_CT,
+    EGRESS_RULES,
+    ETH_SRC,
+    INGRESS_ACCEPT,
+    INGRESS_CT,
+    INGRESS_RULES,
+    REG_PORT,
+    Flow,
+    m,
+)
+from ovsbr.secgroups import policy as pp
+
+# ct_state bits (Nicira extension).
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+MARK_DEAD = 1  # ct_mark of a connection whose rule is gone
+
+PRIO_DENY = 410  # *_CT: a VM acting as DHCP server or router
+PRIO_EXCEPT = 400  # *_CT: DHCP client, neighbour discovery
+PRIO_TRACK = 100  # *_CT: everything else that is IP goes to conntrack
+PRIO_CT_DROP = 300  # *_RULES: invalid, or marked dead
+PRIO_CT_PASS = 290  # *_RULES: replies and related packets
+PRIO_RULE = 200  # *_RULES: a rule with a prefix (or no remote)
+PRIO_CONJ = 190  # *_RULES: a remote-group rule, as a conjunction
+PRIO_KILL = 100  # *_RULES: established, no rule allows it any more
+PRIO_COMMIT = 100  # *_ACCEPT: a new connection
+
+CONJ_SHIFT = 12
+MAX_CONJ = (1 << CONJ_SHIFT) - 1
+
+ICMPV6_ND_IN = (130, 131, 132, 133, 134, 135, 136, 143)  # MLD, RS, RA, NS, NA, MLDv2
+ICMPV6_ND_OUT = (130, 131, 132, 133, 135, 136, 143)  # the same without RA
+ICMPV6_RA = 134
+DHCP6_CLIENT, DHCP6_SERVER = 546, 547
+
+PORT_FIELD = {pp.IPPROTO_TCP: "tcp_dst", pp.IPPROTO_UDP: "udp_dst",
+              pp.IPPROTO_SCTP: "sctp_dst"}
+ICMP_FIELDS = {pp.ETH_IPV4: ("icmpv4_type", "icmpv4_code"),
+               pp.ETH_IPV6: ("icmpv6_type", "icmpv6_code")}
+# The other end's address: the source of what comes in, the destination of
+# what goes out.
+REMOTE_FIELD = {(pp.INGRESS, pp.ETH_IPV4): "ipv4_src", (pp.INGRESS, pp.ETH_IPV6): "ipv6_src",
+                (pp.EGRESS, pp.ETH_IPV4): "ipv4_dst", (pp.EGRESS, pp.ETH_IPV6): "ipv6_dst"}
+RULES = {pp.INGRESS: INGRESS_RULES, pp.EGRESS: EGRESS_RULES}
+ACCEPT = {pp.INGRESS: INGRESS_ACCEPT, pp.EGRESS: EGRESS_ACCEPT}
+
+_OUT = (("output_reg", REG_PORT),)
+
+
+def enter(ofport: int) -> tuple[tuple, ...]:
+    """Actions that take a frame into a filtered port's tables."""
+    return (("set_field", REG_PORT, ofport),)
+
+
+def deliver(ofport: int) -> tuple[tuple, ...]:
+    """A flood bucket to a filtered port: through its ingress tables."""
+    return (("set_field", REG_PORT, ofport), ("resubmit", INGRESS_CT))
+
+
+def _ct(table: int | None = None, commit: bool = False, mark: int | None = None) -> tuple:
+    """Conntrack in the zone REG_PORT names; ``table``: recirculate there."""
+    return ("ct", commit, table, mark)
+
+
+def _udp(eth_type: int, src: int, dst: int | None = None) -> dict:
+    match = {"eth_type": eth_type, "ip_proto": pp.IPPROTO_UDP, "udp_src": src}
+    if dst is not None:
+        match["udp_dst"] = dst
+    return match
+
+
+def _icmp6(icmp_type: int) -> dict:
+    return {"eth_type": pp.ETH_IPV6, "ip_proto": pp.IPPROTO_ICMPV6, "icmpv6_type": icmp_type}
+
+
+def shared_flows() -> list[Flow]:
+    """The flows every filtered port shares (they match REG_PORT's port's zone)."""
+    v4, v6 = pp.ETH_IPV4, pp.ETH_IPV6
+    flows = [Flow(EGRESS_CT, PRIO_DENY, m(**match)) for match in (
+        _udp(v4, pp.DHCP_SERVER), _udp(v6, DHCP6_SERVER), _icmp6(ICMPV6_RA))]
+    flows += [Flow(EGRESS_CT, PRIO_EXCEPT, m(**match), goto=ETH_SRC) for match in (
+        _udp(v4, pp.DHCP_CLIENT, pp.DHCP_SERVER), _udp(v6, DHCP6_CLIENT, DHCP6_SERVER),
+        *(_icmp6(t) for t in ICMPV6_ND_OUT))]
+    flows += [Flow(INGRESS_CT, PRIO_EXCEPT, m(**match), actions=_OUT) for match in (
+        _udp(v4, pp.DHCP_SERVER, pp.DHCP_CLIENT), _udp(v6, DHCP6_SERVER, DHCP6_CLIENT),
+        *(_icmp6(t) for t in ICMPV6_ND_IN))]
+    for eth_type in (v4, v6):
+        flows.append(Flow(EGRESS_CT, PRIO_TRACK, m(eth_type=eth_type),
+                          actions=(_ct(EGRESS_RULES),)))
+        # The frame may come tracked from its sender's egress zone.
+        flows.append(Flow(INGRESS_CT, PRIO_TRACK, m(eth_type=eth_type),
+                          actions=(("ct_clear",), _ct(INGRESS_RULES))))
+    flows.append(Flow(INGRESS_CT, 0, (), actions=_OUT))  # ARP and other non-IP
+    for rules, accept in ((EGRESS_RULES, EGRESS_ACCEPT), (INGRESS_RULES, INGRESS_ACCEPT)):
+        flows += [
+            Flow(rules, PRIO_CT_DROP, m(ct_state=(CT_TRK | CT_INV, CT_TRK | CT_INV))),
+            Flow(rules, PRIO_CT_DROP, m(ct_state=(CT_TRK, CT_TRK), ct_mark=MARK_DEAD)),
+            Flow(rules, PRIO_CT_PASS, m(ct_state=(CT_TRK | CT_EST | CT_RPL,
+                                                  CT_TRK | CT_EST | CT_RPL | CT_INV)),
+                 goto=accept),
+            Flow(rules, PRIO_CT_PASS, m(ct_state=(CT_TRK | CT_REL, CT_TRK | CT_REL | CT_INV)),
+                 goto=accept),
+        ]
+        # ct needs its flow to match IP (Open vSwitch refuses it otherwise).
+        flows += [Flow(rules, PRIO_KILL, m(eth_type=eth_type, ct_state=(
+                       CT_TRK | CT_EST, CT_TRK | CT_EST | CT_RPL)),
+                       actions=(_ct(commit=True, mark=MARK_DEAD),)) for eth_type in (v4, v6)]
+    for eth_type in (v4, v6):
+        commit = m(eth_type=eth_type, ct_state=(CT_TRK | CT_NEW, CT_TRK | CT_NEW))
+        flows += [Flow(EGRESS_ACCEPT, PRIO_COMMIT, commit, actions=(_ct(commit=True),),
+                       goto=ETH_SRC),
+                  Flow(INGRESS_ACCEPT, PRIO_COMMIT, commit,
+                       actions=(_ct(commit=True), *_OUT))]
+    flows += [Flow(EGRESS_ACCEPT, 0, (), goto=ETH_SRC), Flow(INGRESS_ACCEPT, 0, (), actions=_OUT)]
+    return flows
+
+
+def port_masks(lo: int, hi: int) -> list[int | tuple[int, int]]:
+    """A port range as the fewest (value, mask) matches (exact ports as ints)."""
+    out: list[int | tuple[int, int]] = []
+    while lo <= hi:
+        size = lo & -lo if lo else 1 << 16
+        while lo + size - 1 > hi:
+            size >>= 1
+        out.append(lo if size == 1 else (lo, 0xFFFF & ~(size - 1)))
+        lo += size
+    return out
+
+
+def rule_matches(rule: pp.Allow) -> list[dict]:
+    """The rule's matches without the port and the remote group's addresses."""
+    base: dict = {"eth_type": rule.ethertype}
+    if rule.protocol is not None:
+        base["ip_proto"] = rule.protocol
+    if rule.icmp is not None and rule.protocol in (pp.IPPROTO_ICMP, pp.IPPROTO_ICMPV6):
+        type_field, code_field = ICMP_FIELDS[rule.ethertype]
+        base[type_field] = rule.icmp[0]
+        if rule.icmp[1] is not None:
+            base[code_field] = rule.icmp[1]
+    if rule.remote is not None:
+        base[REMOTE_FIELD[rule.direction, rule.ethertype]] = _prefix(rule.remote)
+    if rule.ports is None or rule.protocol not in PORT_FIELD:
+        return [base]
+    field = PORT_FIELD[rule.protocol]
+    return [dict(base, **{field: value}) for value in port_masks(*rule.ports)]
+
+
+def _prefix(prefix: str) -> object:
+    net = ipaddress.ip_network(prefix)
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return (str(net.network_address), str(net.netmask))
+
+
+def conj_keys(firewall: pp.Firewall) -> list[tuple[str, int, str]]:
+    """(direction, ethertype, remote group) of the port's remote-group rules, in
+    the order that numbers their conjunctions."""
+    return sorted({(r.direction, r.ethertype, r.group) for r in firewall.rules if r.group})
+
+
+def port_flows(ofport: int, firewall: pp.Firewall) -> list[Flow]:
+    """One filtered port's rules, in both directions."""
+    port = {REG_PORT: ofport}
+    flows = [Flow(RULES[r.direction], PRIO_RULE, m(**port, **match), goto=ACCEPT[r.direction])
+             for r in firewall.rules if r.group is None for match in rule_matches(r)]
+    keys = conj_keys(firewall)
+    if len(keys) > MAX_CONJ:
+        raise ValueError(f"port {ofport}: {len(keys)} remote-group combinations; "
+                         f"at most {MAX_CONJ}")
+    clauses: dict[tuple[int, tuple], list[tuple]] = {}
+    for n, (direction, ethertype, group) in enumerate(keys, start=1):
+        conj_id = (ofport << CONJ_SHIFT) | n
+        table = RULES[direction]
+        field = REMOTE_FIELD[direction, ethertype]
+        for address in firewall.members(group, ethertype):
+            key = (table, m(**port, eth_type=ethertype, **{field: address}))
+            clauses.setdefault(key, []).append(("conjunction", conj_id, 1, 2))
+        for rule in firewall.rules:
+            if (rule.direction, rule.ethertype, rule.group) == (direction, ethertype, group):
+                for match in rule_matches(rule):
+                    clauses.setdefault((table, m(**port, **match)), []).append(
+                        ("conjunction", conj_id, 2, 2))
+        flows.append(Flow(table, PRIO_CONJ, m(conj_id=conj_id), goto=ACCEPT[direction]))
+    flows += [Flow(table, PRIO_CONJ, match, actions=tuple(sorted(set(acts))))
+              for (table, match), acts in clauses.items()]
+    return flows
