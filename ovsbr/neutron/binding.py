@@ -44,10 +44,10 @@ def serves(segment: Mapping[str, Any], host: HostInfo) -> bool:
 def vif_details(host: HostInfo, mac: str | None) -> dict[str, Any]:
     """What Nova and os-vif read to plug the VM's NIC.
 
-    ``port_filter`` is False: ovsbr enforces anti-spoofing but not yet
-    security groups, and saying True would make Nova skip its own.
+    ``port_filter``: the host's agent enforces security groups (Nova and
+    os-vif then add no filtering of their own).
     """
-    details: dict[str, Any] = {"port_filter": False, "connectivity": "l2"}
+    details: dict[str, Any] = {"port_filter": host.security_groups, "connectivity": "l2"}
     if host.vif_type == VIF_TYPE_TAP:
         if mac:
             details["mac_address"] = mac
@@ -59,10 +59,14 @@ def vif_details(host: HostInfo, mac: str | None) -> dict[str, Any]:
 
 
 def choose(segments: Sequence[Mapping[str, Any]], host: HostInfo | None,
-           vnic_type: str, mac: str | None) -> Binding | None:
+           vnic_type: str, mac: str | None, filtered: bool = False) -> Binding | None:
     """The first segment the host serves, with its VIF; None to leave the port
-    to another driver (unknown or dead host, unsupported vnic, no segment)."""
+    to another driver (unknown or dead host, unsupported vnic, no segment, or
+    a port with security groups on a host that cannot enforce them: never
+    bound to be filtered less than Neutron says)."""
     if host is None or host.vif_type is None or vnic_type != VNIC_NORMAL:
+        return None
+    if filtered and not host.security_groups:
         return None
     for segment in segments:
         if serves(segment, host):

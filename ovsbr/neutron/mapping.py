@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ovsbr import model
+from ovsbr.secgroups import model as sgm
 
 VIF_TYPE_TAP = "tap"
 VIF_TYPE_OVS = "ovs"
@@ -59,6 +60,7 @@ class HostInfo:
     local_ip: str | None = None
     bridge: str | None = None  # openvswitch: the integration bridge
     datapath_type: str | None = None  # openvswitch: system | netdev
+    security_groups: bool = False  # the agent can enforce them (bridge conntrack)
 
     @property
     def vif_type(self) -> str | None:
@@ -80,7 +82,8 @@ def host_info(entry: Mapping[str, Any]) -> HostInfo | None:
         return value if isinstance(value, str) and value else None
 
     return HostInfo(entry["driver"], names("physical_networks"), names("network_types"),
-                    text("local_ip"), text("bridge"), text("datapath_type"))
+                    text("local_ip"), text("bridge"), text("datapath_type"),
+                    entry.get("security_groups") is True)
 
 
 def network(net: Mapping[str, Any], segment: Mapping[str, Any]) -> model.Network:
@@ -134,6 +137,11 @@ def port_addresses(port: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(addresses)
 
 
+def needs_filtering(port: Mapping[str, Any]) -> bool:
+    """Whether the port has security groups to enforce."""
+    return bool(port.get("port_security_enabled", True) and port.get("security_groups"))
+
+
 def port(port: Mapping[str, Any], host: str, vif_type: str,
          migrating_to: str | None = None) -> model.Port:
     """The ovsbr port for a Neutron port bound on ``host`` with ``vif_type``.
@@ -156,6 +164,7 @@ def port(port: Mapping[str, Any], host: str, vif_type: str,
         data["iface_id"] = port_id
     if data["port_security"]:
         data["ips"] = list(port_addresses(port))
+        data["security_groups"] = list(port.get("security_groups") or ())
     try:
         return model.port_from_dict(data)
     except model.ValidationError as e:
@@ -164,5 +173,69 @@ def port(port: Mapping[str, Any], host: str, vif_type: str,
 
 
 _PORT_FIELDS = {"network": "network_id", "mac": "mac_address", "host": "binding:host_id",
-                "migrating_to": "bindings",
+                "migrating_to": "bindings", "security_groups": "security_groups",
                 "ips": "fixed_ips", "device": "id", "port.name": "id"}
+
+
+# Protocol names Neutron's API accepts besides the ones ovsbr's model knows
+# (neutron_lib.constants.IP_PROTOCOL_MAP), as numbers.
+PROTOCOLS = {"ah": 51, "dccp": 33, "egp": 8, "esp": 50, "gre": 47, "igmp": 2,
+             "ipip": 4, "ipv6-encap": 41, "ipv6-frag": 44, "ipv6-icmp": 58,
+             "ipv6-nonxt": 59, "ipv6-opts": 60, "ipv6-route": 43, "ospf": 89, "pgm": 113,
+             "rsvp": 46, "udplite": 136, "vrrp": 112}
+
+
+def rule(rule: Mapping[str, Any]) -> sgm.Rule:
+    """One Neutron security group rule as ovsbr's.
+
+    Neutron keeps an ICMP rule's type and code in the port-range fields,
+    names protocols by name or number (``ipv6-icmp`` and ``icmp`` on IPv6
+    are icmpv6), and refers to remote groups by id.
+    """
+    if rule.get("remote_address_group_id"):
+        raise MappingError("remote_address_group_id",
+                           "address groups are not supported by ovsbr; use "
+                           "remote_ip_prefix or remote_group_id")
+    proto = rule.get("protocol")
+    if isinstance(proto, str) and proto.lower() in PROTOCOLS:
+        proto = PROTOCOLS[proto.lower()]
+    data: dict[str, Any] = {"id": rule.get("id"), "direction": rule.get("direction"),
+                            "ethertype": rule.get("ethertype"), "protocol": proto,
+                            "remote_ip_prefix": rule.get("remote_ip_prefix"),
+                            "remote_group": rule.get("remote_group_id")}
+    lo, hi = rule.get("port_range_min"), rule.get("port_range_max")
+    try:
+        number = sgm.protocol_number("protocol", proto)
+    except model.ValidationError as e:
+        raise MappingError("protocol", e.message) from None
+    if number in sgm.ICMP_PROTOCOLS:
+        data.update(icmp_type=lo, icmp_code=hi)
+    elif lo is not None or hi is not None:
+        if number not in sgm.PORT_PROTOCOLS:
+            raise MappingError("port_range_min", "ovsbr filters port ranges for tcp, udp "
+                               "and sctp only")
+        data.update(port_range_min=lo, port_range_max=hi)
+    try:
+        return sgm.rule_from_dict({k: v for k, v in data.items() if v is not None})
+    except model.ValidationError as e:
+        raise MappingError(e.field.rpartition(": ")[2].replace("remote_group",
+                                                                "remote_group_id"),
+                           e.message) from None
+
+
+def security_group(group: Mapping[str, Any]) -> tuple[sgm.SecurityGroup, list[str]]:
+    """A Neutron security group with its rules, named by its id; and the rules
+    ovsbr cannot represent, left out with the reason. Rules only allow, so
+    one left out allows less, never more; the caller logs the reasons."""
+    rules, problems = [], []
+    for r in group.get("security_group_rules") or ():
+        try:
+            rules.append(rule(r))
+        except MappingError as e:
+            problems.append(f"rule {r.get('id')}: {e}")
+    desc = (group.get("name") or "")[:255] or None
+    try:
+        return sgm.group_from_dict({"name": group.get("id"), "description": desc,
+                                    "rules": [r.to_dict() for r in rules]}), problems
+    except model.ValidationError as e:
+        raise MappingError("security_group_rules", e.message) from None

@@ -19,12 +19,12 @@ from neutron.db import provisioning_blocks
 from neutron_lib import constants as n_const
 from neutron_lib import exceptions as n_exc
 from neutron_lib.api.definitions import portbindings
-from neutron_lib.callbacks import resources
+from neutron_lib.callbacks import events, registry, resources
 from neutron_lib.plugins.ml2 import api
 from oslo_config import cfg
 
 from ovsbr.exceptions import OvsbrError
-from ovsbr.neutron import binding, config, mapping, sync
+from ovsbr.neutron import binding, config, groups, mapping, sync
 from ovsbr.store.etcd import EtcdStore
 
 LOG = logging.getLogger(__name__)
@@ -40,6 +40,11 @@ class OvsbrMechanismDriver(api.MechanismDriver):
 
     def initialize(self) -> None:
         config.register(self.conf)
+        for resource, event in ((resources.SECURITY_GROUP_RULE, events.AFTER_CREATE),
+                                (resources.SECURITY_GROUP_RULE, events.AFTER_DELETE),
+                                (resources.SECURITY_GROUP, events.AFTER_UPDATE),
+                                (resources.SECURITY_GROUP, events.AFTER_DELETE)):
+            registry.subscribe(self._group_changed, resource, event)
         # No connection is opened here: the client connects on first use,
         # in whichever process (API or periodic workers) uses it.
         self.store = EtcdStore(self.conf, group=config.GROUP)
@@ -66,7 +71,7 @@ class OvsbrMechanismDriver(api.MechanismDriver):
         host = self._host(context.host)
         chosen = binding.choose(context.segments_to_bind, host,
                                 port.get(portbindings.VNIC_TYPE, mapping.VNIC_NORMAL),
-                                port.get("mac_address"))
+                                port.get("mac_address"), mapping.needs_filtering(port))
         if chosen is None:
             LOG.debug("ovsbr: not binding port %s on host %s (%s)", port["id"], context.host,
                       "no live ovsbr agent" if host is None else "no segment it serves")
@@ -146,7 +151,12 @@ class OvsbrMechanismDriver(api.MechanismDriver):
             if old is not None:  # unbound, or bound elsewhere by another driver
                 self._write(sync.remove_port(port_id), "remove port", port_id)
             return
-        self._write(sync.put_port(*new), "write port", port_id)
+        try:
+            found = groups.fetch(context.plugin_context, new[1].security_groups or ())
+        except mapping.MappingError as e:
+            LOG.error("ovsbr: port %s: its security groups cannot be written: %s", port_id, e)
+            return
+        self._write(sync.put_port(*new, found), "write port", port_id)
 
     def delete_port_postcommit(self, context: api.PortContext) -> None:
         # Only ports ovsbr bound are in the store: deleting a DHCP or router
@@ -169,6 +179,29 @@ class OvsbrMechanismDriver(api.MechanismDriver):
     def _ours(levels, vif_type) -> bool:
         return bool(levels) and levels[-1].get(api.BOUND_DRIVER) == mapping.MECHANISM_DRIVER \
             and vif_type in mapping.VIF_TYPES
+
+    # -- security groups -----------------------------------------------------------
+    def _group_changed(self, resource, event, trigger, payload=None) -> None:
+        """A rule came or went, or a group changed or went: where the store has
+        the group, write it as Neutron now has it."""
+        if resource == resources.SECURITY_GROUP and event == events.AFTER_DELETE:
+            self._write(sync.remove_group(payload.resource_id), "remove security group",
+                        payload.resource_id)
+            return
+        if resource == resources.SECURITY_GROUP:
+            group_id = payload.resource_id
+        elif event == events.AFTER_DELETE:
+            group_id = payload.metadata.get("security_group_id")
+        else:
+            group_id = payload.latest_state.get("security_group_id")
+        if not group_id:
+            return
+        try:
+            found = groups.fetch(payload.context, [group_id])
+        except mapping.MappingError as e:
+            LOG.error("ovsbr: security group %s cannot be written: %s", group_id, e)
+            return
+        self._write(sync.update_groups(found), "write security group", group_id)
 
     def _write(self, change: sync.Change, what: str, name: str) -> None:
         try:

@@ -39,7 +39,7 @@ from neutron_lib.plugins import directory
 from oslo_config import cfg
 
 from ovsbr.exceptions import OvsbrError
-from ovsbr.neutron import config, mapping, status, sync
+from ovsbr.neutron import config, groups, mapping, status, sync
 from ovsbr.store.etcd import EtcdStore
 
 LOG = logging.getLogger(__name__)
@@ -169,10 +169,11 @@ def resync(ctx, store: EtcdStore) -> sync.Counts:
     """Make the store's Neutron objects equal to Neutron's database; one
     revision-checked write of the differences, and one line of counts."""
     networks, ports = wanted(ctx)
+    found = groups.fetch(ctx, {g for p in ports.values() for g in p.security_groups or ()})
     counts = sync.Counts()
-    store.update(sync.converge(networks, ports, counts))
-    LOG.info("ovsbr resync: %d networks, %d ports in Neutron; store: %s",
-             len(networks), len(ports), counts)
+    store.update(sync.converge(networks, ports, counts, found))
+    LOG.info("ovsbr resync: %d networks, %d ports, %d security groups in Neutron; "
+             "store: %s", len(networks), len(ports), len(found), counts)
     return counts
 
 
