@@ -4,6 +4,7 @@
     python bench/run.py wiring --sizes 100   # one benchmark, smaller
     python bench/run.py wiring --against main  # this tree and main, side by side
     python bench/run.py metrics --sizes 100,1000  # [metrics] off vs on (named only)
+    python bench/run.py secgroups --sizes 1000 --drivers openvswitch  # groups off vs on
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import common, core, dataplane, learning, metrics_cost, wiring  # noqa: E402
+from bench import (  # noqa: E402
+    common,
+    core,
+    dataplane,
+    learning,
+    metrics_cost,
+    secgroups,
+    wiring,
+)
 
 BENCHMARKS = ("wiring", "learning", "dataplane", "core")
-ON_REQUEST = ("metrics",)  # comparisons that run only when named
+ON_REQUEST = ("metrics", "secgroups")  # comparisons that run only when named
 DRIVERS = ("linuxbridge", "openvswitch")
 
 
@@ -95,6 +104,8 @@ def main() -> int:
                     core.main(sizes, codes)
                 elif name == "metrics":
                     metrics_cost.main(sizes, drivers)
+                elif name == "secgroups":
+                    secgroups.main(sizes, drivers)
                 elif name == "learning":
                     learning.main()
                 else:

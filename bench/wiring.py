@@ -82,6 +82,8 @@ class Datapath:
         self.prefix = prefix
         self.workdir = workdir
         self.code = code  # (label, checkout the agent runs from; None = this one)
+        # A fourth element: security groups (documents) every bench port joins.
+        self.groups: list[dict] = code[3] if len(code) > 3 else []
 
     def agent(self) -> Agent:
         """The agent under test; a third element of ``code`` adds config sections
@@ -203,16 +205,29 @@ class OpenvSwitch(Datapath):
 PORTS_PER_NETWORK = 100  # a Linux bridge holds at most 1023 ports anyway
 
 
-def declare(agent: Agent, ports: list[tuple[str, str]]) -> None:
-    """One atomic store write, in-process: the clock measures the agent only."""
+def declare(agent: Agent, ports: list[tuple[str, str]], groups: list[dict] = ()) -> None:
+    """One atomic store write, in-process: the clock measures the agent only.
+
+    With ``groups``, every port but the two ping VMs joins all of them, with
+    a MAC and an address (documentation IPv6: 1,200 ports outgrow the IPv4
+    documentation ranges) that the groups' remote-group rules match.
+    """
     nets = max(1, -(-len(ports) // PORTS_PER_NETWORK))
+    docs = []
+    for i, (p, d) in enumerate(ports):
+        doc = {"name": p, "network": f"bench{i // PORTS_PER_NETWORK}", "device": d}
+        if groups and not p.startswith("vm"):
+            doc.update(mac=f"52:54:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}:01",
+                       ips=[f"2001:db8:1::{i + 1:x}"],
+                       security_groups=[g["name"] for g in groups])
+        docs.append(doc)
     topo = Topology.from_dict({
         "networks": [{"name": f"bench{i}", "type": "local"} for i in range(nets)],
-        "ports": [{"name": p, "network": f"bench{i // PORTS_PER_NETWORK}", "device": d}
-                  for i, (p, d) in enumerate(ports)]})
+        "security_groups": list(groups), "ports": docs})
 
     def change(t):
         t.networks, t.ports = topo.networks, topo.ports
+        t.security_groups = topo.security_groups
     FileStore(path=agent.state_path).update(change)
 
 
@@ -245,7 +260,7 @@ def bench_one(dp: Datapath, n: int, env: NetEnv) -> dict:
     try:
         # Two real VMs for the restart ping stream.
         vm1, vm2 = env.vm("a", 1, offload_off=True), env.vm("b", 2, offload_off=True)
-        declare(agent, [])
+        declare(agent, [], dp.groups)
         agent.start()
         wait_for(lambda: os.path.exists(os.path.join(agent.state_path, "status.json")), 30,
                  what="agent up")
@@ -255,7 +270,7 @@ def bench_one(dp: Datapath, n: int, env: NetEnv) -> dict:
         ports += [(f"p{i}", d) for i, d in enumerate(devices)]
         watch = StatusWatch(agent)
         t0 = time.perf_counter()
-        declare(agent, ports)
+        declare(agent, ports, dp.groups)
         wait_for(lambda: watch.bound([p for p, _ in ports]), 600, interval=0.005,
                  what=f"{n} ports bound")
         bulk = time.perf_counter() - t0
@@ -264,7 +279,7 @@ def bench_one(dp: Datapath, n: int, env: NetEnv) -> dict:
         result["rss_mb_n_ports"] = common.rss_mb(agent.proc.pid)
 
         # single: 200 more ports, declared first, devices one by one.
-        declare(agent, ports + [(f"s{i}", d) for i, d in enumerate(extra)])
+        declare(agent, ports + [(f"s{i}", d) for i, d in enumerate(extra)], dp.groups)
         time.sleep(1.0)
         lat = []
         for i, dev in enumerate(extra):
