@@ -11,7 +11,8 @@ dataplane  iperf3 TCP between two VMs whose ports have a group that
            allows the traffic, and between two without, on one agent,
            runs alternated. Target: with/without >= 0.9.
 flows      OpenFlow flows one port costs as its groups and their remote
-           groups' members grow (compiled, no switch).
+           groups' members grow, and the member flows the bridge holds
+           once for all its ports (compiled, no switch).
 
 linuxbridge rows need bridge conntrack (nf_conntrack_bridge): where the
 kernel lacks it they are skipped with the reason.
@@ -26,6 +27,7 @@ import time
 from bench import common, dataplane, wiring
 from ovsbr.model import Topology
 from ovsbr.openflow import pipeline as pl
+from ovsbr.openflow import secgroup_flows as sgf
 from ovsbr.secgroups.policy import port_policy
 from ovsbr.testing import ovs_sandbox
 from ovsbr.testing.agent import Agent
@@ -112,7 +114,11 @@ def flows_per_port() -> list[list]:
         t0 = time.perf_counter()
         flows = pl.port_flows(binding)
         ms = (time.perf_counter() - t0) * 1000
-        rows.append([n_groups, n_groups * 10, members, len(flows), ms])
+        fw = binding.firewall
+        keys = sgf.conj_keys(fw) if fw else set()
+        shared = sgf.member_flows({k: fw.members(k[0], k[2]) for k in keys},
+                                  sgf.conj_ids(keys))
+        rows.append([n_groups, n_groups * 10, members, len(flows), len(shared), ms])
     return rows
 
 
@@ -158,7 +164,8 @@ def main(sizes: list[int], drivers: list[str]) -> dict:
         drivers = [d for d in drivers if d != "linuxbridge"]
     flow_rows = flows_per_port()
     print(common.table("Security groups: OpenFlow flows per port (compiled)",
-                       ["groups", "rules", "remote-group members", "flows", "compile ms"],
+                       ["groups", "rules", "remote-group members", "flows per port",
+                        "shared per bridge", "compile ms"],
                        flow_rows))
     wired = wiring.main(sizes, drivers, VARIANTS, name="secgroups_wiring") if drivers else {}
     rows = []

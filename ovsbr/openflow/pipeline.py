@@ -164,7 +164,9 @@ def base_flows() -> list[Flow]:
     ]
 
 
-def port_flows(p: PortBinding) -> list[Flow]:
+def port_flows(p: PortBinding, conj_ids: dict | None = None) -> list[Flow]:
+    """A VM port's flows; ``conj_ids`` numbers its remote-group conjunctions
+    (the bridge's, from :func:`static_state`; alone, the port's own)."""
     # Every VM port is an access port, secured or not: a tagged frame from
     # a VM would otherwise meet the trunk's VLAN translation.
     flows = [Flow(INGRESS, PRIO_DROP_TAGGED,
@@ -196,7 +198,9 @@ def port_flows(p: PortBinding) -> list[Flow]:
                               _m(metadata=(p.lid, METADATA_MASK), eth_dst=p.mac),
                               actions=sgf.enter(p.ofport), goto=INGRESS_CT))
     if p.firewall is not None:
-        flows += sgf.port_flows(p.ofport, p.firewall)
+        if conj_ids is None:
+            conj_ids = sgf.conj_ids(sgf.conj_keys(p.firewall))
+        flows += sgf.port_flows(p.ofport, p.firewall, conj_ids)
     return flows
 
 
@@ -282,18 +286,18 @@ def learned_dst(lid: int, mac: str, ofport: int, vid: int | None, idle: int,
                 actions=_out(ofport, vid), idle_timeout=idle, kind=kind)
 
 
-def _binding_flows(binding) -> list[Flow]:
+def _binding_flows(binding, conj_ids: dict) -> list[Flow]:
     if isinstance(binding, PortBinding):
-        return port_flows(binding)
+        return port_flows(binding, conj_ids)
     if isinstance(binding, UplinkBinding):
         return uplink_flows(binding)
     return tunnel_flows(binding)
 
 
-def keyed_flows(binding: PortBinding | UplinkBinding | TunnelBinding) -> tuple[
-        tuple[tuple, Flow], ...]:
+def keyed_flows(binding: PortBinding | UplinkBinding | TunnelBinding,
+                conj_ids: dict | None = None) -> tuple[tuple[tuple, Flow], ...]:
     """A binding's flows with their keys."""
-    return tuple((f.key(), f) for f in _binding_flows(binding))
+    return tuple((f.key(), f) for f in _binding_flows(binding, conj_ids))
 
 
 def static_state(ports: list[PortBinding], uplinks: list[UplinkBinding],
@@ -310,13 +314,20 @@ def static_state(ports: list[PortBinding], uplinks: list[UplinkBinding],
     cache = cache or {}
     fresh: dict = {}
     flows = {f.key(): f for f in base_flows()}
+    members = {key: p.firewall.members(key[0], key[2]) for p in ports
+               if p.firewall is not None for key in sgf.conj_keys(p.firewall)}
+    ids = sgf.conj_ids(set(members))
+    flows.update((f.key(), f) for f in sgf.member_flows(members, ids))
     by_lid: dict[int, tuple[list, list, list]] = {}
     for kind, bindings in enumerate((ports, uplinks, tunnels)):
         for b in bindings:
-            keyed = cache.get(b)
+            # A filtered port's flows carry its conjunctions' ids: part of the key.
+            ckey = b if not getattr(b, "firewall", None) else (
+                b, tuple(ids[k] for k in sorted(sgf.conj_keys(b.firewall))))
+            keyed = cache.get(ckey)
             if keyed is None:
-                keyed = keyed_flows(b)
-            fresh[b] = keyed
+                keyed = keyed_flows(b, ids)
+            fresh[ckey] = keyed
             # One ETH_SRC flow per tunnel port, however many networks it
             # carries: equal keys hold equal flows.
             flows.update(keyed)

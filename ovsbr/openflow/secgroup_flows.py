@@ -19,16 +19,22 @@ forwarding flow or its flood bucket. In both directions:
 * ``*_ACCEPT``: new connections are committed; then on to learning
   (egress) or out of the port (ingress).
 
-Remote-group rules are conjunctions: the members' addresses are one
-clause, the rules' protocol and port matches the other, so N members and M
-rules cost N + M flows per port instead of N x M. A conjunction id is the
-port's number and the (direction, ethertype, group) ordinal: derived from
-values the compiler is given, never read back from the switch.
+Remote-group rules are conjunctions, one per (remote group, direction,
+ethertype) on the bridge: the members' addresses are one clause, shared by
+every port (:func:`member_flows`), and each port's rules naming that group
+the other (matched on the port), so N members, P ports and M rules cost
+N + P x M flows instead of P x N x M (the shape of Neutron's openvswitch
+firewall). A conjunction's id is derived from its key (:func:`conj_ids`),
+never read back from the switch, and stays put while other groups come and
+go: an id that moved would, for a moment, leave a conjunction without its
+other half, and established connections checked in that moment would be
+cut.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import zlib
 
 from ovsbr.openflow.tables import (
     EGRESS_ACCEPT,
@@ -58,8 +64,7 @@ PRIO_CONJ = 190  # *_RULES: a remote-group rule, as a conjunction
 PRIO_KILL = 100  # *_RULES: established, no rule allows it any more
 PRIO_COMMIT = 100  # *_ACCEPT: a new connection
 
-CONJ_SHIFT = 12
-MAX_CONJ = (1 << CONJ_SHIFT) - 1
+ConjKey = tuple[str, str, int]  # (remote group, direction, ethertype)
 
 ICMPV6_ND_IN = (130, 131, 132, 133, 134, 135, 136, 143)  # MLD, RS, RA, NS, NA, MLDv2
 ICMPV6_ND_OUT = (130, 131, 132, 133, 135, 136, 143)  # the same without RA
@@ -185,35 +190,60 @@ def _prefix(prefix: str) -> object:
     return (str(net.network_address), str(net.netmask))
 
 
-def conj_keys(firewall: pp.Firewall) -> list[tuple[str, int, str]]:
-    """(direction, ethertype, remote group) of the port's remote-group rules, in
-    the order that numbers their conjunctions."""
-    return sorted({(r.direction, r.ethertype, r.group) for r in firewall.rules if r.group})
+def conj_keys(firewall: pp.Firewall) -> set[ConjKey]:
+    """The (remote group, direction, ethertype) of a port's remote-group rules."""
+    return {(r.group, r.direction, r.ethertype) for r in firewall.rules if r.group}
 
 
-def port_flows(ofport: int, firewall: pp.Firewall) -> list[Flow]:
-    """One filtered port's rules, in both directions."""
+def conj_ids(keys: set[ConjKey]) -> dict[ConjKey, int]:
+    """A conjunction id per key: its digest, probing on in key order when two
+    collide (about one bridge in four million with a thousand keys), so an
+    id moves only in that case, never because another key came or went."""
+    taken: set[int] = set()
+    ids = {}
+    for key in sorted(keys):
+        conj = zlib.crc32(repr(key).encode()) & 0x7FFFFFFF or 1
+        while conj in taken:
+            conj = conj % 0x7FFFFFFF + 1
+        taken.add(conj)
+        ids[key] = conj
+    return ids
+
+
+def member_flows(groups: dict[ConjKey, tuple[str, ...]], ids: dict[ConjKey, int]
+                 ) -> list[Flow]:
+    """The shared clause: a remote group's members' addresses, once per bridge,
+    plus each conjunction's verdict. An address in several groups is one
+    flow with a conjunction action for each (a switch keeps one flow per
+    table, priority and match)."""
+    clauses: dict[tuple[int, tuple], list[tuple]] = {}
+    flows = []
+    for key, members in sorted(groups.items()):
+        _, direction, ethertype = key
+        table = RULES[direction]
+        field = REMOTE_FIELD[direction, ethertype]
+        for address in members:
+            clauses.setdefault((table, m(eth_type=ethertype, **{field: address})), []).append(
+                ("conjunction", ids[key], 1, 2))
+        flows.append(Flow(table, PRIO_CONJ, m(conj_id=ids[key]), goto=ACCEPT[direction]))
+    flows += [Flow(table, PRIO_CONJ, match, actions=tuple(sorted(acts)))
+              for (table, match), acts in clauses.items()]
+    return flows
+
+
+def port_flows(ofport: int, firewall: pp.Firewall, ids: dict[ConjKey, int]) -> list[Flow]:
+    """One filtered port's rules, in both directions; its remote-group rules as
+    the per-port clause of the conjunctions ``ids`` numbers."""
     port = {REG_PORT: ofport}
     flows = [Flow(RULES[r.direction], PRIO_RULE, m(**port, **match), goto=ACCEPT[r.direction])
              for r in firewall.rules if r.group is None for match in rule_matches(r)]
-    keys = conj_keys(firewall)
-    if len(keys) > MAX_CONJ:
-        raise ValueError(f"port {ofport}: {len(keys)} remote-group combinations; "
-                         f"at most {MAX_CONJ}")
     clauses: dict[tuple[int, tuple], list[tuple]] = {}
-    for n, (direction, ethertype, group) in enumerate(keys, start=1):
-        conj_id = (ofport << CONJ_SHIFT) | n
-        table = RULES[direction]
-        field = REMOTE_FIELD[direction, ethertype]
-        for address in firewall.members(group, ethertype):
-            key = (table, m(**port, eth_type=ethertype, **{field: address}))
-            clauses.setdefault(key, []).append(("conjunction", conj_id, 1, 2))
-        for rule in firewall.rules:
-            if (rule.direction, rule.ethertype, rule.group) == (direction, ethertype, group):
-                for match in rule_matches(rule):
-                    clauses.setdefault((table, m(**port, **match)), []).append(
-                        ("conjunction", conj_id, 2, 2))
-        flows.append(Flow(table, PRIO_CONJ, m(conj_id=conj_id), goto=ACCEPT[direction]))
+    for rule in firewall.rules:
+        if rule.group is None:
+            continue
+        conj = ("conjunction", ids[rule.group, rule.direction, rule.ethertype], 2, 2)
+        for match in rule_matches(rule):
+            clauses.setdefault((RULES[rule.direction], m(**port, **match)), []).append(conj)
     flows += [Flow(table, PRIO_CONJ, match, actions=tuple(sorted(set(acts))))
               for (table, match), acts in clauses.items()]
     return flows

@@ -86,15 +86,25 @@ def test_port_masks_cover_exactly_the_range(lo, span):
 
 
 def test_remote_groups_cost_members_plus_rules_not_their_product():
-    def conj_flows(members):
+    def conj_flows(members, ports):
         topo = _topo(members)
-        return [f for f in sgf.port_flows(5, port_policy(topo.ports["p1"], topo).firewall)
-                if f.priority == sgf.PRIO_CONJ]
-    small, large = conj_flows(3), conj_flows(50)
-    # One more member adds one address flow, whatever the number of rules.
-    assert len(large) - len(small) == 47
-    ids = {a[1] for f in large for a in f.actions if a[0] == "conjunction"}
-    assert ids == {(5 << sgf.CONJ_SHIFT) | 1}  # one (ingress, IPv4, web) conjunction
+        bindings = [_binding(topo, f"p{i}", i) for i in range(1, ports + 1)]
+        return [f for f in pl.static_flows(bindings, [])[0] if f.priority == sgf.PRIO_CONJ]
+    # One more member adds one flow to the bridge, however many ports use
+    # the group; one more port adds its own rules' clause, not the members.
+    assert len(conj_flows(11, 3)) - len(conj_flows(10, 3)) == 1
+    per_port = len(conj_flows(10, 3)) - len(conj_flows(10, 2))
+    assert per_port == len(conj_flows(10, 2)) - len(conj_flows(10, 1)) < 10
+    ids = {a[1] for f in conj_flows(10, 3) for a in f.actions if a[0] == "conjunction"}
+    assert len(ids) == 1  # (web, ingress, IPv4), shared by every port
+
+
+def test_conjunction_ids_stay_put_while_other_groups_come_and_go():
+    key = ("web", "ingress", pp.ETH_IPV4)
+    alone = sgf.conj_ids({key})[key]
+    crowd = {(f"g{i}", "ingress", pp.ETH_IPV4) for i in range(2000)}
+    assert sgf.conj_ids(crowd | {key})[key] == alone
+    assert len(set(sgf.conj_ids(crowd | {key}).values())) == 2001
 
 
 def test_shared_member_addresses_merge_into_one_flow():
@@ -107,11 +117,14 @@ def test_shared_member_addresses_merge_into_one_flow():
         "security_groups": [{"name": "web", "rules": rules}, {"name": "db"}],
         "ports": [{"name": "p1", "network": "n", "device": "t1", "mac": MAC.format(1),
                    "ips": ["192.0.2.11"], "security_groups": ["web", "db"]}]})
-    flows = sgf.port_flows(7, port_policy(topo.ports["p1"], topo).firewall)
+    flows = pl.static_flows([_binding(topo, "p1", 7)], [])[0]
     keys = [f.key() for f in flows]
     assert len(keys) == len(set(keys)), "a switch keeps one flow per (table, priority, match)"
-    address = [f for f in flows if dict(f.match).get("ipv4_src") == "192.0.2.11"]
+    address = [f for f in flows if f.table == tables.INGRESS_RULES
+               and dict(f.match).get("ipv4_src") == "192.0.2.11"]
     assert len(address) == 1 and len(address[0].actions) == 2  # both conjunctions
+    rule = [f for f in flows if dict(f.match).get("tcp_dst") == 22]
+    assert len(rule) == 1 and len(rule[0].actions) == 2
 
 
 def test_policy_merges_ranges_across_groups_and_answers_like_neutron():
