@@ -31,7 +31,12 @@ from typing import Any
 from ovsbr.secgroups import policy as pp
 
 FORWARD_CHAIN = "sg-forward"
-FORWARD_PRIORITY = 0
+# The bridge family's "filter" priority, before br_netfilter's own forward
+# hook at 0: where br_netfilter is loaded (Docker, Kubernetes and Neutron's
+# old iptables firewall load it), it takes bridged IP at 0 through the IPv4
+# hooks and resumes the bridge's chains only above 0. Seen in the
+# stock-kernel VM: a chain at 0 was never reached and nothing was filtered.
+FORWARD_PRIORITY = -200
 MARK_DEAD = 1
 ZONE_MIN, ZONE_MAX = 1, 65535
 
