@@ -69,16 +69,22 @@ class Forwarder:
                 continue
             upstream.settimeout(None)
             self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True),
+                             daemon=True).start()
 
     @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(src: socket.socket, dst: socket.socket, upstream_side: bool) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
                 dst.sendall(data)
         with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
+            # The server closed: close the client's side both ways. Half-closed,
+            # a keep-alive client could send its next request into it before
+            # it saw the end, and wait for an answer forever (seen: a GET to
+            # Neutron's API that never reached the server).
+            dst.shutdown(socket.SHUT_RDWR if upstream_side else socket.SHUT_WR)
 
     def close(self) -> None:
         self._closed.set()

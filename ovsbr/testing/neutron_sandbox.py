@@ -207,8 +207,11 @@ class Neutron:
     def connection(self):
         """An openstacksdk connection to this Neutron (no Keystone: noauth)."""
         import openstack
+        # A timeout, so a lost request fails the test instead of hanging it;
+        # retries for connections dropped under a request (keep-alive races).
         return openstack.connection.Connection(
-            auth_type="none", auth={"endpoint": self.endpoint}, network_api_version="2")
+            auth_type="none", auth={"endpoint": self.endpoint}, network_api_version="2",
+            api_timeout=60, connect_retries=3)
 
     def stop(self) -> None:
         _stop(self.api)
