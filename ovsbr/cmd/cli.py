@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=port_list)
     _show_delete(port, port_show, "show a port and its status", port_delete, "delete a port")
 
-    secgroups.add_parsers(sub, _fmt)
+    secgroups.add_parsers(sub, _fmt, _show_delete)
     p = sub.add_parser("status", help="what the agent has wired, per port")
     p.add_argument("--watch", action="store_true",
                    help="a live view of every host, refreshed in place (Ctrl-C ends it)")

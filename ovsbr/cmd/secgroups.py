@@ -141,8 +141,10 @@ def rule_delete(args, st: store.Store) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction,
-                fmt: Callable[[argparse.ArgumentParser], None]) -> None:
-    """``security-group`` and its ``rule`` subcommands."""
+                fmt: Callable[[argparse.ArgumentParser], None],
+                show_delete: Callable[..., None]) -> None:
+    """``security-group`` and its ``rule`` subcommands (``fmt`` and
+    ``show_delete`` are the CLI's own, so every object reads alike)."""
     sg = sub.add_parser("security-group", help="security groups (stateful filtering)")
     acts = sg.add_subparsers(dest="action", required=True)
     p = acts.add_parser("create", help="declare a security group (no rules: drops all)")
@@ -153,13 +155,8 @@ def add_parsers(sub: argparse._SubParsersAction,
     p = acts.add_parser("list", help="list security groups")
     fmt(p)
     p.set_defaults(func=group_list)
-    p = acts.add_parser("show", help="a group, its rules and its ports")
-    p.add_argument("name")
-    fmt(p)
-    p.set_defaults(func=group_show)
-    p = acts.add_parser("delete", help="delete a security group no port uses")
-    p.add_argument("name")
-    p.set_defaults(func=group_delete)
+    show_delete(acts, group_show, "a group, its rules and its ports", group_delete,
+                "delete a security group no port uses")
 
     rule = acts.add_parser("rule", help="a group's rules").add_subparsers(
         dest="rule_action", required=True)

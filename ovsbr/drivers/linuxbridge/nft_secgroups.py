@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
-from typing import Any
 
+from ovsbr.drivers.linuxbridge.nft_expr import ether_type as _ether
+from ovsbr.drivers.linuxbridge.nft_expr import match as _match
+from ovsbr.drivers.linuxbridge.nft_expr import payload as _payload
 from ovsbr.secgroups import policy as pp
 
 FORWARD_CHAIN = "sg-forward"
@@ -47,18 +49,6 @@ SET_TYPE = {pp.ETH_IPV4: "ipv4_addr", pp.ETH_IPV6: "ipv6_addr"}
 ND_OUT = ("mld-listener-query", "mld-listener-report", "mld-listener-done",
           "nd-router-solicit", "nd-neighbor-solicit", "nd-neighbor-advert", "mld2-listener-report")
 ND_IN = (*ND_OUT, "nd-router-advert")
-
-
-def _match(left: dict, right: Any, op: str = "==") -> dict:
-    return {"match": {"op": op, "left": left, "right": right}}
-
-
-def _payload(protocol: str, field: str) -> dict:
-    return {"payload": {"protocol": protocol, "field": field}}
-
-
-def _ether(name: str) -> dict:
-    return _match(_payload("ether", "type"), name)
 
 
 def _ct(key: str) -> dict:

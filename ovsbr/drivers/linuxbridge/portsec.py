@@ -25,6 +25,9 @@ import threading
 from typing import Any
 
 from ovsbr.drivers.linuxbridge import nft_secgroups
+from ovsbr.drivers.linuxbridge.nft_expr import ether_type as _ether_type
+from ovsbr.drivers.linuxbridge.nft_expr import match as _match
+from ovsbr.drivers.linuxbridge.nft_expr import payload as _payload
 from ovsbr.exceptions import FeatureMissing
 from ovsbr.secgroups import policy as pp
 
@@ -58,18 +61,6 @@ def _device(f: PortFilter) -> str:
 def table_name(bridge_prefix: str) -> str:
     """One table per agent, named for its bridge prefix like its bridges."""
     return "ovsbr_" + bridge_prefix.replace("-", "_")
-
-
-def _match(left: dict, right: Any, op: str = "==") -> dict:
-    return {"match": {"op": op, "left": left, "right": right}}
-
-
-def _payload(protocol: str, field: str) -> dict:
-    return {"payload": {"protocol": protocol, "field": field}}
-
-
-def _ether_type(name: Any) -> dict:
-    return _match(_payload("ether", "type"), name)
 
 
 def _set(values: list) -> Any:
