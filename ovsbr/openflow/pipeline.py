@@ -314,8 +314,13 @@ def static_state(ports: list[PortBinding], uplinks: list[UplinkBinding],
     cache = cache or {}
     fresh: dict = {}
     flows = {f.key(): f for f in base_flows()}
-    members = {key: p.firewall.members(key[0], key[2]) for p in ports
-               if p.firewall is not None for key in sgf.conj_keys(p.firewall)}
+    # Every port's firewall holds the same members for a group (they come
+    # from the whole topology): take each key's from the first port that has it.
+    members: dict = {}
+    for p in ports:
+        if p.firewall is not None:
+            for key in sgf.conj_keys(p.firewall) - members.keys():
+                members[key] = p.firewall.members(key[0], key[2])
     ids = sgf.conj_ids(set(members))
     flows.update((f.key(), f) for f in sgf.member_flows(members, ids))
     by_lid: dict[int, tuple[list, list, list]] = {}

@@ -190,9 +190,9 @@ def _prefix(prefix: str) -> object:
     return (str(net.network_address), str(net.netmask))
 
 
-def conj_keys(firewall: pp.Firewall) -> set[ConjKey]:
+def conj_keys(firewall: pp.Firewall) -> frozenset[ConjKey]:
     """The (remote group, direction, ethertype) of a port's remote-group rules."""
-    return {(r.group, r.direction, r.ethertype) for r in firewall.rules if r.group}
+    return firewall.remote_keys
 
 
 def conj_ids(keys: set[ConjKey]) -> dict[ConjKey, int]:
