@@ -236,6 +236,10 @@ class Topology:
     # what remote-group rules match. A local view keeps the whole
     # topology's, since members elsewhere count too. Derived, so not compared.
     members: dict[str, tuple[str, ...]] | None = dataclasses.field(default=None, compare=False)
+    # A port's groups (sorted names) -> their compiled firewall, shared by every
+    # port with the same groups (ovsbr.secgroups.policy.port_policy fills it).
+    # Derived from this value, which is not changed once a store hands it out.
+    firewalls: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], validate: bool = True) -> Topology:
@@ -297,7 +301,7 @@ class Topology:
         (or for no host in particular)."""
         ports = {n: p for n, p in self.ports.items() if p.wired_on(host)}
         return Topology(self.networks, ports, self.revision, self.security_groups,
-                        self.hosts, self.group_members())
+                        self.hosts, self.group_members(), self.firewalls)
 
     def validate(self) -> None:
         """Cross-object rules: segments unique, references resolve, devices unique."""

@@ -36,6 +36,7 @@ from ovsbr.openflow.learning import FLAP, MOVED, NEW, MacTable
 
 LOG = logging.getLogger(__name__)
 _ZERO_MAC = bytes(6)
+SEND_CHUNK = 256 * 1024  # bytes per write to the switch (about 1,700 flow-mods)
 
 
 class BridgeState:
@@ -150,18 +151,33 @@ class L2LearningApp(app_manager.OSKenApp):
         return dp.xid
 
     def _send(self, dp, msgs: list) -> None:
-        """Serialize many messages into one write: one queue slot, one syscall."""
+        """Serialize many messages into few writes: one queue slot and one
+        syscall per SEND_CHUNK bytes.
+
+        Not one write for everything: os-ken's sender gives up the switch
+        when one ``sendall`` blocks longer than its socket timeout (5 s), and
+        65,000 security-group flows (10 MB) at a busy ovs-vswitchd took
+        longer: the connection dropped, the reconnect sent everything again,
+        and so on (seen in bench secgroups at 1,000 ports). The queue holds
+        16 chunks; a full one makes this wait, which is the back-pressure.
+        """
         if not msgs:
             return
         br = self.bridges.get(dp.id)
         if br is not None:
             br.flow_mods += sum(1 for m in msgs if isinstance(m, OFPFlowMod))
-        bufs = []
+        bufs: list[bytes] = []
+        size = 0
         for msg in msgs:
             dp.set_xid(msg)
             msg.serialize()
             bufs.append(bytes(msg.buf))
-        dp.send(b"".join(bufs))
+            size += len(msg.buf)
+            if size >= SEND_CHUNK:
+                dp.send(b"".join(bufs))
+                bufs, size = [], 0
+        if bufs:
+            dp.send(b"".join(bufs))
 
     # -- static pipeline -----------------------------------------------------
     def _desired(self, br: BridgeState) -> tuple[dict[tuple, pl.Flow], dict[int, pl.Group]]:
