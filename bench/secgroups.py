@@ -31,7 +31,7 @@ from ovsbr.openflow import secgroup_flows as sgf
 from ovsbr.secgroups.policy import port_policy
 from ovsbr.testing import ovs_sandbox
 from ovsbr.testing.agent import Agent
-from ovsbr.testing.netns import NetEnv, run
+from ovsbr.testing.netns import NetEnv, bridge_conntrack_missing
 
 
 def _rules(*specs: str) -> list[dict]:
@@ -86,15 +86,6 @@ VARIANTS = [("no groups", None, {}, []), ("3 groups x 10 rules", None, {}, GROUP
 ALLOW_IPERF = {"name": "iperf", "rules": _rules(
     "direction=ingress protocol=tcp port_range_min=5201", "direction=ingress protocol=icmp",
     "direction=egress")}
-
-
-def lb_conntrack_missing() -> str | None:
-    table = "ovsbr_benchprobe"
-    script = (f"add table bridge {table}\nadd chain bridge {table} c\n"
-              f"add rule bridge {table} c ct state established accept\n"
-              f"delete table bridge {table}\n")
-    res = run(["nft", "-f", "/dev/stdin"], check=False, input=script)
-    return None if res.returncode == 0 else "no nf_conntrack_bridge in this kernel"
 
 
 def flows_per_port() -> list[list]:
@@ -158,9 +149,8 @@ def dataplane_ovs(ovs, env: NetEnv, tmp: str) -> dict:
 
 
 def main(sizes: list[int], drivers: list[str]) -> dict:
-    missing = lb_conntrack_missing()
-    if "linuxbridge" in drivers and missing:
-        print(f"  linuxbridge skipped: {missing}")
+    if "linuxbridge" in drivers and bridge_conntrack_missing():
+        print("  linuxbridge skipped: no nf_conntrack_bridge in this kernel")
         drivers = [d for d in drivers if d != "linuxbridge"]
     flow_rows = flows_per_port()
     print(common.table("Security groups: OpenFlow flows per port (compiled)",

@@ -85,6 +85,17 @@ def link_master(name: str) -> str | None:
     return parts[parts.index("master") + 1] if "master" in parts else None
 
 
+def bridge_conntrack_missing() -> bool:
+    """Whether this kernel lacks bridge-family conntrack (nf_conntrack_bridge):
+    it refuses a ``ct`` match in a bridge table then. Probed with nft, not
+    through the driver, so tests and benchmarks do not take its word."""
+    table = "ovsbr_ctprobe"
+    script = (f"add table bridge {table}\nadd chain bridge {table} c\n"
+              f"add rule bridge {table} c ct state established accept\n"
+              f"delete table bridge {table}\n")
+    return run(["nft", "-f", "/dev/stdin"], check=False, input=script).returncode != 0
+
+
 def tx_offload_off(dev: str, netns: str | None = None) -> None:
     """OVS netdev datapaths need this on veths, or TCP stalls (ping still works)."""
     prefix = ["ip", "netns", "exec", netns] if netns else []

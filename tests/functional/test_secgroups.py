@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ovsbr.testing.netns import TIME_SCALE, run, wait_for
+from ovsbr.testing.netns import TIME_SCALE, bridge_conntrack_missing, wait_for
 
 SRV_RULES = [
     ("ingress", "--protocol", "tcp", "--port-range", "8000"),
@@ -20,17 +20,6 @@ SRV_RULES = [
     ("ingress", "--protocol", "udp", "--port-range", "5353"),
     ("egress",),
 ]
-
-
-def conntrack_bridge_missing() -> bool:
-    """Probe the kernel ourselves: a bridge-family ct rule fails without
-    nf_conntrack_bridge (tests must not trust the driver's own probe)."""
-    table = "ovsbr_sgprobe"
-    script = (f"add table bridge {table}\nadd chain bridge {table} c\n"
-              f"add rule bridge {table} c ct state established accept\n"
-              f"delete table bridge {table}\n")
-    res = run(["nft", "-f", "/dev/stdin"], check=False, input=script)
-    return res.returncode != 0
 
 
 def _rule(agent, group, direction, *args):
@@ -45,7 +34,7 @@ def eventually(cond, what, timeout=10.0):
 @pytest.fixture
 def sg(datapath):
     """(agent, a, b, c, rules by name) with servers on b and c."""
-    if datapath.name == "linuxbridge" and conntrack_bridge_missing():
+    if datapath.name == "linuxbridge" and bridge_conntrack_missing():
         pytest.skip("linuxbridge: no nf_conntrack_bridge in this kernel (the stock-kernel "
                     "VM runs these tests; test_refused_without_bridge_conntrack here)")
     agent = datapath.agent()
@@ -180,7 +169,7 @@ def test_ipv6_neighbour_discovery_passes_and_rules_filter_echo(sg):
 
 def test_refused_without_bridge_conntrack(lb):
     """Never filter silently less: no nf_conntrack_bridge, no port with groups."""
-    if not conntrack_bridge_missing():
+    if not bridge_conntrack_missing():
         pytest.skip("this kernel has bridge conntrack")
     agent = lb.agent()
     agent.cli("network", "create", "n1", "--type", "local")

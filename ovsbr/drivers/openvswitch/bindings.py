@@ -19,7 +19,7 @@ from ovsbr.openflow import pipeline as pl
 from ovsbr.secgroups.policy import port_policy
 
 TUNNEL_PREFIX = {"vxlan": "vx", "geneve": "gn"}
-# Device name -> ((port, ofport, lid), binding): last reconcile's bindings.
+# Device name -> ((port, ofport, lid, groups' policy), binding): last reconcile's.
 BindingCache = dict[str, tuple[tuple, pl.PortBinding]]
 
 
@@ -73,8 +73,8 @@ def port_bindings(desired: Topology, bound: Mapping[str, Device], view: BridgeVi
             key = (port, ofport, lid, filtered)
             binding = last.get(dev.name)
             if binding is None or binding[0] != key:
-                policy = filtered if filtered is not None else port_policy(port)
-                binding = (key, pl.PortBinding(ofport, lid, port.mac, policy))
+                binding = (key, pl.PortBinding(ofport, lid, port.mac,
+                                               filtered or port_policy(port)))
             cache[dev.name] = binding
             ports.append(binding[1])
         elif dev.name in view.errors:
