@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from ovsbr import drivers, metrics, store
+from ovsbr import drivers, metrics, privileges, store
 from ovsbr.agent.service import Agent
-from ovsbr.cmd.common import check_options, fail, quiet_eventlet
+from ovsbr.cmd.common import check_options, config_error, fail, quiet_eventlet
 from ovsbr.conf import opts
 from ovsbr.exceptions import OvsbrError
 
@@ -44,15 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         CONF(sys.argv[1:] if argv is None else argv, project="ovsbr", prog=PROG)
     except cfg.Error as e:
-        return fail(PROG, str(e), 2)
+        return fail(PROG, config_error(e), 2)
     logging.setup(CONF, "ovsbr")
     try:
         agent = build(CONF)
+        held = privileges.require()
     except OvsbrError as e:
         return fail(PROG, str(e))
-    LOG.info("ovsbr-agent starting on host %s: driver %s, store %s (%s), resync every %ss",
-             CONF.host, agent.driver.describe(), CONF.store, CONF.state_path,
-             CONF.resync_interval)
+    # Nothing the agent writes is for everyone: the store names every VM
+    # port, the log every device. Group ovsbr (operators) may read; the
+    # file store makes its own files group-writable (store/file.py).
+    os.umask(0o027)
+    LOG.info("ovsbr-agent starting on host %s as %s: driver %s, store %s (%s), resync "
+             "every %ss", CONF.host, held.describe(), agent.driver.describe(), CONF.store,
+             CONF.state_path, CONF.resync_interval)
 
     def _stop(signum, _frame):
         LOG.info("signal %d: stopping; the datapath is left as it is", signum)

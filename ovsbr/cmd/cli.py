@@ -19,7 +19,7 @@ from oslo_config import cfg
 from ovsbr import model, store
 from ovsbr.cmd import secgroups
 from ovsbr.cmd import status as views
-from ovsbr.cmd.common import check_options, fail, quiet_eventlet
+from ovsbr.cmd.common import check_options, config_error, fail, quiet_eventlet
 from ovsbr.cmd.output import CliError, emit, get
 from ovsbr.conf import opts
 from ovsbr.exceptions import OvsbrError
@@ -344,8 +344,10 @@ def main(argv: list[str] | None = None) -> int:
             st.close()
     except ValidationError as e:
         return fail(PROG, f"invalid {e}")
-    except (OvsbrError, cfg.Error) as e:
+    except OvsbrError as e:
         return fail(PROG, str(e))
+    except cfg.Error as e:
+        return fail(PROG, config_error(e))
     return 0
 
 

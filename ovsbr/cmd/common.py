@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grp
+import os
 import sys
 import warnings
 
@@ -39,3 +41,17 @@ def quiet_eventlet() -> None:
 def fail(prog: str, message: str, code: int = 1) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
     return code
+
+
+def config_error(e: cfg.Error) -> str:
+    """oslo.config's error as one line; an unreadable file says whose it is."""
+    if not isinstance(e, cfg.ConfigFilesPermissionDeniedError):
+        return str(e)
+    owners = []
+    for path in e.config_files:
+        try:
+            owners.append(f"{path} is for group {grp.getgrgid(os.stat(path).st_gid).gr_name!r}")
+        except (OSError, KeyError):
+            owners.append(f"{path} is unreadable")
+    return (f"permission denied reading the configuration for uid {os.getuid()}: "
+            f"{'; '.join(owners)}: add the user to that group (usermod -aG GROUP USER)")

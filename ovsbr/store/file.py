@@ -2,14 +2,20 @@
 
 Writers take an exclusive flock on a side file, write a temporary file in the
 same directory, fsync it and rename it over the old one, so readers (which
-take no lock) only ever see a whole document. Files are created 0600: the
-topology names every VM port on the host.
+take no lock) only ever see a whole document.
+
+Who may read and write: root, the agent's user and operators in the
+directory's group (``ovsbr`` as installed), nobody else, since the topology
+names every VM port on the host. Files are 0660 and take the directory's
+group (the directory is 2770), whoever writes them; anyone else is told
+which group to join instead of getting a bare EACCES.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import grp
 import json
 import os
 import tempfile
@@ -26,6 +32,8 @@ from ovsbr.store.base import Store
 TOPOLOGY = "topology.json"
 STATUS = "status.json"
 POLL_INTERVAL = 0.2  # seconds; the agent must notice a change within 1 s
+DIR_MODE = 0o2770  # setgid: files made in it take its group
+FILE_MODE = 0o660
 
 
 class FileStore(Store):
@@ -34,17 +42,55 @@ class FileStore(Store):
         self.path = os.path.join(self.dir, TOPOLOGY)
         self.status_path = os.path.join(self.dir, STATUS)
 
+    # -- permissions ---------------------------------------------------------
+    def denied(self, path: str) -> StoreError:
+        """The one-line refusal for a user outside the store's group."""
+        try:
+            gid = os.stat(self.dir).st_gid
+            group = grp.getgrgid(gid).gr_name
+        except (OSError, KeyError):
+            group = "ovsbr"
+        return StoreError(
+            f"store {path}: permission denied for uid {os.getuid()}: ovsbr's store is "
+            f"for root and the members of group {group!r} (the group of {self.dir}); "
+            f"add the user to it (usermod -aG {group} USER, then log in again)")
+
+    @contextlib.contextmanager
+    def _access(self, path: str) -> Iterator[None]:
+        try:
+            yield
+        except PermissionError:
+            raise self.denied(path) from None
+
+    def _ensure_dir(self) -> None:
+        if os.path.isdir(self.dir):
+            return
+        with self._access(self.dir):
+            os.makedirs(self.dir, exist_ok=True)
+            os.chmod(self.dir, DIR_MODE)
+
+    def _share(self, fd: int) -> None:
+        """0660 and the directory's group, for a file this process created."""
+        os.fchmod(fd, FILE_MODE)
+        gid = os.stat(self.dir).st_gid
+        if os.fstat(fd).st_gid != gid:
+            # Allowed to root and to members of that group; anyone else
+            # could not have created the file in a 2770 directory.
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, -1, gid)
+
     # -- reading -----------------------------------------------------------
     def _stat_key(self) -> tuple | None:
         try:
-            st = os.stat(self.path)
+            with self._access(self.path):
+                st = os.stat(self.path)
         except FileNotFoundError:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def load(self) -> Topology:
         try:
-            with open(self.path, encoding="utf-8") as f:
+            with self._access(self.path), open(self.path, encoding="utf-8") as f:
                 text = f.read()
         except FileNotFoundError:
             return Topology()
@@ -67,7 +113,10 @@ class FileStore(Store):
     def watch(self, stop: threading.Event) -> Iterator[Topology | Exception]:
         last: Any = object()
         while not stop.is_set():
-            key = self._stat_key()
+            try:
+                key = self._stat_key()
+            except StoreError as e:  # denied: load() says so, once per change
+                key = str(e)
             if key != last:
                 last = key
                 try:
@@ -79,18 +128,23 @@ class FileStore(Store):
     # -- writing -----------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._ensure_dir()
+        with self._access(self.path):
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
+            if os.fstat(fd).st_uid == os.geteuid():
+                self._share(fd)
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
 
     def _write_json(self, path: str, data: dict[str, Any], durable: bool = True) -> None:
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path), dir=self.dir)
+        self._ensure_dir()
+        with self._access(path):
+            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path), dir=self.dir)
         try:
+            self._share(fd)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 # dumps, not dump: dump always takes the pure-Python encoder,
                 # and the status of 1,000 ports is rewritten on every change.
@@ -99,7 +153,6 @@ class FileStore(Store):
                 if durable:  # the desired state must survive a crash
                     f.flush()
                     os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -130,5 +183,7 @@ class FileStore(Store):
                 return json.load(f).get("hosts", {})
         except FileNotFoundError:
             return {}
+        except PermissionError:
+            raise self.denied(self.status_path) from None
         except (OSError, ValueError, AttributeError) as e:
             raise StoreError(f"status {self.status_path}: unreadable: {e}") from e

@@ -25,7 +25,10 @@ def test_empty_store_then_atomic_write_with_revision_and_mode(store):
     _, after = store.update(add("n1"))
     assert after.revision == 1
     assert store.load().networks["n1"].type == "local"
-    assert os.stat(store.path).st_mode & 0o777 == 0o600
+    # The store's group (operators) may read and write; nobody else.
+    assert os.stat(store.path).st_mode & 0o777 == 0o660
+    assert os.stat(store.dir).st_mode & 0o7777 == 0o2770
+    assert os.stat(store.path + ".lock").st_mode & 0o777 == 0o660
     assert not [f for f in os.listdir(store.dir) if f.startswith(".")]
     # A change that changes nothing keeps the revision.
     _, same = store.update(lambda t: None)

@@ -7,6 +7,9 @@ in the driver and in the pure modules beside this one.
 from __future__ import annotations
 
 import contextlib
+import grp
+import os
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 
@@ -65,6 +68,21 @@ class _NotifyingIdl(connection.OvsdbIdl):
             callback(row._table.name)
 
 
+def socket_hint(target: str) -> str:
+    """Why a unix socket is refused to this (unprivileged) agent, if it is."""
+    path = target.removeprefix("unix:")
+    if path == target or not os.path.exists(path) or os.access(path, os.R_OK | os.W_OK):
+        return ""
+    st = os.stat(path)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return (f" (permission denied: {path} is {stat.filemode(st.st_mode)} for group "
+            f"{group!r}; give group ovsbr read and write on it, as "
+            f"etc/systemd/ovsdb-server.service.d/ovsbr.conf does)")
+
+
 class Ovsdb:
     """The Open_vSwitch database as ovsbr reads and writes it, for one br-int."""
 
@@ -85,7 +103,7 @@ class Ovsdb:
             helper = idlutils.get_schema_helper(self.target, "Open_vSwitch")
         except Exception as e:
             raise DriverError(f"[ovs] ovsdb_connection: cannot reach OVSDB at "
-                              f"{self.target}: {e}") from e
+                              f"{self.target}: {e}{socket_hint(self.target)}") from e
         for table, cols in COLUMNS.items():
             helper.register_columns(table, cols)
         idl = _NotifyingIdl(self.target, helper)
