@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from typing import Any
 
 from ovsbr.testing.netns import TIME_SCALE, run, wait_for
+from ovsbr.testing.privileges import AGENT_CAPS, Identity
 
 BIN = os.path.dirname(sys.executable)
 
@@ -33,20 +36,38 @@ class Agent:
     """One ovsbr-agent process plus a CLI bound to the same config file."""
 
     def __init__(self, workdir: str, sections: dict[str, dict[str, Any]],
-                 netns: str | None = None, source: str | None = None):
+                 netns: str | None = None, source: str | None = None,
+                 identity: Identity | None = None):
         """``source``: another checkout whose ``ovsbr`` package the agent runs
-        (benchmarks compare two versions side by side); None: this one."""
+        (benchmarks compare two versions side by side); None: this one.
+
+        ``identity``: run the agent as that unprivileged user with
+        CAP_NET_ADMIN only. Its configuration and state then live in a
+        directory of their own that the identity's group can reach (pytest's
+        directories are root's alone); ``close()`` removes it. The CLI keeps
+        running as root, an operator's ``ovsbr`` commands."""
         self.workdir = workdir
         self.source = source
+        self.identity = identity
         os.makedirs(workdir, exist_ok=True)
-        self.state_path = os.path.join(workdir, "state")
+        home = workdir
+        self.private: str | None = None
+        if identity is not None:
+            home = self.private = tempfile.mkdtemp(prefix="ovsbr-agent-")
+            identity.share(home, 0o750)
+        self.state_path = os.path.join(home, "state")
+        if identity is not None:
+            os.makedirs(self.state_path)
+            identity.give(self.state_path)
         sections = {k: dict(v) for k, v in sections.items()}
         sections.setdefault("DEFAULT", {}).setdefault("state_path", self.state_path)
         sections["DEFAULT"].setdefault("host", "testhost")
         self.host = sections["DEFAULT"]["host"]
         # Status lives in the store itself when it is shared (etcd).
         self.shared_store = sections["DEFAULT"].get("store", "file") != "file"
-        self.config = write_config(os.path.join(workdir, "ovsbr.conf"), sections)
+        self.config = write_config(os.path.join(home, "ovsbr.conf"), sections)
+        if identity is not None:
+            identity.share(self.config, 0o640)
         self.log = os.path.join(workdir, "agent.log")
         self.netns = netns
         self.proc: subprocess.Popen | None = None
@@ -58,17 +79,39 @@ class Agent:
     def _prefix(self) -> list[str]:
         return ["ip", "netns", "exec", self.netns] if self.netns else []
 
+    def command(self, extra: list[str] | None = None,
+                caps: tuple[str, ...] = AGENT_CAPS) -> tuple[list[str], dict[str, str]]:
+        """The agent's command line and environment, as ``start`` runs it."""
+        env = dict(os.environ)
+        if self.source is not None:
+            env["PYTHONPATH"] = self.source
+        prefix = self._prefix()
+        if self.identity is not None:
+            prefix += self.identity.prefix(caps)
+            env["HOME"] = self.private or self.workdir
+        return (prefix + [os.path.join(BIN, "ovsbr-agent"), "--config-file", self.config]
+                + (extra or []), env)
+
     def start(self, extra: list[str] | None = None) -> Agent:
         log = open(self.log, "a")
-        env = None
-        if self.source is not None:
-            env = dict(os.environ, PYTHONPATH=self.source)
-        self.proc = subprocess.Popen(
-            self._prefix() + [os.path.join(BIN, "ovsbr-agent"), "--config-file",
-                              self.config] + (extra or []),
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+        argv, env = self.command(extra)
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         return self
+
+    def run_once(self, extra: list[str], caps: tuple[str, ...] = AGENT_CAPS,
+                 timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run the agent to completion (``--cleanup``, a refused start)."""
+        argv, env = self.command(extra, caps)
+        return subprocess.run(argv, capture_output=True, text=True, env=env,
+                              timeout=timeout * TIME_SCALE)
+
+    def close(self) -> None:
+        """Stop the agent and remove its private directory, if it has one."""
+        self.stop()
+        if self.private is not None:
+            shutil.rmtree(self.private, ignore_errors=True)
+            self.private = None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
         if self.proc is None:

@@ -38,6 +38,7 @@ class OvsSandbox:
         self.netns = netns
         self.db_sock = os.path.join(self.rundir, "db.sock")
         self.connection = f"unix:{self.db_sock}"
+        self.socket_group: int | None = None
 
     # -- processes -------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -69,6 +70,21 @@ class OvsSandbox:
                    f"--log-file={self._path('ovsdb-server.log')}",
                    f"--unixctl={self._path('ovsdb-server.ctl')}"])
         wait_for(lambda: os.path.exists(self.db_sock), 10, what="ovsdb-server socket")
+        self._share_socket()
+
+    def share_socket(self, gid: int) -> None:
+        """Let group ``gid`` use OVSDB, as Debian's ``OVS_USER_ID`` setup lets
+        the openvswitch group: run dir 0750 and socket 0770 in that group.
+        Kept across ovsdb-server restarts, which make a new socket."""
+        self.socket_group = gid
+        self._share_socket()
+
+    def _share_socket(self) -> None:
+        if self.socket_group is None:
+            return
+        for path, mode in ((self.rundir, 0o750), (self.db_sock, 0o770)):
+            os.chown(path, 0, self.socket_group)
+            os.chmod(path, mode)
 
     def start_vswitchd(self) -> None:
         self._cmd(["ovs-vswitchd", self.connection,

@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from ovsbr.testing import etcd_sandbox, ovs_sandbox
+from ovsbr.testing import etcd_sandbox, ovs_sandbox, privileges
 from ovsbr.testing.agent import Agent
 from ovsbr.testing.hypervisors import Fabric
 from ovsbr.testing.netns import NetEnv, link_exists, link_master, run, wait_for
@@ -42,11 +42,21 @@ def env():
 
 
 @pytest.fixture(scope="session")
-def ovs():
+def identity():
+    """The unprivileged user (CAP_NET_ADMIN only) conformance agents run as."""
+    reason = privileges.available()
+    if reason:
+        pytest.skip(reason)
+    return privileges.unused_identity()
+
+
+@pytest.fixture(scope="session")
+def ovs(identity):
     reason = ovs_sandbox.available()
     if reason:
         pytest.skip(reason)
     sandbox = ovs_sandbox.OvsSandbox().start()
+    sandbox.share_socket(identity.gid)
     yield sandbox
     sandbox.stop()
 
@@ -73,15 +83,20 @@ def free_port() -> int:
 
 
 class Harness:
-    """What a conformance scenario needs from a datapath, driver-neutral."""
+    """What a conformance scenario needs from a datapath, driver-neutral.
+
+    Its agents run as an unprivileged user holding CAP_NET_ADMIN alone (as
+    etc/systemd/ovsbr-agent.service runs them); the CLI runs as root.
+    """
 
     name = "base"
     offload_off = False
     enforces_port_security = False
 
-    def __init__(self, env: NetEnv, tmp_path):
+    def __init__(self, env: NetEnv, tmp_path, identity: privileges.Identity | None):
         self.env = env
         self.tmp_path = tmp_path
+        self.identity = identity
         self.mappings: dict[str, str] = {}
         self.agents: list[Agent] = []
 
@@ -94,7 +109,7 @@ class Harness:
             sections.setdefault(section, {}).update(values)
         workdir = self.tmp_path / "agent"
         workdir.mkdir(exist_ok=True)
-        agent = Agent(str(workdir), sections)
+        agent = Agent(str(workdir), sections, identity=self.identity)
         self.agents.append(agent)
         return agent
 
@@ -154,7 +169,7 @@ class Harness:
 
     def stop_agents(self) -> None:
         for agent in self.agents:
-            agent.stop()
+            agent.close()
 
 
 class LinuxBridgeHarness(Harness):
@@ -281,20 +296,20 @@ HARNESSES = {"linuxbridge": LinuxBridgeHarness}
 
 
 @pytest.fixture(params=["linuxbridge", "openvswitch"])
-def datapath(request, env, tmp_path):
+def datapath(request, env, tmp_path, identity):
     name = request.param
     if name == "openvswitch":
         from tests.functional.ovs_harness import OvsHarness
 
-        harness = OvsHarness(env, tmp_path, request.getfixturevalue("ovs"))
+        harness = OvsHarness(env, tmp_path, identity, request.getfixturevalue("ovs"))
     else:
-        harness = HARNESSES[name](env, tmp_path)
+        harness = HARNESSES[name](env, tmp_path, identity)
     yield harness
     harness.cleanup()
 
 
 @pytest.fixture
-def lb(env, tmp_path):
-    harness = LinuxBridgeHarness(env, tmp_path)
+def lb(env, tmp_path, identity):
+    harness = LinuxBridgeHarness(env, tmp_path, identity)
     yield harness
     harness.cleanup()

@@ -18,8 +18,8 @@ class OvsHarness(Harness):
     offload_off = DATAPATH_TYPE == "netdev"  # netdev + veth: TCP stalls otherwise
     enforces_port_security = True
 
-    def __init__(self, env, tmp_path, ovs):
-        super().__init__(env, tmp_path)
+    def __init__(self, env, tmp_path, identity, ovs):
+        super().__init__(env, tmp_path, identity)
         self.ovs = ovs
         self.br_int = f"{env.prefix}int"
         self.of_port = free_port()

@@ -186,8 +186,7 @@ def test_cleanup_removes_what_ovsbr_created_and_nothing_else(datapath):
     if datapath.name == "linuxbridge":
         assert datapath.filtered_devices() == {vm2.tap}
     agent.stop()
-    res = subprocess.run([agent.bin("ovsbr-agent"), "--config-file", agent.config,
-                          "--cleanup"], capture_output=True, text=True, timeout=60)
+    res = agent.run_once(["--cleanup"])
     assert res.returncode == 0, res.stdout + res.stderr
     for net in ("ext", "l1"):
         assert not datapath.network_exists(net)

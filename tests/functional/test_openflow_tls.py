@@ -34,7 +34,8 @@ def make_pki(d) -> dict[str, str]:
 def tls_ovsh(env, tmp_path, ovs):
     pki = make_pki(tmp_path)
     ovs.vsctl("set-ssl", pki["switch.key"], pki["switch.pem"], pki["ca.pem"])
-    harness = OvsHarness(env, tmp_path, ovs)
+    # Root's agent: the keys stay in pytest's private directory.
+    harness = OvsHarness(env, tmp_path, None, ovs)
     yield harness, pki
     harness.cleanup()
     ovs.vsctl("del-ssl", check=False)

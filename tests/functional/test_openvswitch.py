@@ -14,8 +14,8 @@ from tests.functional.ovs_harness import OvsHarness
 
 
 @pytest.fixture
-def ovsh(env, tmp_path, ovs):
-    harness = OvsHarness(env, tmp_path, ovs)
+def ovsh(env, tmp_path, identity, ovs):
+    harness = OvsHarness(env, tmp_path, identity, ovs)
     yield harness
     harness.cleanup()
 
