@@ -14,9 +14,21 @@ function install_ovsbr {
     setup_develop "$OVSBR_DIR"
 }
 
+function create_ovsbr_user {
+    # The agent runs as user ovsbr with CAP_NET_ADMIN only (its systemd
+    # unit); group ovsbr shares the store, so the stack user joins it to
+    # run the CLI without root.
+    if ! getent passwd ovsbr >/dev/null; then
+        sudo useradd --system --user-group --no-create-home --home-dir /var/lib/ovsbr \
+            --shell /usr/sbin/nologin ovsbr
+    fi
+    sudo usermod -a -G ovsbr "$STACK_USER"
+}
+
 function configure_ovsbr {
+    create_ovsbr_user
     sudo install -d -o "$STACK_USER" "$OVSBR_CONF_DIR"
-    sudo install -d -m 0700 "$OVSBR_STATE_PATH"
+    sudo install -d -o ovsbr -g ovsbr -m 2770 "$OVSBR_STATE_PATH"
     iniset "$OVSBR_CONF" DEFAULT driver "$OVSBR_DRIVER"
     iniset "$OVSBR_CONF" DEFAULT store "$OVSBR_STORE"
     if [[ "$OVSBR_STORE" == "etcd" ]]; then
@@ -34,6 +46,21 @@ function configure_ovsbr {
         iniset "$OVSBR_CONF" ovs bridge_mappings "$OVSBR_BRIDGE_MAPPINGS"
         iniset "$OVSBR_CONF" ovs datapath_type "$OVSBR_DATAPATH_TYPE"
         iniset "$OVSBR_CONF" ovs ovsdb_connection "$OVSBR_OVSDB_CONNECTION"
+        share_ovsdb_socket
+    fi
+    sudo chgrp ovsbr "$OVSBR_CONF"
+    sudo chmod 0640 "$OVSBR_CONF"
+}
+
+function share_ovsdb_socket {
+    # OVSDB's socket is 0750 root:root: group ovsbr gets it now and, through
+    # the drop-in, after every ovsdb-server start.
+    local sock=${OVSBR_OVSDB_CONNECTION#unix:}
+    sudo install -D -m 0644 "$OVSBR_DIR/etc/systemd/ovsdb-server.service.d/ovsbr.conf" \
+        "$OVSBR_SYSTEMD_DIR/ovsdb-server.service.d/ovsbr.conf"
+    if [[ "$sock" != "$OVSBR_OVSDB_CONNECTION" && -S "$sock" ]]; then
+        sudo chgrp ovsbr "$sock"
+        sudo chmod 0770 "$sock"
     fi
 }
 
@@ -57,12 +84,22 @@ function start_ovsbr_neutron {
 }
 
 function start_ovsbr {
-    # netlink and the OVSDB socket need root, as for Neutron's agents.
-    run_process ovsbr-agent "$OVSBR_BIN_DIR/ovsbr-agent --config-file $OVSBR_CONF" "" root
+    # ovsbr's own hardened unit (user ovsbr, CAP_NET_ADMIN only), with a
+    # drop-in for DevStack's paths; logs: journalctl -u ovsbr-agent.
+    local dropin
+    dropin=$(mktemp)
+    printf '[Service]\nExecStart=\nExecStart=%s\nReadWritePaths=%s\n' \
+        "$OVSBR_BIN_DIR/ovsbr-agent --config-file $OVSBR_CONF" "$OVSBR_STATE_PATH" > "$dropin"
+    sudo install -D -m 0644 "$OVSBR_DIR/etc/systemd/ovsbr-agent.service" \
+        "$OVSBR_SYSTEMD_DIR/ovsbr-agent.service"
+    sudo install -D -m 0644 "$dropin" "$OVSBR_SYSTEMD_DIR/ovsbr-agent.service.d/devstack.conf"
+    rm -f "$dropin"
+    sudo systemctl daemon-reload
+    sudo systemctl enable --now ovsbr-agent.service
 }
 
 function stop_ovsbr {
-    stop_process ovsbr-agent
+    sudo systemctl stop ovsbr-agent.service || true
     stop_process ovsbr-neutron-workers
 }
 
@@ -71,7 +108,9 @@ function cleanup_ovsbr {
     # ports, its marks; never VM taps or the operator's bridges), then its
     # state and configuration.
     sudo "$OVSBR_BIN_DIR/ovsbr-agent" --config-file "$OVSBR_CONF" --cleanup || true
-    sudo rm -rf "$OVSBR_STATE_PATH" "$OVSBR_CONF_DIR"
+    sudo rm -rf "$OVSBR_STATE_PATH" "$OVSBR_CONF_DIR" "$OVSBR_SYSTEMD_DIR/ovsbr-agent.service" \
+        "$OVSBR_SYSTEMD_DIR/ovsbr-agent.service.d" \
+        "$OVSBR_SYSTEMD_DIR/ovsdb-server.service.d/ovsbr.conf"
 }
 
 OVSBR_BIN_DIR=${OVSBR_BIN_DIR:-$(get_python_exec_prefix)}

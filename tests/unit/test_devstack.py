@@ -7,6 +7,7 @@ plugin functions the plugin calls (recording each call), with a real
 
 import os
 import pathlib
+import pwd
 import shutil
 import subprocess
 
@@ -30,7 +31,21 @@ echo_summary() { log echo_summary "$@"; }
 get_python_exec_prefix() { echo /usr/local/bin; }
 run_process() { log run_process "$1" "$2" "${3:-}" "${4:-}"; }
 stop_process() { log stop_process "$@"; }
-sudo() { log sudo "$@"; if [[ "$1" == install || "$1" == rm ]]; then "$@"; fi; }
+sudo() {
+    # Files are made for real (under the test's directories), without the
+    # owners DevStack would give them (the ovsbr user does not exist here).
+    log sudo "$@"
+    case "$1" in
+    install)
+        shift
+        local a=()
+        while (($#)); do
+            case "$1" in -o|-g) shift 2 ;; *) a+=("$1"); shift ;; esac
+        done
+        install "${a[@]}" ;;
+    rm) "$@" ;;
+    esac
+}
 iniset() {
     log iniset "$@"
     python3 - "$@" <<'PY'
@@ -49,6 +64,14 @@ PY
 """
 
 
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
 ALL_PHASES = ("stack pre-install", "stack install", "stack post-config", "stack extra",
               "unstack", "clean")
 
@@ -61,7 +84,8 @@ def run_phases(tmp_path, env_vars, phases=ALL_PHASES) -> str:
     script = f"""
 set -eu
 source {stubs}
-DEST={tmp_path}/opt DATA_DIR={tmp_path}/data STACK_USER=$(id -un)
+DEST={tmp_path}/opt DATA_DIR={tmp_path}/data STACK_USER=$(id -un) OVSBR_DIR={TOP}
+OVSBR_SYSTEMD_DIR={tmp_path}/systemd
 source {TOP}/devstack/settings
 for phase in {" ".join(f'"{p}"' for p in phases)}; do
     echo "== $phase" >> "$CALLS"
@@ -83,14 +107,35 @@ def test_plugin_phases(tmp_path, driver):
     install = next(p for p in phases if p.startswith("stack install"))
     assert "setup_develop " in install
     assert ("install_package openvswitch-switch" in install) == (driver == "openvswitch")
-    extra = next(p for p in phases if p.startswith("stack extra"))
-    assert (f"run_process ovsbr-agent /usr/local/bin/ovsbr-agent --config-file "
-            f"{conf_dir}/ovsbr.conf  root") in extra
-    assert "stop_process ovsbr-agent" in next(p for p in phases if p.startswith("unstack"))
-    clean = next(p for p in phases if p.startswith("clean"))
-    assert "--cleanup" in clean and not conf_dir.exists()
     post = next(p for p in phases if p.startswith("stack post-config"))
     assert f"iniset {conf_dir}/ovsbr.conf DEFAULT driver {driver}" in post
+    # The agent's own user and group; the stack user joins the group.
+    assert ("sudo useradd --system --user-group" in post) == (not _has_user("ovsbr"))
+    assert "sudo usermod -a -G ovsbr" in post
+    assert f"sudo install -d -o ovsbr -g ovsbr -m 2770 {tmp_path}/data/ovsbr" in post
+    assert f"sudo chmod 0640 {conf_dir}/ovsbr.conf" in post
+    assert ("ovsdb-server.service.d/ovsbr.conf" in post) == (driver == "openvswitch")
+    # Started by ovsbr's hardened unit, with DevStack's paths in a drop-in.
+    extra = next(p for p in phases if p.startswith("stack extra"))
+    assert "sudo systemctl enable --now ovsbr-agent.service" in extra
+    assert "run_process ovsbr-agent" not in extra
+    assert "sudo systemctl stop ovsbr-agent.service" in next(
+        p for p in phases if p.startswith("unstack"))
+    clean = next(p for p in phases if p.startswith("clean"))
+    assert "--cleanup" in clean and not conf_dir.exists()
+    assert not (tmp_path / "systemd" / "ovsbr-agent.service").exists()
+
+
+def test_devstack_runs_the_shipped_unit_with_its_paths(tmp_path):
+    env = {"OVSBR_CONF_DIR": str(tmp_path / "etc"), "OVSBR_DRIVER": "linuxbridge"}
+    run_phases(tmp_path, env, ("stack post-config", "stack extra"))
+    unit = tmp_path / "systemd" / "ovsbr-agent.service"
+    assert unit.read_text() == (TOP / "etc/systemd/ovsbr-agent.service").read_text()
+    dropin = (tmp_path / "systemd/ovsbr-agent.service.d/devstack.conf").read_text()
+    assert dropin.splitlines() == [
+        "[Service]", "ExecStart=",
+        f"ExecStart=/usr/local/bin/ovsbr-agent --config-file {tmp_path}/etc/ovsbr.conf",
+        f"ReadWritePaths={tmp_path}/data/ovsbr"]
 
 
 def test_written_config_is_accepted_by_ovsbr(tmp_path):
