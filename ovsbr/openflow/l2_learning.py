@@ -4,7 +4,8 @@ The openvswitch driver tells the app which ports and uplinks each bridge
 has (:meth:`L2LearningApp.set_bindings`); the app keeps the switch's static
 pipeline equal to that, learns source MACs from packet-ins, and lets the
 switch age them. Flows and groups come from :mod:`ovsbr.openflow.pipeline`,
-encoded by :mod:`ovsbr.openflow.messages`.
+encoded by :mod:`ovsbr.openflow.messages` and, for the static pipeline's
+many flow-mods, :mod:`ovsbr.openflow.encoder`.
 
 Graceful restart: flows carry the agent generation in their cookie. When a
 switch connects, the app reads which generations are on it, installs its
@@ -28,10 +29,10 @@ from os_ken.controller.handler import (
     set_ev_cls,
 )
 from os_ken.ofproto import ofproto_v1_3
-from os_ken.ofproto.ofproto_v1_3_parser import OFPFlowMod
 
 from ovsbr.openflow import messages
 from ovsbr.openflow import pipeline as pl
+from ovsbr.openflow.encoder import FlowEncoder
 from ovsbr.openflow.learning import FLAP, MOVED, NEW, MacTable
 
 LOG = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class BridgeState:
         self.old_generations: set[int] = set()
         self.macs = MacTable(max_macs)
         self.flow_mods = 0  # flow-mods sent to this bridge, for metrics
+        self.encoder: FlowEncoder | None = None  # per switch connection
         self.tables: dict[int, int] = {}  # table -> static pipeline flows installed
 
 
@@ -151,33 +153,10 @@ class L2LearningApp(app_manager.OSKenApp):
         return dp.xid
 
     def _send(self, dp, msgs: list) -> None:
-        """Serialize many messages into few writes: one queue slot and one
-        syscall per SEND_CHUNK bytes.
-
-        Not one write for everything: os-ken's sender gives up the switch
-        when one ``sendall`` blocks longer than its socket timeout (5 s), and
-        65,000 security-group flows (10 MB) at a busy ovs-vswitchd took
-        longer: the connection dropped, the reconnect sent everything again,
-        and so on (seen in bench secgroups at 1,000 ports). The queue holds
-        16 chunks; a full one makes this wait, which is the back-pressure.
-        """
-        if not msgs:
-            return
         br = self.bridges.get(dp.id)
+        flow_mods = messages.send(dp, msgs, SEND_CHUNK)
         if br is not None:
-            br.flow_mods += sum(1 for m in msgs if isinstance(m, OFPFlowMod))
-        bufs: list[bytes] = []
-        size = 0
-        for msg in msgs:
-            dp.set_xid(msg)
-            msg.serialize()
-            bufs.append(bytes(msg.buf))
-            size += len(msg.buf)
-            if size >= SEND_CHUNK:
-                dp.send(b"".join(bufs))
-                bufs, size = [], 0
-        if bufs:
-            dp.send(b"".join(bufs))
+            br.flow_mods += flow_mods
 
     # -- static pipeline -----------------------------------------------------
     def _desired(self, br: BridgeState) -> tuple[dict[tuple, pl.Flow], dict[int, pl.Group]]:
@@ -200,15 +179,16 @@ class L2LearningApp(app_manager.OSKenApp):
         for key, flow in flows.items():
             old = installed.get(key)
             if old is not flow and old != flow:
-                msgs.append(messages.flow_mod(self.generation, dp, flow))
+                msgs.append(br.encoder.add(self.generation, flow))
         for key, flow in br.installed.items():
             if key not in flows:
-                msgs.append(messages.delete_strict(dp, flow))
+                msgs.append(br.encoder.delete_strict(flow))
         for gid in set(br.groups) - set(groups):
             msgs.append(dp.ofproto_parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
             br.existing_groups.discard(gid)
         br.installed, br.groups = flows, groups
         br.tables = dict(collections.Counter(flow.table for flow in flows.values()))
+        br.encoder.trim()
         self._send(dp, msgs)
 
     # -- switch life cycle ---------------------------------------------------
@@ -218,6 +198,7 @@ class L2LearningApp(app_manager.OSKenApp):
         with self.lock:
             br = self.bridge(dp.id, f"dpid-{dp.id:016x}")
             br.datapath, br.synced, br.stats_done = dp, False, False
+            br.encoder = FlowEncoder(dp)
             br.installed, br.groups = {}, {}
             br.existing_groups, br.old_generations = set(), set()
             br.macs = MacTable(self.max_macs_per_port)
