@@ -15,7 +15,6 @@ barrier, then deletes the other generations: traffic never stops.
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -32,6 +31,7 @@ from os_ken.ofproto import ofproto_v1_3
 
 from ovsbr.openflow import messages
 from ovsbr.openflow import pipeline as pl
+from ovsbr.openflow.bridge_flows import BridgeFlows
 from ovsbr.openflow.encoder import FlowEncoder
 from ovsbr.openflow.learning import FLAP, MOVED, NEW, MacTable
 
@@ -55,8 +55,8 @@ class BridgeState:
         # what is installed (flow stats): before that, old flows forward.
         self.bound = False
         self.stats_done = False
-        self.installed: dict[tuple, pl.Flow] = {}
-        self.flow_cache: dict = {}  # binding -> its keyed flows (pipeline.static_state)
+        self.static = BridgeFlows()  # what the static pipeline should hold
+        self.pushed = False  # sent to the switch on this connection
         self.groups: dict[int, pl.Group] = {}
         self.existing_groups: set[int] = set()
         self.old_generations: set[int] = set()
@@ -159,35 +159,31 @@ class L2LearningApp(app_manager.OSKenApp):
             br.flow_mods += flow_mods
 
     # -- static pipeline -----------------------------------------------------
-    def _desired(self, br: BridgeState) -> tuple[dict[tuple, pl.Flow], dict[int, pl.Group]]:
-        flows, groups, br.flow_cache = pl.static_state(
-            list(br.ports.values()), list(br.uplinks.values()), br.tunnels, br.flow_cache)
-        return flows, groups
-
     def _apply_static(self, br: BridgeState) -> None:
+        """Send the switch what changed in the bridge's static pipeline (all of
+        it on a new connection: take-over then deletes older generations)."""
         dp = br.datapath
         ofp = dp.ofproto
-        flows, groups = self._desired(br)
+        delta = br.static.update(list(br.ports.values()), list(br.uplinks.values()),
+                                 br.tunnels)
+        groups = br.static.groups
         msgs = []
         # Groups before the flows that point at them; removals after.
         for gid, group in groups.items():
-            if br.groups.get(gid) != group:
+            old = br.groups.get(gid)
+            if old is not group and old != group:
                 cmd = ofp.OFPGC_MODIFY if gid in br.existing_groups else ofp.OFPGC_ADD
                 msgs.append(messages.group_mod(dp, group, cmd))
                 br.existing_groups.add(gid)
-        installed = br.installed
-        for key, flow in flows.items():
-            old = installed.get(key)
-            if old is not flow and old != flow:
-                msgs.append(br.encoder.add(self.generation, flow))
-        for key, flow in br.installed.items():
-            if key not in flows:
-                msgs.append(br.encoder.delete_strict(flow))
+        changed, removed = (delta.changed, delta.removed) if br.pushed else (
+            br.static.flows, {})
+        msgs += [br.encoder.add(self.generation, flow) for flow in changed.values()]
+        msgs += [br.encoder.delete_strict(flow) for flow in removed.values()]
         for gid in set(br.groups) - set(groups):
             msgs.append(dp.ofproto_parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
             br.existing_groups.discard(gid)
-        br.installed, br.groups = flows, groups
-        br.tables = dict(collections.Counter(flow.table for flow in flows.values()))
+        br.groups, br.pushed = groups, True
+        br.tables = dict(br.static.tables)
         br.encoder.trim()
         self._send(dp, msgs)
 
@@ -199,7 +195,7 @@ class L2LearningApp(app_manager.OSKenApp):
             br = self.bridge(dp.id, f"dpid-{dp.id:016x}")
             br.datapath, br.synced, br.stats_done = dp, False, False
             br.encoder = FlowEncoder(dp)
-            br.installed, br.groups = {}, {}
+            br.pushed, br.groups = False, {}
             br.existing_groups, br.old_generations = set(), set()
             br.macs = MacTable(self.max_macs_per_port)
         parser = dp.ofproto_parser

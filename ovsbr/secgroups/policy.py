@@ -119,6 +119,14 @@ class Firewall:
         """(remote group, direction, ethertype) of the remote-group rules."""
         return frozenset((r.group, r.direction, r.ethertype) for r in self.rules if r.group)
 
+    @functools.cached_property
+    def rules_only(self) -> Firewall:
+        """The same rules without members: what a port's own flows depend on.
+        A remote group's membership changes every port's firewall value but
+        none of their own flows (members are the bridge's shared clause), so
+        the OpenFlow compiler caches per-port flows under this."""
+        return _bare(self.rules) if self.groups else self
+
     def members(self, group: str, ethertype: int) -> tuple[str, ...]:
         """A remote group's members' addresses of one family."""
         return self._by_family.get((group, ethertype), ())
@@ -217,6 +225,11 @@ def _firewall(rules: tuple[Rule, ...], groups: tuple) -> Firewall:
     """Memoised across topologies, so a revision that changed nothing of a
     group set's hands the compilers the same value (an identity check)."""
     return Firewall(allows(rules), groups)
+
+
+@functools.lru_cache(maxsize=1024)
+def _bare(rules: tuple[Allow, ...]) -> Firewall:
+    return Firewall(rules)
 
 
 @functools.lru_cache(maxsize=32768)

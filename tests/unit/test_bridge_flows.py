@@ -1,0 +1,72 @@
+"""Incremental bridge state: any sequence of binding sets ends where a full
+build (pipeline.static_state) does, and each delta takes the switch there."""
+
+import collections
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ovsbr.openflow import pipeline as pl
+from ovsbr.openflow.bridge_flows import BridgeFlows
+from ovsbr.secgroups.policy import port_policy
+from tests.unit.test_secgroup_flows import _topo
+
+# Two versions of the topology: remote-group membership differs between them.
+_SMALL, _BIG = _topo(members=2), _topo(members=4)
+
+
+def _port(topo, i: int, ofport: int, lid: int) -> pl.PortBinding:
+    p = topo.ports[f"p{i}"]
+    return pl.PortBinding(ofport, lid, p.mac, port_policy(p, topo))
+
+
+UNIVERSE = (
+    [_port(_SMALL, i, i, 1) for i in (1, 2)]
+    + [_port(_BIG, i, i, 1) for i in (1, 2, 3, 4)]
+    + [_port(_BIG, 3, 3, 2)]  # the same ofport on another network
+    + [pl.PortBinding(10, 2, "52:54:00:00:01:01"), pl.PortBinding(11, 2, None),
+       pl.PortBinding(12, 3, None)]
+    + [pl.UplinkBinding(20, 2, 100), pl.UplinkBinding(21, 1, None),
+       pl.UplinkBinding(20, 3, 101)]
+    + [pl.TunnelBinding(30, 2, 1001, ("52:54:00:00:02:02",)), pl.TunnelBinding(30, 3, 1002),
+       pl.TunnelBinding(31, 2, 1001)])
+
+
+def _split(chosen):
+    ports = {b.ofport: b for b in chosen if isinstance(b, pl.PortBinding)}
+    uplinks = {(b.ofport, b.lid): b for b in chosen if isinstance(b, pl.UplinkBinding)}
+    tunnels = [b for b in chosen if isinstance(b, pl.TunnelBinding)]
+    return list(ports.values()), list(uplinks.values()), tunnels
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(UNIVERSE), unique=True), min_size=1, max_size=6))
+def test_any_sequence_ends_where_a_full_build_does(steps):
+    state = BridgeFlows()
+    switch: dict = {}
+    for chosen in steps:
+        ports, uplinks, tunnels = _split(chosen)
+        delta = state.update(ports, uplinks, tunnels)
+        flows, groups = pl.static_state(ports, uplinks, tunnels)
+        assert state.flows == flows
+        assert state.groups == groups
+        assert state.tables == collections.Counter(f.table for f in flows.values())
+        # The switch, sent only the delta, holds the same flows.
+        assert not delta.changed.keys() & delta.removed.keys()
+        switch.update(delta.changed)
+        for key in delta.removed:
+            del switch[key]
+        assert switch == flows
+
+
+def test_one_port_more_sends_only_its_flows():
+    state = BridgeFlows()
+    ports = [_port(_BIG, i, i, 1) for i in (1, 2, 3)]
+    state.update(ports, [])
+    delta = state.update(ports + [_port(_BIG, 4, 4, 1)], [])
+    assert not delta.removed
+    # Its own flows and its network's flood flow, nothing of the other ports'.
+    assert all(dict(f.match).get("reg6", 4) == 4 and dict(f.match).get("in_port", 4) == 4
+               for f in delta.changed.values()), delta.changed
+    assert 0 < len(delta.changed) < len(state.flows) / 3
+    assert state.update(ports + [_port(_BIG, 4, 4, 1)], []).changed == {}
