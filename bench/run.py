@@ -105,7 +105,7 @@ def main() -> int:
                 elif name == "metrics":
                     metrics_cost.main(sizes, drivers)
                 elif name == "secgroups":
-                    secgroups.main(sizes, drivers)
+                    secgroups.main(sizes, drivers, codes)
                 elif name == "learning":
                     learning.main()
                 else:

@@ -148,7 +148,9 @@ def dataplane_ovs(ovs, env: NetEnv, tmp: str) -> dict:
         ovs.vsctl("--if-exists", "del-br", "bsint", check=False)
 
 
-def main(sizes: list[int], drivers: list[str]) -> dict:
+def main(sizes: list[int], drivers: list[str], codes: list[tuple] | None = None) -> dict:
+    """``codes``: as bench/run.py passes them; a second one (``--against``)
+    adds that version with groups to the wiring rows, side by side."""
     if "linuxbridge" in drivers and bridge_conntrack_missing():
         print("  linuxbridge skipped: no nf_conntrack_bridge in this kernel")
         drivers = [d for d in drivers if d != "linuxbridge"]
@@ -157,21 +159,32 @@ def main(sizes: list[int], drivers: list[str]) -> dict:
                        ["groups", "rules", "remote-group members", "flows per port",
                         "shared per bridge", "compile ms"],
                        flow_rows))
-    wired = wiring.main(sizes, drivers, VARIANTS, name="secgroups_wiring") if drivers else {}
+    variants = list(VARIANTS)
+    ref = codes[1] if codes and len(codes) > 1 else None
+    if ref is not None:
+        variants.append((f"{VARIANTS[1][0]} @{ref[0]}", ref[1], {}, GROUPS))
+    wired = wiring.main(sizes, drivers, variants, name="secgroups_wiring") if drivers else {}
     rows = []
     by = {(r["driver"], r["n"], r["code"]): r for r in wired.get("results", [])}
     for driver in drivers:
         for n in sizes:
             off, on = by.get((driver, n, VARIANTS[0][0])), by.get((driver, n, VARIANTS[1][0]))
             if off and on:
-                rows.append([driver, n, off["bulk_s"], on["bulk_s"],
-                             f"{off['single_p50_ms']:.1f}/{off['single_p99_ms']:.1f}",
-                             f"{on['single_p50_ms']:.1f}/{on['single_p99_ms']:.1f}",
-                             on["single_p99_ms"] / off["single_p99_ms"]])
+                row = [driver, n, off["bulk_s"], on["bulk_s"],
+                       f"{off['single_p50_ms']:.1f}/{off['single_p99_ms']:.1f}",
+                       f"{on['single_p50_ms']:.1f}/{on['single_p99_ms']:.1f}",
+                       on["single_p99_ms"] / off["single_p99_ms"]]
+                old = by.get((driver, n, variants[-1][0])) if ref else None
+                if ref:
+                    row += [old["bulk_s"], f"{old['single_p50_ms']:.1f}/"
+                            f"{old['single_p99_ms']:.1f}"] if old else ["-", "-"]
+                rows.append(row)
+    cols = ["driver", "N", "bulk s without", "bulk s with", "single p50/p99 without",
+            "with", "p99 with/without"]
+    if ref:
+        cols += [f"bulk s with @{ref[0]}", f"p50/p99 with @{ref[0]}"]
     print(common.table("Security groups: wiring without vs with 3 groups x 10 rules "
-                       "(targets: bulk < 5 s at 1000; p99 with/without <= 1.2)",
-                       ["driver", "N", "bulk s without", "bulk s with", "single p50/p99 "
-                        "without", "with", "p99 with/without"], rows))
+                       "(targets: bulk < 5 s at 1000; p99 with/without <= 1.2)", cols, rows))
     plane = {}
     if "openvswitch" in drivers and ovs_sandbox.available() is None:
         with tempfile.TemporaryDirectory(prefix="ovsbr-bench-sg-") as tmp:
