@@ -16,6 +16,7 @@ Parsing is pure (``parse_status``, ``missing``) and unit-tested; only
 from __future__ import annotations
 
 import dataclasses
+import grp
 import os
 
 from ovsbr.exceptions import OvsbrError
@@ -54,6 +55,19 @@ class Privileges:
         if len(self.effective) > 8:
             caps = f"{len(self.effective)} capabilities"
         return f"uid {self.uid}, gid {self.gid}, {caps}"
+
+
+def group_of(path: str) -> str | None:
+    """The name of ``path``'s group (its number if it has none); None if
+    ``path`` cannot be read. For messages that tell a user which group to join."""
+    try:
+        gid = os.stat(path).st_gid
+    except OSError:
+        return None
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def names(mask: int) -> frozenset[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import grp
 import os
 import sys
 import warnings
@@ -11,6 +10,7 @@ from oslo_config import cfg
 
 from ovsbr.conf import opts
 from ovsbr.exceptions import ConfigError
+from ovsbr.privileges import group_of
 
 
 def check_options(conf: cfg.ConfigOpts) -> None:
@@ -49,9 +49,7 @@ def config_error(e: cfg.Error) -> str:
         return str(e)
     owners = []
     for path in e.config_files:
-        try:
-            owners.append(f"{path} is for group {grp.getgrgid(os.stat(path).st_gid).gr_name!r}")
-        except (OSError, KeyError):
-            owners.append(f"{path} is unreadable")
+        group = group_of(path)
+        owners.append(f"{path} is for group {group!r}" if group else f"{path} is unreadable")
     return (f"permission denied reading the configuration for uid {os.getuid()}: "
             f"{'; '.join(owners)}: add the user to that group (usermod -aG GROUP USER)")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import grp
 import json
 import os
 import tempfile
@@ -27,6 +26,7 @@ from oslo_config import cfg
 
 from ovsbr.exceptions import StoreError
 from ovsbr.model import Topology, ValidationError
+from ovsbr.privileges import group_of
 from ovsbr.store.base import Store
 
 TOPOLOGY = "topology.json"
@@ -45,11 +45,7 @@ class FileStore(Store):
     # -- permissions ---------------------------------------------------------
     def denied(self, path: str) -> StoreError:
         """The one-line refusal for a user outside the store's group."""
-        try:
-            gid = os.stat(self.dir).st_gid
-            group = grp.getgrgid(gid).gr_name
-        except (OSError, KeyError):
-            group = "ovsbr"
+        group = group_of(self.dir) or "ovsbr"
         return StoreError(
             f"store {path}: permission denied for uid {os.getuid()}: ovsbr's store is "
             f"for root and the members of group {group!r} (the group of {self.dir}); "

@@ -48,3 +48,13 @@ def test_unreadable_status_is_an_error_not_a_traceback():
 
 def test_this_process_can_be_read():
     assert privileges.current().uid >= 0
+
+
+def test_group_of_names_a_paths_group_or_none(tmp_path):
+    import grp
+    import os
+
+    f = tmp_path / "f"
+    f.write_text("x")
+    assert privileges.group_of(str(f)) == grp.getgrgid(os.stat(f).st_gid).gr_name
+    assert privileges.group_of(str(tmp_path / "missing")) is None

@@ -7,7 +7,6 @@ in the driver and in the pure modules beside this one.
 from __future__ import annotations
 
 import contextlib
-import grp
 import os
 import stat
 import threading
@@ -30,6 +29,7 @@ from ovsbr.drivers.openvswitch.view import (
     RowCache,
 )
 from ovsbr.exceptions import DriverError
+from ovsbr.privileges import group_of
 
 PORT_NAME = "ovsbr-port"
 # Only the columns ovsbr reads: Interface statistics change every few
@@ -73,14 +73,10 @@ def socket_hint(target: str) -> str:
     path = target.removeprefix("unix:")
     if path == target or not os.path.exists(path) or os.access(path, os.R_OK | os.W_OK):
         return ""
-    st = os.stat(path)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    return (f" (permission denied: {path} is {stat.filemode(st.st_mode)} for group "
-            f"{group!r}; give group ovsbr read and write on it, as "
-            f"etc/systemd/ovsdb-server.service.d/ovsbr.conf does)")
+    mode = stat.filemode(os.stat(path).st_mode)
+    return (f" (permission denied: {path} is {mode} for group {group_of(path)!r}; "
+            "give group ovsbr read and write on it, as "
+            "etc/systemd/ovsdb-server.service.d/ovsbr.conf does)")
 
 
 class Ovsdb:
