@@ -115,11 +115,7 @@ class BridgeFlows:
     def _members(self, ports: list[pl.PortBinding]) -> tuple[dict, dict[Key, pl.Flow]]:
         """Conjunction ids and the bridge's shared flows: the base pipeline and
         each remote group's members (the same for every port that names it)."""
-        members: dict = {}
-        for p in ports:
-            if p.firewall is not None:
-                for key in sgf.conj_keys(p.firewall) - members.keys():
-                    members[key] = p.firewall.members(key[0], key[2])
+        members = pl.remote_members(ports)
         if members != self._members_seen[0]:
             ids = sgf.conj_ids(set(members))
             flows = {f.key(): f for f in pl.base_flows()}
@@ -136,13 +132,7 @@ class BridgeFlows:
         for lid, members in sorted(by_lid.items()):
             cached = self._lids.get(lid)
             if cached is None or cached[0] != members:
-                ps, us, ts = members
-                floods, own = [pl.flood_flow(lid)], {lid: pl.flood_group(lid, ps, us, ts)}
-                if ts:
-                    flow, group = pl.local_flood(lid, ps, us)
-                    floods.append(flow)
-                    own[group.group_id] = group
-                cached = (members, floods, own)
+                cached = (members, *pl.network_floods(lid, *members))
             lids[lid] = cached
             shared.update((f.key(), f) for f in cached[1])
             groups.update(cached[2])

@@ -300,6 +300,32 @@ def keyed_flows(binding: PortBinding | UplinkBinding | TunnelBinding,
     return tuple((f.key(), f) for f in _binding_flows(binding, conj_ids))
 
 
+def remote_members(ports: list[PortBinding]) -> dict:
+    """(remote group, direction, ethertype) -> the group's member addresses.
+
+    Every port's firewall holds the same members for a group (they come
+    from the whole topology): each key's are taken from the first port
+    that has it."""
+    members: dict = {}
+    for p in ports:
+        if p.firewall is not None:
+            for key in sgf.conj_keys(p.firewall) - members.keys():
+                members[key] = p.firewall.members(key[0], key[2])
+    return members
+
+
+def network_floods(lid: int, ports: list[PortBinding], uplinks: list[UplinkBinding],
+                   tunnels: list[TunnelBinding]) -> tuple[list[Flow], dict[int, Group]]:
+    """A network's flood flows and groups: to all its ports, and, where it has
+    tunnels, to its local ports only (for frames that came from a tunnel)."""
+    flows, groups = [flood_flow(lid)], {lid: flood_group(lid, ports, uplinks, tunnels)}
+    if tunnels:
+        flow, group = local_flood(lid, ports, uplinks)
+        flows.append(flow)
+        groups[group.group_id] = group
+    return flows, groups
+
+
 def static_state(ports: list[PortBinding], uplinks: list[UplinkBinding],
                  tunnels: list[TunnelBinding] = ()
                  ) -> tuple[dict[tuple, Flow], dict[int, Group]]:
@@ -310,13 +336,7 @@ def static_state(ports: list[PortBinding], uplinks: list[UplinkBinding],
     the two equal.
     """
     flows = {f.key(): f for f in base_flows()}
-    # Every port's firewall holds the same members for a group (they come
-    # from the whole topology): take each key's from the first port that has it.
-    members: dict = {}
-    for p in ports:
-        if p.firewall is not None:
-            for key in sgf.conj_keys(p.firewall) - members.keys():
-                members[key] = p.firewall.members(key[0], key[2])
+    members = remote_members(ports)
     ids = sgf.conj_ids(set(members))
     flows.update((f.key(), f) for f in sgf.member_flows(members, ids))
     by_lid: dict[int, tuple[list, list, list]] = {}
@@ -328,13 +348,9 @@ def static_state(ports: list[PortBinding], uplinks: list[UplinkBinding],
             by_lid.setdefault(b.lid, ([], [], []))[kind].append(b)
     groups = {}
     for lid, (ps, us, ts) in sorted(by_lid.items()):
-        flow = flood_flow(lid)
-        flows[flow.key()] = flow
-        groups[lid] = flood_group(lid, ps, us, ts)
-        if ts:
-            flow, group = local_flood(lid, ps, us)
-            flows[flow.key()] = flow
-            groups[group.group_id] = group
+        floods, own = network_floods(lid, ps, us, ts)
+        flows.update((f.key(), f) for f in floods)
+        groups.update(own)
     return flows, groups
 
 
