@@ -68,10 +68,9 @@ class FlowEncoder:
         self._used_insts.add(key)
         cached = self._insts.get(key)
         if cached is None:
-            msg = messages.flow_mod(0, self.dp, flow)
             buf = bytearray()
             offset = 0
-            for inst in msg.instructions:
+            for inst in messages.instructions(self.dp, flow):
                 inst.serialize(buf, offset)
                 offset += inst.len
             cached = self._insts[key] = bytes(buf[:offset])

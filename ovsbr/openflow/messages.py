@@ -67,8 +67,8 @@ class FlowTemplate:
 
 
 
-def flow_mod(generation: int, dp, flow: pl.Flow, command=None):
-    """An add (or ``command``) flow-mod for ``flow``, cookie of ``generation``."""
+def instructions(dp, flow: pl.Flow) -> list:
+    """``flow``'s actions, metadata write and goto as os-ken instructions."""
     ofp, parser = dp.ofproto, dp.ofproto_parser
     insts = []
     if flow.actions:
@@ -78,6 +78,13 @@ def flow_mod(generation: int, dp, flow: pl.Flow, command=None):
         insts.append(parser.OFPInstructionWriteMetadata(flow.metadata, flow.metadata_mask))
     if flow.goto is not None:
         insts.append(parser.OFPInstructionGotoTable(flow.goto))
+    return insts
+
+
+def flow_mod(generation: int, dp, flow: pl.Flow, command=None):
+    """An add (or ``command``) flow-mod for ``flow``, cookie of ``generation``."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    insts = instructions(dp, flow)
     flags = ofp.OFPFF_SEND_FLOW_REM if flow.send_flow_rem else 0
     return parser.OFPFlowMod(
         dp, cookie=pl.cookie(generation, flow.kind), table_id=flow.table,
