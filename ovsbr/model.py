@@ -305,31 +305,27 @@ class Topology:
 
     def validate(self) -> None:
         """Cross-object rules: segments unique, references resolve, devices unique."""
-        flat: dict[str, str] = {}
-        segments: dict[tuple, str] = {}
+        owners: dict[tuple, str] = {}
         for net in sorted(self.networks.values(), key=_name):
-            if net.type == "flat":
-                other = flat.setdefault(net.physical_network, net.name)
-                if other != net.name:
+            for claim in network_claims(net):
+                other = owners.setdefault(claim, net.name)
+                if other == net.name:
+                    continue
+                if claim[0] == "flat":
                     raise ValidationError(
                         f"network {net.name}: physical_network",
                         f"{net.physical_network} already carries flat network {other}",
                     )
-            key = _segment_key(net)
-            if key is not None:
-                other = segments.setdefault(key, net.name)
-                if other != net.name:
-                    raise ValidationError(
-                        f"network {net.name}: segmentation_id",
-                        f"{net.segmentation_id} is already used by network {other}",
-                    )
+                raise ValidationError(
+                    f"network {net.name}: segmentation_id",
+                    f"{net.segmentation_id} is already used by network {other}",
+                )
         for group in sorted(self.security_groups.values(), key=_name):
             for i, rule in enumerate(group.rules):
                 if rule.remote_group and rule.remote_group not in self.security_groups:
                     raise ValidationError(
                         f"security group {group.name}: rules[{i}].remote_group",
                         f"unknown security group {rule.remote_group!r}")
-        seen: dict[tuple[str, str], str] = {}
         for port in sorted(self.ports.values(), key=_name):
             for group in port.security_groups or ():
                 if group not in self.security_groups:
@@ -339,34 +335,45 @@ class Topology:
                 raise ValidationError(
                     f"port {port.name}: network", f"unknown network {port.network!r}"
                 )
-            for field in ("device", "iface_id"):
-                value = getattr(port, field)
-                if value is None:
+            for claim in port_claims(port):
+                other = owners.setdefault(claim, port.name)
+                if other == port.name:
                     continue
-                # Device names repeat across hypervisors (vnet0 everywhere).
-                scope = (port.host or "") if field == "device" else ""
-                other = seen.setdefault((field, scope, value), port.name)
-                if other != port.name:
-                    raise ValidationError(
-                        f"port {port.name}: {field}", f"{value} is already port {other}'s"
-                    )
-            if port.mac is not None:
-                other = seen.setdefault(("mac", port.network + "/" + port.mac), port.name)
-                if other != port.name:
-                    raise ValidationError(
-                        f"port {port.name}: mac",
-                        f"{port.mac} is already port {other}'s on network {port.network}",
-                    )
-            for ip in port.ips or ():
-                other = seen.setdefault(("ip", port.network + "/" + ip), port.name)
-                if other != port.name:
-                    raise ValidationError(
-                        f"port {port.name}: ips",
-                        f"{ip} is already port {other}'s on network {port.network}",
-                    )
+                field, value = claim[0], claim[-1]
+                where = f" on network {port.network}" if field in ("mac", "ip") else ""
+                raise ValidationError(f"port {port.name}: {'ips' if field == 'ip' else field}",
+                                      f"{value} is already port {other}'s{where}")
 
     def ports_of(self, network: str) -> Iterable[Port]:
         return (p for p in self.ports.values() if p.network == network)
+
+
+def network_claims(net: Network) -> tuple[tuple, ...]:
+    """What a network holds alone: its segment, and a flat network its
+    physical network. Two networks with one claim are invalid; claims are
+    prefixed by kind so they never meet a port's (see :func:`port_claims`)."""
+    claims = []
+    if net.type == "flat":
+        claims.append(("flat", net.physical_network))
+    key = _segment_key(net)
+    if key is not None:
+        claims.append(("segment", *key))
+    return tuple(claims)
+
+
+def port_claims(port: Port) -> tuple[tuple, ...]:
+    """What a port holds alone: its device on its host (names repeat across
+    hypervisors, vnet0 everywhere), its iface-id, its MAC and addresses on its
+    network. The last item of each claim is the value an error names."""
+    claims = []
+    if port.device is not None:
+        claims.append(("device", port.host or "", port.device))
+    if port.iface_id is not None:
+        claims.append(("iface_id", port.iface_id))
+    if port.mac is not None:
+        claims.append(("mac", port.network, port.mac))
+    claims += [("ip", port.network, ip) for ip in port.ips or ()]
+    return tuple(claims)
 
 
 def _segment_key(net: Network) -> tuple | None:

@@ -17,7 +17,8 @@ result writes nothing. One key per object keeps each write and each watch
 event small at thousands of ports.
 
 Agents follow two watches (``topology/`` and ``hosts/``) from the revision
-they read, apply the events to a local copy, and start over from a fresh
+they read, apply the events to a local copy as deltas (:mod:`.mirror`:
+only changed keys are parsed and checked), and start over from a fresh
 read when a watch ends, is cancelled or is compacted away. The watch stream
 is read here rather than through etcd3gw's Watcher, which drops the
 cancel/compaction notices and the end of the stream: a lost watch would go
@@ -44,6 +45,7 @@ from ovsbr.store import keys as keys_mod
 from ovsbr.store.base import Store
 from ovsbr.store.etcd_watch import WatchStream
 from ovsbr.store.keys import b64, range_end, unb64
+from ovsbr.store.mirror import Mirror
 
 LOG = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20  # optimistic retries of one update under contention
@@ -313,13 +315,14 @@ class EtcdStore(Store):
         streams = [WatchStream(self, self.prefix + p, rev + 1, events)
                    for p in ("topology/", "hosts/")]
         self._watches = streams
+        mirror = Mirror(self.prefix, topo_keys, host_keys, self._parsed)
         last_error = None
         try:
             emit = True
             while not stop.is_set():
                 if emit:
                     try:
-                        topo = self._state(topo_keys, host_keys)
+                        topo = mirror.build()
                         last_error = None
                         yield topo
                     except StoreError as e:
@@ -331,17 +334,17 @@ class EtcdStore(Store):
                     batch = events.get(timeout=0.5)
                 except queue.Empty:
                     continue
+                # Coalesce what else has arrived: one build for a burst.
+                while not isinstance(batch, Exception):
+                    mirror.apply(batch)
+                    try:
+                        batch = events.get_nowait()
+                    except queue.Empty:
+                        break
                 if isinstance(batch, Exception):
                     LOG.warning("etcd watch lost (%s): reading the state again", batch)
                     self._count(watch_restarts=1)
                     return
-                for kind, key, value in batch:
-                    target = host_keys if key.startswith(self.prefix + "hosts/") else topo_keys
-                    if kind == "PUT":
-                        target[key] = value
-                    else:
-                        target.pop(key, None)
-                # Coalesce what else has arrived: one reconcile for a burst.
                 emit = True
         finally:
             for s in streams:

@@ -50,16 +50,13 @@ def topology(base: str, keys: dict[str, str], parsed: Parsed) -> tuple[Topology,
     for key, text in sorted(keys.items()):
         rel = key[len(base):]
         if rel == "revision":
-            try:
-                topo.revision = int(text)
-            except ValueError as e:
-                raise StoreError(f"etcd key {key}: invalid content: {e}") from e
+            topo.revision = revision(key, text)
             continue
         kind, _, name = rel.partition("/")
         if kind not in KINDS:
             continue
         hit = parsed.get(key)
-        obj = hit[1] if hit is not None and hit[0] == text else _parse(key, kind, name, text)
+        obj = hit[1] if hit is not None and hit[0] == text else parse(key, kind, name, text)
         cache[key] = (text, obj)
         getattr(topo, KINDS[kind][1])[obj.name] = obj
     try:
@@ -69,7 +66,16 @@ def topology(base: str, keys: dict[str, str], parsed: Parsed) -> tuple[Topology,
     return topo, cache
 
 
-def _parse(key: str, kind: str, name: str, text: str) -> Any:
+def revision(key: str, text: str) -> int:
+    """The ``topology/revision`` key's value; StoreError names the key."""
+    try:
+        return int(text)
+    except ValueError as e:
+        raise StoreError(f"etcd key {key}: invalid content: {e}") from e
+
+
+def parse(key: str, kind: str, name: str, text: str) -> Any:
+    """One object from its key's text; StoreError names the key."""
     try:
         data = json.loads(text)
         obj = KINDS[kind][0](data)
