@@ -5,6 +5,7 @@
     python bench/run.py wiring --against main  # this tree and main, side by side
     python bench/run.py metrics --sizes 100,1000  # [metrics] off vs on (named only)
     python bench/run.py secgroups --sizes 1000 --drivers openvswitch  # groups off vs on
+    python bench/run.py scale --sizes 10000,100000 --against main  # 1000 hosts on etcd
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from bench import (  # noqa: E402
     dataplane,
     learning,
     metrics_cost,
+    scale,
     secgroups,
     wiring,
 )
 
 BENCHMARKS = ("wiring", "learning", "dataplane", "core")
-ON_REQUEST = ("metrics", "secgroups")  # comparisons that run only when named
+ON_REQUEST = ("metrics", "secgroups", "scale")  # comparisons that run only when named
 DRIVERS = ("linuxbridge", "openvswitch")
 
 
@@ -49,8 +51,9 @@ def parse_all(argv: list[str] | None = None) -> tuple[list[str], list[int], list
     parser.add_argument("--sizes", default="100,500,1000")
     parser.add_argument("--drivers", default="linuxbridge,openvswitch")
     parser.add_argument("--against", metavar="REF",
-                        help="also run the wiring and core benchmarks' agent from git "
-                             "revision REF, alternating with this tree, in the same run")
+                        help="also run the wiring, core, secgroups and scale benchmarks' "
+                             "ovsbr from git revision REF, alternating with this tree, "
+                             "in the same run")
     args = parser.parse_args(argv)
     unknown = [w for w in args.which if w not in BENCHMARKS + ON_REQUEST]
     if unknown:
@@ -104,6 +107,8 @@ def main() -> int:
                     core.main(sizes, codes)
                 elif name == "metrics":
                     metrics_cost.main(sizes, drivers)
+                elif name == "scale":  # --sizes: ports over 1000 simulated hosts
+                    scale.side_by_side(sizes, codes)
                 elif name == "secgroups":
                     secgroups.main(sizes, drivers, codes)
                 elif name == "learning":

@@ -1,18 +1,24 @@
 """Many hosts on one etcd, simulated: write and watch latency, flood lists.
 
     python bench/scale.py --hosts 1000 --ports 10000 --networks 200
+    python bench/run.py scale --sizes 10000,100000 --against REF  # side by side
+
+``OVSBR_CODE=DIR`` measures the ovsbr of another tree (bench/run.py sets it
+for ``--against``); the measuring code is this file either way.
 
 One local etcd (the sandbox). Simulated hosts register under leases kept
 alive at TTL/3, as agents do; ports are spread over networks and hosts
 at random. Measured:
 
 * registration and bulk-write latency (raw etcd transactions);
-* one port write through EtcdStore.update, the CLI's path (read all,
-  validate, compare-and-swap), at the full port count;
+* one port write through EtcdStore.update, the CLI's path, at the full
+  port count: from a fresh store each time, as each ``ovsbr`` command
+  starts (cli_update), and from one long-lived store, as Neutron's
+  server writes (store_update);
 * watch fan-out: after one port write, the delay until each of the W
   watcher streams (one per simulated host) has the event;
 * per-agent update latency: write -> EtcdStore.watch yields the new
-  topology in a real agent's code path (parse, validate 10,000 ports);
+  topology in a real agent's code path;
 * flood lists: remote hosts per (host, overlay network) and tunnels per
   host, from the same overlays() the agents run.
 """
@@ -24,7 +30,9 @@ import base64
 import json
 import os
 import random
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -33,6 +41,10 @@ import requests
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
+
+if os.environ.get("OVSBR_CODE"):
+    sys.path.insert(0, os.environ["OVSBR_CODE"])
+
 from ovsbr.agent.overlay import overlays  # noqa: E402
 from ovsbr.model import port_from_dict  # noqa: E402
 from ovsbr.testing.etcd_sandbox import EtcdSandbox  # noqa: E402
@@ -93,6 +105,7 @@ def main() -> int:
     parser.add_argument("--ports", type=int, default=10000)
     parser.add_argument("--networks", type=int, default=200)
     parser.add_argument("--writes", type=int, default=20)
+    parser.add_argument("--json", metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     rng = random.Random(7)
     etcd = EtcdSandbox().start()
@@ -187,16 +200,21 @@ def main() -> int:
             time.sleep(0.05)
 
         step(f"agent watch up: {bool(yielded)}; {args.writes} port writes")
-        update_lat, fanout, agent_lat = [], [], []
-        cli_store = make_store(etcd.endpoint)
+        update_lat, fanout, agent_lat, warm_lat = [], [], [], []
+        server_store = make_store(etcd.endpoint)
+        server_store.load()  # a server has read the state before its first write
         for i in range(args.writes):
             name = f"extra{i}"
             port = port_from_dict({"name": name, "network": "net0", "device": f"x{i}",
                                    "host": "hv0"})
+            warm = i % 2 == 1  # alternate: a fresh CLI's store, the server's
+            cli_store = server_store if warm else make_store(etcd.endpoint)
             t0 = time.perf_counter()
             _, after = cli_store.update(lambda t, p=port: t.ports.__setitem__(p.name, p))
             t_commit = time.perf_counter()
-            update_lat.append(t_commit - t0)
+            (warm_lat if warm else update_lat).append(t_commit - t0)
+            if not warm:
+                cli_store.close()
             key = f"{PREFIX}/topology/ports/{name}"
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and (
@@ -212,6 +230,7 @@ def main() -> int:
         stop.set()
         result["cli_update_ms_p50"] = common.median(update_lat) * 1000
         result["cli_update_ms_p99"] = common.percentile(update_lat, 99) * 1000
+        result["store_update_ms_p50"] = common.median(warm_lat) * 1000
         result["watch_fanout_ms_p50"] = common.median([f[0] for f in fanout]) * 1000
         result["watch_fanout_ms_p99"] = common.median([f[1] for f in fanout]) * 1000
         result["watch_fanout_ms_max"] = max(f[2] for f in fanout) * 1000
@@ -243,7 +262,40 @@ def main() -> int:
                        f"{args.networks} vxlan networks, one local etcd",
                        ["figure", "value"], rows))
     print("json:", common.write("scale", result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f)
     return 0
+
+
+def side_by_side(sizes: list[int], codes: list[tuple[str, str | None]],
+                 hosts: int = 1000) -> list[dict]:
+    """Each tree's ovsbr at each port count, alternating order, one table
+    (bench/run.py scale --sizes 10000,100000 --against REF)."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ovsbr-scale-") as tmp:
+        for i, n in enumerate(sizes):
+            for label, source in (codes if i % 2 == 0 else codes[::-1]):
+                env = dict(os.environ)
+                env.pop("OVSBR_CODE", None)
+                if source is not None:
+                    env["OVSBR_CODE"] = source
+                out = os.path.join(tmp, "result.json")
+                print(f"scale: {label}, {hosts} hosts, {n} ports", flush=True)
+                subprocess.run([sys.executable, os.path.abspath(__file__), "--hosts", str(hosts),
+                                "--ports", str(n), "--json", out], env=env, check=True)
+                with open(out) as f:
+                    results.append({"code": label, **json.load(f)})
+    figures = ["cli_update_ms_p50", "cli_update_ms_p99", "store_update_ms_p50",
+               "agent_update_ms_p50", "agent_update_ms_p99", "load_all_s"]
+    rows = [[r["code"], r["ports"], *(r[f] for f in figures)]
+            for r in sorted(results, key=lambda r: (r["ports"], r["code"]))]
+    print(common.table(f"scale side by side: {hosts} simulated hosts on one etcd (lower is "
+                       "better; cli = a fresh store per write, store = a long-lived one)",
+                       ["code", "ports", *figures], rows))
+    print("JSON:", common.write("scale_side_by_side", {"benchmark": "scale",
+                                                      "results": results}))
+    return results
 
 
 if __name__ == "__main__":
