@@ -13,8 +13,11 @@ Writes are optimistic transactions: read the state at one revision, apply
 the caller's change, validate the whole result, then commit the changed
 keys only if ``topology/revision`` has not moved (else re-read and retry).
 Two CLIs writing at once therefore never lose an update, and an invalid
-result writes nothing. One key per object keeps each write and each watch
-event small at thousands of ports.
+result writes nothing. A change larger than etcd's ``--max-txn-ops``
+(default 128) goes in steps that each leave a valid state (:mod:`.steps`),
+each step compared against the revision the previous one wrote. One key
+per object keeps each write and each watch event small at thousands of
+ports.
 
 Agents follow two watches (``topology/`` and ``hosts/``) from the revision
 they read, apply the events to a local copy as deltas (:mod:`.mirror`:
@@ -42,6 +45,7 @@ from oslo_config import cfg
 from ovsbr.exceptions import ConfigError, StoreError
 from ovsbr.model import Topology
 from ovsbr.store import keys as keys_mod
+from ovsbr.store import steps as steps_mod
 from ovsbr.store.base import Store
 from ovsbr.store.etcd_watch import WatchStream
 from ovsbr.store.keys import b64, range_end, unb64
@@ -49,6 +53,9 @@ from ovsbr.store.mirror import Mirror
 
 LOG = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20  # optimistic retries of one update under contention
+# Objects per transaction: etcd's default --max-txn-ops is 128 (the revision
+# key takes one more). A larger change goes in steps (see .steps).
+TXN_CHANGES = 120
 ETCD_ERRORS = (etcd_exc.Etcd3Exception, OSError, ValueError)
 
 
@@ -188,40 +195,56 @@ class EtcdStore(Store):
             after = before.copy()
             change(after)
             after.validate()
-            ops = self._diff(before, after)
-            if not ops:
+            todo = steps_mod.changes(before, after)
+            if not todo:
                 return before, before
-            after.revision = before.revision + 1
-            ops.append({"request_put": {"key": b64(rev_key),
-                                        "value": b64(str(after.revision))}})
             # Unchanged since our read: the revision key is where every
             # writer meets (absent = never written: create_revision 0).
-            if rev_key in mod:
-                compare = {"key": b64(rev_key), "target": "MOD", "result": "EQUAL",
-                           "mod_revision": mod[rev_key]}
+            seen = mod.get(rev_key)
+            revision = before.revision
+            for step in steps_mod.steps(before, todo, TXN_CHANGES):
+                revision += 1
+                seen = self._commit(step, rev_key, seen, revision, len(todo))
+                if seen is None:
+                    break  # another writer came first: read again, redo what is left
             else:
-                compare = {"key": b64(rev_key), "target": "CREATE", "result": "EQUAL",
-                           "create_revision": "0"}
-            result = self._txn({"compare": [compare], "success": ops})
-            if result.get("succeeded"):
+                after.revision = revision
                 return before, after
             time.sleep(0.005 * (_attempt + 1))
         raise StoreError(f"etcd: {MAX_ATTEMPTS} concurrent writers won in a row; try again")
 
-    def _diff(self, before: Topology, after: Topology) -> list[dict]:
+    def _commit(self, step: list[steps_mod.Change], rev_key: str, seen: str | None,
+                revision: int, total: int) -> str | None:
+        """Write one step if the revision key is still at ``seen``; returns
+        its new mod revision, or None when another writer moved it."""
+        if seen is not None:
+            compare = {"key": b64(rev_key), "target": "MOD", "result": "EQUAL",
+                       "mod_revision": seen}
+        else:
+            compare = {"key": b64(rev_key), "target": "CREATE", "result": "EQUAL",
+                       "create_revision": "0"}
         ops = []
-        for kind, old, new in (("networks", before.networks, after.networks),
-                               ("ports", before.ports, after.ports),
-                               ("security_groups", before.security_groups,
-                                after.security_groups)):
-            for name in sorted(set(old) | set(new)):
-                key = b64(self._key(kind, name))
-                if name not in new:
-                    ops.append({"request_delete_range": {"key": key}})
-                elif old.get(name) != new[name]:
-                    value = json.dumps(new[name].to_dict(), sort_keys=True)
-                    ops.append({"request_put": {"key": key, "value": b64(value)}})
-        return ops
+        for kind, name, obj in step:
+            key = b64(self._key(kind, name))
+            if obj is None:
+                ops.append({"request_delete_range": {"key": key}})
+            else:
+                value = json.dumps(obj.to_dict(), sort_keys=True)
+                ops.append({"request_put": {"key": key, "value": b64(value)}})
+        ops.append({"request_put": {"key": b64(rev_key), "value": b64(str(revision))}})
+        try:
+            result = self._txn({"compare": [compare], "success": ops})
+        except StoreError as e:
+            if "too many operations" not in str(e):
+                raise
+            raise StoreError(
+                f"etcd refused a transaction of {len(ops)} operations ({total} objects "
+                f"change, and they cannot be written in steps that each leave a valid "
+                f"state): start etcd with --max-txn-ops {len(ops)} or more (default 128), "
+                f"or make the change in smaller parts") from e
+        if not result.get("succeeded"):
+            return None
+        return result["header"]["revision"]
 
     # -- status and liveness -------------------------------------------------
     def write_status(self, host: str, status: dict[str, Any]) -> None:

@@ -182,3 +182,27 @@ def test_cli_and_agent_status_work_against_etcd(etcd, prefix, tmp_path):
     assert res.returncode == 1 and "port p2: device" in res.stderr
     doc = json.loads(cli.cli("export", "-f", "json").stdout)
     assert doc["networks"][0]["segmentation_id"] == 42
+
+
+def test_a_change_larger_than_one_etcd_transaction_is_written_in_valid_steps(etcd, prefix):
+    """etcd's default --max-txn-ops is 128: a resync or an apply of 300 ports
+    must still land, and every state the agents see on the way is valid."""
+    store = make_store(etcd, prefix)
+    with watching(make_store(etcd, prefix)) as seen:
+        wait_for(lambda: seen, 5, what="initial state")
+        before, after = store.update(lambda t: (add_network(t), *(
+            add_port(t, f"p{i}", f"t{i}") for i in range(300))))
+        assert len(after.ports) == 300 and store.load() == after
+        wait_for(lambda: len(getattr(seen[-1], "ports", ())) == 300, 10, what="all ports seen")
+        assert not [s for s in seen if isinstance(s, Exception)], "an invalid state was seen"
+        # Every port takes the next one's device: no order of steps keeps the
+        # states between valid, so it is one transaction, which etcd refuses
+        # by name; nothing is written.
+        revision = etcd.revision()
+
+        def rotate(t):
+            for i in range(300):
+                add_port(t, f"p{i}", f"t{(i + 1) % 300}")
+        with pytest.raises(StoreError, match=r"--max-txn-ops 301 or more \(default 128\)"):
+            store.update(rotate)
+        assert etcd.revision() == revision and store.load() == after
