@@ -7,7 +7,8 @@ Layout under ``[etcd] prefix`` (default ``/ovsbr``)::
     topology/ports/<name>      one JSON port per key
     topology/security_groups/<name>  one JSON group, with its rules, per key
     hosts/<host>               {"local_ip", "driver"}; under the agent's lease
-    status/<host>              the agent's last published status
+    status/<host>              the agent's last published status, but its ports
+    status/<host>/ports/<port> each port's status, rewritten when it changes
 
 Writes are optimistic transactions: read the state at one revision, apply
 the caller's change, validate the whole result, then commit the changed
@@ -92,6 +93,8 @@ class EtcdStore(Store):
         self._threads: list[threading.Thread] = []
         self._watches: list[Any] = []
         self._parsed: dict[str, tuple[str, Any]] = {}
+        # host -> port statuses as last written (None: read them first)
+        self._status_ports: dict[str, dict[str, Any]] = {}
         self._stats_lock = threading.Lock()
         self._stats = dict.fromkeys(("requests", "request_seconds", "request_errors",
                                      "watch_restarts", "lease_renewals", "lease_failures"), 0.0)
@@ -147,8 +150,9 @@ class EtcdStore(Store):
     def _txn(self, txn: dict) -> dict:
         return self._call(lambda c: c.transaction(txn))
 
-    def _range(self, prefix: str) -> dict:
-        return {"request_range": {"key": b64(prefix), "range_end": b64(range_end(prefix))}}
+    def _range(self, prefix: str, **options: Any) -> dict:
+        return {"request_range": {"key": b64(prefix), "range_end": b64(range_end(prefix)),
+                                  **options}}
 
     # -- reading -------------------------------------------------------------
     def _snapshot(self) -> tuple[int, dict[str, str], dict[str, str]]:
@@ -248,11 +252,46 @@ class EtcdStore(Store):
 
     # -- status and liveness -------------------------------------------------
     def write_status(self, host: str, status: dict[str, Any]) -> None:
-        key = f"{self.prefix}status/{host}"
-        self._call(lambda c: c.put(key, json.dumps(status, sort_keys=True)))
+        """The document's head at ``status/<host>``, each port's status at
+        ``status/<host>/ports/<port>``, and only what changed since the last
+        write: a port bound on a host of 1,000 rewrites one small key, not
+        the host's whole document."""
+        base = f"{self.prefix}status/{host}/ports/"
+        ports = status.get("ports", {})
+        head = {k: v for k, v in status.items() if k != "ports"}
+        last = self._status_ports.get(host)
+        if last is None:  # first write since start: what an earlier run left
+            resp = self._txn({"success": [self._range(base, keys_only=True)]})
+            kvs = resp["responses"][0]["response_range"].get("kvs", [])
+            last = {unb64(kv["key"])[len(base):]: None for kv in kvs}
+        ops = [{"request_put": {"key": b64(f"{self.prefix}status/{host}"),
+                                "value": b64(json.dumps(head, sort_keys=True))}}]
+        for name, doc in sorted(ports.items()):
+            if name not in last or last[name] != doc:
+                ops.append({"request_put": {"key": b64(base + name),
+                                            "value": b64(json.dumps(doc, sort_keys=True))}})
+        ops += [{"request_delete_range": {"key": b64(base + name)}}
+                for name in sorted(set(last) - set(ports))]
+        self._status_ports.pop(host, None)  # unknown until every step has landed
+        for i in range(0, len(ops), TXN_CHANGES):  # the head first: no ports without one
+            self._txn({"success": ops[i:i + TXN_CHANGES]})
+        self._status_ports[host] = {n: dict(d) for n, d in ports.items()}
 
     def read_status(self) -> dict[str, dict[str, Any]]:
-        return self._documents("status/")
+        """Every host's document, its ports gathered from their keys (an
+        agent from before per-port keys has them in the document)."""
+        result: dict[str, dict[str, Any]] = {}
+        for rel, doc in self._documents("status/").items():
+            host, _, port = rel.partition("/ports/")
+            if "/" in host:
+                continue
+            entry = result.setdefault(host, {})
+            if port:
+                entry.setdefault("ports", {})[port] = doc
+            elif isinstance(doc, dict):
+                entry.update({**doc, "ports": {**doc.get("ports", {}),
+                                               **entry.get("ports", {})}})
+        return result
 
     def read_hosts(self) -> dict[str, dict[str, Any]]:
         """The live hosts' registrations (what ``Topology.hosts`` holds),
@@ -260,7 +299,7 @@ class EtcdStore(Store):
         return self._documents("hosts/")
 
     def _documents(self, kind: str) -> dict[str, dict[str, Any]]:
-        """Every JSON document under ``kind``, by the key's last part."""
+        """Every JSON document under ``kind``, by the rest of its key."""
         base = self.prefix + kind
         items = self._call(lambda c: c.get_prefix(base))
         result = {}

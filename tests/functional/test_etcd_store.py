@@ -206,3 +206,34 @@ def test_a_change_larger_than_one_etcd_transaction_is_written_in_valid_steps(etc
         with pytest.raises(StoreError, match=r"--max-txn-ops 301 or more \(default 128\)"):
             store.update(rotate)
         assert etcd.revision() == revision and store.load() == after
+
+
+def test_status_is_written_per_changed_port(etcd, prefix):
+    def mods():
+        resp = etcd._post("/v3/kv/range", {
+            "key": base64.b64encode(f"{prefix}/status/".encode()).decode(),
+            "range_end": base64.b64encode(f"{prefix}/status0".encode()).decode()})
+        return {base64.b64decode(kv["key"]).decode()[len(prefix) + 8:]: int(kv["mod_revision"])
+                for kv in resp.get("kvs", [])}
+    # Left by an earlier run of this host's agent, and a host whose agent
+    # predates per-port keys (its ports inside the document).
+    make_store(etcd, prefix).write_status("hv1", {"driver": "x", "ports": {
+        "gone": {"status": "ACTIVE"}}})
+    etcd._post("/v3/kv/put", {"key": base64.b64encode(f"{prefix}/status/old".encode()).decode(),
+                              "value": base64.b64encode(json.dumps({"driver": "y", "ports": {
+                                  "q": {"status": "DOWN"}}}).encode()).decode()})
+    store = make_store(etcd, prefix)  # a restarted agent
+    doc = {"driver": "x", "revision": 1,
+           "ports": {f"p{i}": {"status": "ACTIVE", "device": f"t{i}"} for i in range(200)}}
+    store.write_status("hv1", doc)
+    assert store.read_status() == {"hv1": doc, "old": {"driver": "y", "ports": {
+        "q": {"status": "DOWN"}}}}
+    before = mods()
+    assert "hv1/ports/gone" not in before and len(before) == 202
+    changed = {**doc, "revision": 2, "ports": {**doc["ports"], "p7": {"status": "DOWN"}}}
+    del changed["ports"]["p9"]
+    store.write_status("hv1", changed)
+    after = mods()
+    moved = {k for k in after if after[k] != before.get(k)} | (set(before) - set(after))
+    assert moved == {"hv1", "hv1/ports/p7", "hv1/ports/p9"}
+    assert make_store(etcd, prefix).read_status()["hv1"] == changed
