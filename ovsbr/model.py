@@ -337,12 +337,8 @@ class Topology:
                 )
             for claim in port_claims(port):
                 other = owners.setdefault(claim, port.name)
-                if other == port.name:
-                    continue
-                field, value = claim[0], claim[-1]
-                where = f" on network {port.network}" if field in ("mac", "ip") else ""
-                raise ValidationError(f"port {port.name}: {'ips' if field == 'ip' else field}",
-                                      f"{value} is already port {other}'s{where}")
+                if other != port.name:
+                    raise claim_conflict(port, claim, other)
 
     def ports_of(self, network: str) -> Iterable[Port]:
         return (p for p in self.ports.values() if p.network == network)
@@ -374,6 +370,14 @@ def port_claims(port: Port) -> tuple[tuple, ...]:
         claims.append(("mac", port.network, port.mac))
     claims += [("ip", port.network, ip) for ip in port.ips or ()]
     return tuple(claims)
+
+
+def claim_conflict(port: Port, claim: tuple, other: str) -> ValidationError:
+    """The error for ``port`` claiming what port ``other`` holds."""
+    field, value = claim[0], claim[-1]
+    where = f" on network {port.network}" if field in ("mac", "ip") else ""
+    return ValidationError(f"port {port.name}: {'ips' if field == 'ip' else field}",
+                           f"{value} is already port {other}'s{where}")
 
 
 def _segment_key(net: Network) -> tuple | None:

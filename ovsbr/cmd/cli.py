@@ -53,8 +53,11 @@ def _port_row(port: model.Port, statuses: dict[str, dict[str, Any]]) -> dict[str
 
 
 # -- commands --------------------------------------------------------------------
-def _update(st: store.Store, change: Callable[[Topology], None]) -> Topology:
-    _, after = st.update(change)
+def _update(st: store.Store, change: Callable[[Topology], None],
+            port: str | None = None) -> Topology:
+    """``port``: the one port ``change`` touches, so that a shared store
+    reads and writes its keys alone (see Store.update's scope)."""
+    _, after = st.update(change, scope=None if port is None else [port])
     return after
 
 
@@ -116,7 +119,7 @@ def port_create(args, st):
             raise CliError(f"port {port.name} already exists")
         t.ports[port.name] = port
 
-    _update(st, change)
+    _update(st, change, port.name)
     emit(args, _port_row(port, {}))
 
 
@@ -130,7 +133,7 @@ def port_set(args, st):
             raise CliError("nothing to change: give --security-group or --no-security-group")
         t.ports[port.name] = model.port_from_dict(data)
 
-    after = _update(st, change)
+    after = _update(st, change, args.name)
     emit(args, _port_row(after.ports[args.name], {}))
 
 
@@ -158,7 +161,7 @@ def port_delete(args, st):
         get(t.ports, "port", args.name)
         del t.ports[args.name]
 
-    _update(st, change)
+    _update(st, change, args.name)
 
 
 def _read_document(path: str) -> dict[str, Any]:

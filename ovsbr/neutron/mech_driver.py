@@ -149,21 +149,21 @@ class OvsbrMechanismDriver(api.MechanismDriver):
         port_id = context.current["id"]
         if new is None:
             if old is not None:  # unbound, or bound elsewhere by another driver
-                self._write(sync.remove_port(port_id), "remove port", port_id)
+                self._write(sync.remove_port(port_id), "remove port", port_id, port=True)
             return
         try:
             found = groups.fetch(context.plugin_context, new[1].security_groups or ())
         except mapping.MappingError as e:
             LOG.error("ovsbr: port %s: its security groups cannot be written: %s", port_id, e)
             return
-        self._write(sync.put_port(*new, found), "write port", port_id)
+        self._write(sync.put_port(*new, found), "write port", port_id, port=True)
 
     def delete_port_postcommit(self, context: api.PortContext) -> None:
         # Only ports ovsbr bound are in the store: deleting a DHCP or router
         # port must not cost a store transaction (the resync catches strays).
         if self._ours(context.binding_levels, context.vif_type):
             self._write(sync.remove_port(context.current["id"]), "remove port",
-                        context.current["id"])
+                        context.current["id"], port=True)
 
     def _mapped(self, port, network, levels, host, vif_type, segment):
         """(Network, Port) as ovsbr must wire them, or None when not ours."""
@@ -203,9 +203,11 @@ class OvsbrMechanismDriver(api.MechanismDriver):
             return
         self._write(sync.update_groups(found), "write security group", group_id)
 
-    def _write(self, change: sync.Change, what: str, name: str) -> None:
+    def _write(self, change: sync.Change, what: str, name: str, port: bool = False) -> None:
+        """``port``: ``change`` touches port ``name`` alone (with the networks
+        and groups it needs), so the store reads and writes its keys only."""
         try:
-            self.store.update(change)
+            self.store.update(change, scope=[name] if port else None)
         except (OvsbrError, ValueError) as e:
             LOG.error("ovsbr: cannot %s %s in the store (the resync will retry): %s",
                       what, name, e)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ovsbr.model import Topology
@@ -21,12 +21,18 @@ class Store(abc.ABC):
         """The current desired state; raises StoreError when unreadable."""
 
     @abc.abstractmethod
-    def update(self, change: Callable[[Topology], None]) -> tuple[Topology, Topology]:
+    def update(self, change: Callable[[Topology], None],
+               scope: Iterable[str] | None = None) -> tuple[Topology, Topology]:
         """Apply ``change`` to a copy of the current state atomically.
 
         Returns (before, after). When ``change`` raises, or the result does
         not validate, nothing is written. A write that changes nothing keeps
         the revision.
+
+        ``scope``: the names of the only ports ``change`` reads or writes
+        (it sees every network and group, and of the ports only these). A
+        store may then read and write those alone, as the etcd store does,
+        and hand back topologies holding only them; it may also ignore it.
         """
 
     @abc.abstractmethod

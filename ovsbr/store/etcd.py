@@ -9,16 +9,19 @@ Layout under ``[etcd] prefix`` (default ``/ovsbr``)::
     hosts/<host>               {"local_ip", "driver"}; under the agent's lease
     status/<host>              the agent's last published status, but its ports
     status/<host>/ports/<port> each port's status, rewritten when it changes
+    index/claims/<claim>       the port holding a device on a host, an iface-id,
+                               a MAC or an address on a network (.claims)
+    index/revision             the topology revision the claim keys describe
 
-Writes are optimistic transactions: read the state at one revision, apply
-the caller's change, validate the whole result, then commit the changed
-keys only if ``topology/revision`` has not moved (else re-read and retry).
-Two CLIs writing at once therefore never lose an update, and an invalid
-result writes nothing. A change larger than etcd's ``--max-txn-ops``
-(default 128) goes in steps that each leave a valid state (:mod:`.steps`),
-each step compared against the revision the previous one wrote. One key
-per object keeps each write and each watch event small at thousands of
-ports.
+Writes (:mod:`.etcd_write`) are optimistic transactions: read the state at
+one revision, apply the caller's change, validate the result, then commit
+the changed keys only if ``topology/revision`` has not moved (else re-read
+and retry). Two CLIs writing at once therefore never lose an update, and an
+invalid result writes nothing. A write that names the ports it touches
+reads and writes only those ports' keys (and their claims); a change larger
+than etcd's ``--max-txn-ops`` (default 128) goes in steps that each leave a
+valid state (:mod:`.steps`). One key per object keeps each write and each
+watch event small at thousands of ports.
 
 Agents follow two watches (``topology/`` and ``hosts/``) from the revision
 they read, apply the events to a local copy as deltas (:mod:`.mirror`:
@@ -36,7 +39,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import etcd3gw
@@ -46,17 +49,13 @@ from oslo_config import cfg
 from ovsbr.exceptions import ConfigError, StoreError
 from ovsbr.model import Topology
 from ovsbr.store import keys as keys_mod
-from ovsbr.store import steps as steps_mod
 from ovsbr.store.base import Store
 from ovsbr.store.etcd_watch import WatchStream
+from ovsbr.store.etcd_write import TXN_OPS, Writer
 from ovsbr.store.keys import b64, range_end, unb64
 from ovsbr.store.mirror import Mirror
 
 LOG = logging.getLogger(__name__)
-MAX_ATTEMPTS = 20  # optimistic retries of one update under contention
-# Objects per transaction: etcd's default --max-txn-ops is 128 (the revision
-# key takes one more). A larger change goes in steps (see .steps).
-TXN_CHANGES = 120
 ETCD_ERRORS = (etcd_exc.Etcd3Exception, OSError, ValueError)
 
 
@@ -95,6 +94,7 @@ class EtcdStore(Store):
         self._parsed: dict[str, tuple[str, Any]] = {}
         # host -> port statuses as last written (None: read them first)
         self._status_ports: dict[str, dict[str, Any]] = {}
+        self._writer = Writer(self)
         self._stats_lock = threading.Lock()
         self._stats = dict.fromkeys(("requests", "request_seconds", "request_errors",
                                      "watch_restarts", "lease_renewals", "lease_failures"), 0.0)
@@ -185,70 +185,9 @@ class EtcdStore(Store):
         return self._state(topo_keys, host_keys)
 
     # -- writing -------------------------------------------------------------
-    def _key(self, kind: str, name: str) -> str:
-        return f"{self.prefix}topology/{kind}/{name}"
-
-    def update(self, change: Callable[[Topology], None]) -> tuple[Topology, Topology]:
-        rev_key = self.prefix + "topology/revision"
-        for _attempt in range(MAX_ATTEMPTS):
-            resp = self._txn({"success": [self._range(self.prefix + "topology/")]})
-            kvs = resp["responses"][0]["response_range"].get("kvs", [])
-            keys = {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in kvs}
-            mod = {unb64(kv["key"]): kv.get("mod_revision", "0") for kv in kvs}
-            before = self._topology(keys)
-            after = before.copy()
-            change(after)
-            after.validate()
-            todo = steps_mod.changes(before, after)
-            if not todo:
-                return before, before
-            # Unchanged since our read: the revision key is where every
-            # writer meets (absent = never written: create_revision 0).
-            seen = mod.get(rev_key)
-            revision = before.revision
-            for step in steps_mod.steps(before, todo, TXN_CHANGES):
-                revision += 1
-                seen = self._commit(step, rev_key, seen, revision, len(todo))
-                if seen is None:
-                    break  # another writer came first: read again, redo what is left
-            else:
-                after.revision = revision
-                return before, after
-            time.sleep(0.005 * (_attempt + 1))
-        raise StoreError(f"etcd: {MAX_ATTEMPTS} concurrent writers won in a row; try again")
-
-    def _commit(self, step: list[steps_mod.Change], rev_key: str, seen: str | None,
-                revision: int, total: int) -> str | None:
-        """Write one step if the revision key is still at ``seen``; returns
-        its new mod revision, or None when another writer moved it."""
-        if seen is not None:
-            compare = {"key": b64(rev_key), "target": "MOD", "result": "EQUAL",
-                       "mod_revision": seen}
-        else:
-            compare = {"key": b64(rev_key), "target": "CREATE", "result": "EQUAL",
-                       "create_revision": "0"}
-        ops = []
-        for kind, name, obj in step:
-            key = b64(self._key(kind, name))
-            if obj is None:
-                ops.append({"request_delete_range": {"key": key}})
-            else:
-                value = json.dumps(obj.to_dict(), sort_keys=True)
-                ops.append({"request_put": {"key": key, "value": b64(value)}})
-        ops.append({"request_put": {"key": b64(rev_key), "value": b64(str(revision))}})
-        try:
-            result = self._txn({"compare": [compare], "success": ops})
-        except StoreError as e:
-            if "too many operations" not in str(e):
-                raise
-            raise StoreError(
-                f"etcd refused a transaction of {len(ops)} operations ({total} objects "
-                f"change, and they cannot be written in steps that each leave a valid "
-                f"state): start etcd with --max-txn-ops {len(ops)} or more (default 128), "
-                f"or make the change in smaller parts") from e
-        if not result.get("succeeded"):
-            return None
-        return result["header"]["revision"]
+    def update(self, change: Callable[[Topology], None],
+               scope: Iterable[str] | None = None) -> tuple[Topology, Topology]:
+        return self._writer.update(change, scope)
 
     # -- status and liveness -------------------------------------------------
     def write_status(self, host: str, status: dict[str, Any]) -> None:
@@ -273,8 +212,8 @@ class EtcdStore(Store):
         ops += [{"request_delete_range": {"key": b64(base + name)}}
                 for name in sorted(set(last) - set(ports))]
         self._status_ports.pop(host, None)  # unknown until every step has landed
-        for i in range(0, len(ops), TXN_CHANGES):  # the head first: no ports without one
-            self._txn({"success": ops[i:i + TXN_CHANGES]})
+        for i in range(0, len(ops), TXN_OPS):  # the head first: no ports without one
+            self._txn({"success": ops[i:i + TXN_OPS]})
         self._status_ports[host] = {n: dict(d) for n, d in ports.items()}
 
     def read_status(self) -> dict[str, dict[str, Any]]:

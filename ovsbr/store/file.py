@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from oslo_config import cfg
@@ -155,7 +155,9 @@ class FileStore(Store):
                 os.unlink(tmp)
             raise
 
-    def update(self, change: Callable[[Topology], None]) -> tuple[Topology, Topology]:
+    def update(self, change: Callable[[Topology], None],
+               scope: Iterable[str] | None = None) -> tuple[Topology, Topology]:
+        # One file: reading it whole is the only way; ``scope`` changes nothing.
         with self._locked():
             before = self.load()
             after = before.copy()

@@ -13,6 +13,7 @@ the server's refusal then names the setting to raise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ovsbr.model import Topology
@@ -41,18 +42,25 @@ PHASES = (("ports", False), ("security_groups", True), ("networks", True), ("por
           ("security_groups", False), ("networks", False))
 
 
-def steps(before: Topology, todo: list[Change], size: int) -> list[list[Change]]:
-    """``todo`` cut into steps of at most ``size`` changes, each leaving a
-    valid state; one step when no such order exists (or none is needed)."""
-    if len(todo) <= size:
+def steps(before: Topology, todo: list[Change], budget: int,
+          cost: Callable[[Change], int] = lambda c: 1) -> list[list[Change]]:
+    """``todo`` cut into steps of at most ``budget`` operations (``cost`` of
+    each change), each leaving a valid state; one step when no such order
+    exists (or none is needed)."""
+    if sum(cost(c) for c in todo) <= budget:
         return [todo] if todo else []
     ordered = [c for kind, put in PHASES for c in todo
                if c[0] == kind and (c[2] is not None) == put]
     index = ClaimIndex.of(before)
     objs = {kind: dict(getattr(before, kind)) for kind in KINDS}
-    out = []
-    for i in range(0, len(ordered), size):
-        chunk = ordered[i:i + size]
+    out: list[list[Change]] = []
+    chunk: list[Change] = []
+    used = 0
+    for c in [*ordered, None]:
+        if c is not None and (not chunk or used + cost(c) <= budget):
+            chunk.append(c)
+            used += cost(c)
+            continue
         for kind, name, obj in chunk:
             old = objs[kind].pop(name, None)
             if old is not None:
@@ -63,4 +71,5 @@ def steps(before: Topology, todo: list[Change], size: int) -> list[list[Change]]
         if not index.valid:
             return [todo]
         out.append(chunk)
+        chunk, used = ([c], cost(c)) if c is not None else ([], 0)
     return out

@@ -1,0 +1,245 @@
+"""The etcd store's writes: whole-topology and per-port (see :mod:`.etcd`).
+
+Every write is an optimistic transaction compared against
+``topology/revision``, the key where all writers meet. Two roads:
+
+* whole: read every topology key, run the change, validate the result
+  whole, write the objects that differ (in valid steps when they exceed
+  one transaction, :mod:`.steps`), keeping the ports' claim keys
+  (:mod:`.claims`) current, or rebuilding them when another writer left
+  them behind;
+* ports: when the caller names the only ports its change touches and the
+  claim keys are current, read those ports, the networks and groups, then
+  the claims the change takes, and write one transaction. A CLI's or
+  Neutron's port write costs the same at 100 ports as at 100,000. A change
+  that does more (deletes a network or group, touches another port) takes
+  the whole road.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ovsbr.exceptions import StoreError
+from ovsbr.model import Topology, claim_conflict
+from ovsbr.store import claims as claims_mod
+from ovsbr.store import keys as keys_mod
+from ovsbr.store import steps as steps_mod
+from ovsbr.store.keys import b64, unb64
+
+if TYPE_CHECKING:
+    from ovsbr.store.etcd import EtcdStore
+
+LOG = logging.getLogger(__name__)
+MAX_ATTEMPTS = 20  # optimistic retries of one update under contention
+# Operations per transaction: etcd's default --max-txn-ops is 128; the
+# revision keys take two more. A larger change goes in steps (see .steps).
+TXN_OPS = 120
+Change = Callable[[Topology], None]
+
+
+def _cost(before: Topology, claims: bool) -> Callable[[steps_mod.Change], int]:
+    """Operations one change takes: its key, and a port's claim keys when
+    they are kept."""
+    def cost(c: steps_mod.Change) -> int:
+        if c[0] != "ports" or not claims:
+            return 1
+        return 1 + len(claims_mod.of(before.ports.get(c[1]))) + len(claims_mod.of(c[2]))
+    return cost
+
+
+class Writer:
+    def __init__(self, store: EtcdStore):
+        self.store = store
+        self.base = store.prefix + "topology/"
+        self.rev_key = self.base + "revision"
+        self.index_key = store.prefix + "index/revision"
+        self.claims_base = store.prefix + "index/claims/"
+
+    def update(self, change: Change, scope: Iterable[str] | None = None
+               ) -> tuple[Topology, Topology]:
+        if scope is not None:
+            done = self._ports(change, frozenset(scope))
+            if done is not None:
+                return done
+        return self._whole(change)
+
+    # -- the whole road --------------------------------------------------------
+    def _whole(self, change: Change) -> tuple[Topology, Topology]:
+        for attempt in range(MAX_ATTEMPTS):
+            resp = self.store._txn({"success": [self.store._range(self.base),
+                                                self._get(self.index_key)]})
+            kvs = resp["responses"][0]["response_range"].get("kvs", [])
+            keys = {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in kvs}
+            seen = {unb64(kv["key"]): kv.get("mod_revision") for kv in kvs}.get(self.rev_key)
+            current = self._value(resp, 1) == keys.get(self.rev_key, "0")
+            before = self.store._topology(keys)
+            after = before.copy()
+            change(after)
+            after.validate()
+            todo = steps_mod.changes(before, after)
+            revision = before.revision
+            ports = dict(before.ports)
+            for step in steps_mod.steps(before, todo, TXN_OPS, _cost(before, current)):
+                revision += 1
+                claim_ops = None
+                if current:
+                    claim_ops = claims_mod.ops([(n, o) for k, n, o in step if k == "ports"],
+                                               ports)
+                seen = self._commit(step, claim_ops, seen, revision, len(todo))
+                if seen is None:
+                    break  # another writer came first: read again, redo what is left
+                for kind, name, obj in step:
+                    if kind == "ports":
+                        ports.pop(name, None)
+                        if obj is not None:
+                            ports[name] = obj
+            else:
+                after.revision = revision
+                if not current:
+                    self._rebuild(after, seen)
+                return before, after
+            time.sleep(0.005 * (attempt + 1))
+        raise StoreError(f"etcd: {MAX_ATTEMPTS} concurrent writers won in a row; try again")
+
+    def _rebuild(self, topo: Topology, seen: str | None) -> None:
+        """Make the claim keys describe ``topo`` (what was just written at
+        mod revision ``seen``), then mark them current, unless another writer
+        has written since (it will find them behind and rebuild them)."""
+        resp = self.store._txn({"success": [self.store._range(self.claims_base)]})
+        kvs = resp["responses"][0]["response_range"].get("kvs", [])
+        have = {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in kvs}
+        want = {self.claims_base + claims_mod.key(c): p.name
+                for p in topo.ports.values() for c in claims_mod.of(p)}
+        ops = [{"request_delete_range": {"key": b64(k)}} for k in sorted(set(have) - set(want))]
+        ops += [{"request_put": {"key": b64(k), "value": b64(v)}}
+                for k, v in sorted(want.items()) if have.get(k) != v]
+        for i in range(0, len(ops), TXN_OPS):
+            self.store._txn({"success": ops[i:i + TXN_OPS]})
+        done = self.store._txn({"compare": [self._unmoved(seen)], "success": [
+            {"request_put": {"key": b64(self.index_key), "value": b64(str(topo.revision))}}]})
+        if done.get("succeeded"):
+            LOG.info("etcd: port claim keys rebuilt (%d changed) at revision %d",
+                     len(ops), topo.revision)
+
+    # -- the per-port road -----------------------------------------------------
+    def _ports(self, change: Change, scope: frozenset[str]) -> tuple[Topology, Topology] | None:
+        """The change read and written through its ports' keys alone; None
+        when it needs the whole road."""
+        names = sorted(scope)
+        for attempt in range(MAX_ATTEMPTS):
+            resp = self.store._txn({"success": [
+                self.store._range(self.base + "networks/"),
+                self.store._range(self.base + "security_groups/"),
+                self._get(self.rev_key), self._get(self.index_key),
+                *(self._get(f"{self.base}ports/{n}") for n in names)]})
+            keys, seen = {}, None
+            for r in resp.get("responses", []):
+                for kv in r.get("response_range", {}).get("kvs", []):
+                    keys[unb64(kv["key"])] = unb64(kv.get("value", ""))
+                    if unb64(kv["key"]) == self.rev_key:
+                        seen = kv.get("mod_revision")
+            if self._value(resp, 3) != keys.get(self.rev_key, "0"):
+                return None  # claim keys behind: the whole road rebuilds them
+            before, _ = keys_mod.topology(self.base, keys, self.store._parsed)
+            after = before.copy()
+            change(after)
+            after.validate()
+            todo = steps_mod.changes(before, after)
+            if any((obj is None and kind != "ports") or (kind == "ports" and name not in scope)
+                   for kind, name, obj in todo):
+                return None
+            if not todo:
+                return before, before
+            released, taken = claims_mod.ops(
+                [(n, o) for k, n, o in todo if k == "ports"], before.ports)
+            self._check_claims(taken, after, scope)
+            after.revision = before.revision + 1
+            if len(todo) + len(released) + len(taken) > TXN_OPS:
+                return None
+            if self._commit(todo, (released, taken), seen, after.revision, len(todo)):
+                return before, after
+            time.sleep(0.005 * (attempt + 1))
+        raise StoreError(f"etcd: {MAX_ATTEMPTS} concurrent writers won in a row; try again")
+
+    def _check_claims(self, taken: dict[tuple, str], after: Topology,
+                      scope: frozenset[str]) -> None:
+        """Refuse, as Topology.validate would, a claim another port holds
+        (one of ``scope`` may hand it over within the change)."""
+        if not taken:
+            return
+        order = sorted(taken)
+        resp = self.store._txn({"success": [
+            self._get(self.claims_base + claims_mod.key(c)) for c in order]})
+        for i, claim in enumerate(order):
+            holder = self._value(resp, i)
+            if holder is None or holder == taken[claim]:
+                continue
+            if holder in scope and claim not in claims_mod.of(after.ports.get(holder)):
+                continue
+            raise claim_conflict(after.ports[taken[claim]], claim, holder)
+
+    # -- one transaction ---------------------------------------------------------
+    def _commit(self, step: list[steps_mod.Change],
+                claim_ops: tuple[set[tuple], dict[tuple, str]] | None,
+                seen: str | None, revision: int, total: int) -> str | None:
+        """Write one step if the revision key is still at ``seen`` (mod
+        revision; None: never written). Returns the new mod revision, or
+        None when another writer moved it. ``claim_ops``: the claim keys to
+        delete and put with it, and then the index marked current; None
+        leaves the index behind."""
+        ops = []
+        for kind, name, obj in step:
+            key = b64(f"{self.base}{kind}/{name}")
+            if obj is None:
+                ops.append({"request_delete_range": {"key": key}})
+            else:
+                value = json.dumps(obj.to_dict(), sort_keys=True)
+                ops.append({"request_put": {"key": key, "value": b64(value)}})
+        ops.append({"request_put": {"key": b64(self.rev_key), "value": b64(str(revision))}})
+        if claim_ops is not None:
+            released, taken = claim_ops
+            ops += [{"request_delete_range": {"key": b64(self.claims_base + claims_mod.key(c))}}
+                    for c in sorted(released)]
+            ops += [{"request_put": {"key": b64(self.claims_base + claims_mod.key(c)),
+                                     "value": b64(owner)}} for c, owner in sorted(taken.items())]
+            ops.append({"request_put": {"key": b64(self.index_key),
+                                        "value": b64(str(revision))}})
+        try:
+            result = self.store._txn({"compare": [self._unmoved(seen)], "success": ops})
+        except StoreError as e:
+            if "too many operations" not in str(e):
+                raise
+            raise StoreError(
+                f"etcd refused a transaction of {len(ops)} operations ({total} objects "
+                f"change, and they cannot be written in steps that each leave a valid "
+                f"state): start etcd with --max-txn-ops {len(ops)} or more (default 128), "
+                f"or make the change in smaller parts") from e
+        if not result.get("succeeded"):
+            return None
+        return result["header"]["revision"]
+
+    def _unmoved(self, seen: str | None) -> dict[str, Any]:
+        """The compare: the revision key unchanged since it was read."""
+        if seen is not None:
+            return {"key": b64(self.rev_key), "target": "MOD", "result": "EQUAL",
+                    "mod_revision": seen}
+        return {"key": b64(self.rev_key), "target": "CREATE", "result": "EQUAL",
+                "create_revision": "0"}
+
+    @staticmethod
+    def _get(key: str) -> dict[str, Any]:
+        return {"request_range": {"key": b64(key)}}
+
+    @staticmethod
+    def _value(resp: dict, i: int) -> str | None:
+        """The value of the single key read by the ``i``-th request, if any."""
+        responses = resp.get("responses", [])
+        if i >= len(responses):
+            return None
+        kvs = responses[i].get("response_range", {}).get("kvs", [])
+        return unb64(kvs[0].get("value", "")) if kvs else None
