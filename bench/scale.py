@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import inspect
 import json
 import os
 import random
@@ -203,6 +204,14 @@ def main() -> int:
         update_lat, fanout, agent_lat, warm_lat = [], [], [], []
         server_store = make_store(etcd.endpoint)
         server_store.load()  # a server has read the state before its first write
+        # The ports above were written raw, as by hand: the first write
+        # through the store (re)builds what it keeps beside them (claim keys).
+        t0 = time.perf_counter()
+        server_store.update(lambda t: t.ports.__setitem__("warmup", port_from_dict(
+            {"name": "warmup", "network": "net0", "device": "warmup", "host": "hv0"})))
+        result["first_store_write_s"] = time.perf_counter() - t0
+        # A port write names its port where the store supports it (the CLI does).
+        scoped = "scope" in inspect.signature(server_store.update).parameters
         for i in range(args.writes):
             name = f"extra{i}"
             port = port_from_dict({"name": name, "network": "net0", "device": f"x{i}",
@@ -210,7 +219,8 @@ def main() -> int:
             warm = i % 2 == 1  # alternate: a fresh CLI's store, the server's
             cli_store = server_store if warm else make_store(etcd.endpoint)
             t0 = time.perf_counter()
-            _, after = cli_store.update(lambda t, p=port: t.ports.__setitem__(p.name, p))
+            _, after = cli_store.update(lambda t, p=port: t.ports.__setitem__(p.name, p),
+                                        **({"scope": [name]} if scoped else {}))
             t_commit = time.perf_counter()
             (warm_lat if warm else update_lat).append(t_commit - t0)
             if not warm:
