@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from ovsbr.exceptions import StoreError
 from ovsbr.store import keys
 from ovsbr.store.mirror import ClaimIndex, Mirror
+from tests.unit.test_store_keys import doc
 
 PREFIX = "/ovsbr/"
 BASE = PREFIX + "topology/"
@@ -83,19 +84,11 @@ def test_any_sequence_of_batches_ends_where_the_full_build_does(batches):
         assert ClaimIndex.of(got).valid
 
 
-def _keys(**objs):
-    out = {BASE + "revision": "1"}
-    for key, value in objs.items():
-        folder, name = key.split("__")
-        out[f"{BASE}{folder}/{name}"] = json.dumps(value)
-    return out
-
-
 NET = {"name": "n1", "type": "vxlan", "segmentation_id": 5}
 
 
 def test_a_valid_delta_parses_only_what_changed_and_shares_the_rest():
-    m = Mirror(PREFIX, _keys(networks__n1=NET, ports__p1={"name": "p1", "network": "n1",
+    m = Mirror(PREFIX, doc(networks__n1=NET, ports__p1={"name": "p1", "network": "n1",
                                                           "device": "v1"}), {})
     first = m.build()
     m.apply([("PUT", BASE + "ports/p2",
@@ -108,7 +101,7 @@ def test_a_valid_delta_parses_only_what_changed_and_shares_the_rest():
 
 
 def test_an_invalid_delta_names_what_the_full_build_names_and_a_fix_recovers():
-    m = Mirror(PREFIX, _keys(networks__n1=NET), {"/ovsbr/hosts/hv1": '{"local_ip": "x"}'})
+    m = Mirror(PREFIX, doc(networks__n1=NET), {"/ovsbr/hosts/hv1": '{"local_ip": "x"}'})
     assert m.build().hosts == {"hv1": {"local_ip": "x"}}
     m.apply([("PUT", BASE + "ports/p1",
               json.dumps({"name": "p1", "network": "nope", "device": "v1"}))])
