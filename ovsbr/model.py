@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ovsbr.port_index import PortIndex
 from ovsbr.secgroups.model import SecurityGroup, group_from_dict, normalize_groups
 from ovsbr.validation import IFNAMSIZ, NAME_RE, NAME_RULE, ValidationError  # noqa: F401
 from ovsbr.validation import check_int as _check_int
@@ -240,6 +241,9 @@ class Topology:
     # port with the same groups (ovsbr.secgroups.policy.port_policy fills it).
     # Derived from this value, which is not changed once a store hands it out.
     firewalls: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    # Ports by host, network and group (see ovsbr.port_index); built on first
+    # use, or carried over by the etcd watcher. Derived, so not compared.
+    port_index: PortIndex | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], validate: bool = True) -> Topology:
@@ -286,20 +290,26 @@ class Topology:
         return Topology(dict(self.networks), dict(self.ports), self.revision,
                         dict(self.security_groups), dict(self.hosts))
 
+    def index(self) -> PortIndex:
+        """The ports by host, network and group (built once per value)."""
+        if self.port_index is None:
+            self.port_index = PortIndex.of(self.ports)
+        return self.port_index
+
     def group_members(self) -> dict[str, tuple[str, ...]]:
         """Security group -> the addresses of its member ports (every host)."""
         if self.members is None:
             found: dict[str, set[str]] = {}
-            for port in self.ports.values():
-                for group in port.security_groups or ():
-                    found.setdefault(group, set()).update(port.ips or ())
+            for group, names in self.index().by_group.items():
+                for name in names:
+                    found.setdefault(group, set()).update(self.ports[name].ips or ())
             self.members = {g: tuple(sorted(a)) for g, a in found.items()}
         return self.members
 
     def local_view(self, host: str) -> Topology:
         """What one host's agent wires: every network, the ports declared for it
         (or for no host in particular)."""
-        ports = {n: p for n, p in self.ports.items() if p.wired_on(host)}
+        ports = {n: self.ports[n] for n in sorted(self.index().wired_on(host))}
         return Topology(self.networks, ports, self.revision, self.security_groups,
                         self.hosts, self.group_members(), self.firewalls)
 
@@ -341,7 +351,7 @@ class Topology:
                     raise claim_conflict(port, claim, other)
 
     def ports_of(self, network: str) -> Iterable[Port]:
-        return (p for p in self.ports.values() if p.network == network)
+        return (self.ports[n] for n in sorted(self.index().by_network.get(network, ())))
 
 
 def network_claims(net: Network) -> tuple[tuple, ...]:

@@ -27,11 +27,13 @@ def overlays(topo: Topology, host: str, local_ip: str | None) -> dict[str, Overl
                 if name != host and info.get("local_ip") and info.get("local_ip") != local_ip}
     vteps: dict[str, set[str]] = {}
     macs: dict[str, set[tuple[str, str]]] = {}
-    local = {p.network for p in topo.ports.values() if p.wired_on(host)}
-    for port in topo.ports.values():
-        net = topo.networks.get(port.network)
-        if net is None or net.type not in OVERLAY_TYPES or net.name not in local:
-            continue
+    index = topo.index()  # only the ports of this host's overlay networks are read
+    local = {topo.ports[n].network for n in index.wired_on(host)}
+    members = (topo.ports[name] for network in sorted(local)
+               if network in topo.networks and topo.networks[network].type in OVERLAY_TYPES
+               for name in index.by_network.get(network, ()))
+    for port in members:
+        net = topo.networks[port.network]
         target = endpoint.get(port.migrating_to or "")
         if target is not None:
             vteps.setdefault(net.name, set()).add(target)

@@ -180,6 +180,7 @@ class Mirror:
         new = Topology(dict(old.networks), dict(old.ports), old.revision,
                        dict(old.security_groups))
         changed, self._changed = self._changed, set()
+        ports: list[tuple[str, Port | None]] = []
         for key in sorted(changed):
             rel = key[len(self.base):]
             if rel == "revision":
@@ -189,6 +190,8 @@ class Mirror:
             if kind not in keys_mod.KINDS:
                 continue
             objs = getattr(new, keys_mod.KINDS[kind][1])
+            if kind == "ports":
+                ports.append((name, None))
             gone = objs.pop(name, None)
             if gone is not None:
                 self._index.remove(kind, gone)
@@ -200,4 +203,10 @@ class Mirror:
             self._parsed[key] = (text, obj)
             objs[name] = obj
             self._index.add(kind, obj)
-        return new if self._index.valid else None
+            if kind == "ports":
+                ports[-1] = (name, obj)
+        if not self._index.valid:
+            return None
+        if old.port_index is not None:  # carried over, not rebuilt (see port_index)
+            new.port_index = old.port_index.update(old.ports, ports)
+        return new

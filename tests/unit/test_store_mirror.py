@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ovsbr.exceptions import StoreError
+from ovsbr.port_index import PortIndex
 from ovsbr.store import keys
 from ovsbr.store.mirror import ClaimIndex, Mirror
 from tests.unit.test_store_keys import doc
@@ -82,6 +83,7 @@ def test_any_sequence_of_batches_ends_where_the_full_build_does(batches):
         assert error is None, f"delta accepted an invalid state: {error}"
         assert got == want
         assert ClaimIndex.of(got).valid
+        assert got.index() == PortIndex.of(got.ports)  # carried over = rebuilt
 
 
 NET = {"name": "n1", "type": "vxlan", "segmentation_id": 5}
