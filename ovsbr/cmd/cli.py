@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
@@ -54,10 +54,10 @@ def _port_row(port: model.Port, statuses: dict[str, dict[str, Any]]) -> dict[str
 
 # -- commands --------------------------------------------------------------------
 def _update(st: store.Store, change: Callable[[Topology], None],
-            port: str | None = None) -> Topology:
-    """``port``: the one port ``change`` touches, so that a shared store
-    reads and writes its keys alone (see Store.update's scope)."""
-    _, after = st.update(change, scope=None if port is None else [port])
+            ports: Iterable[str] | None = None) -> Topology:
+    """``ports``: the only ports ``change`` touches (none: ``()``), so that a
+    shared store reads and writes their keys alone (see Store.update)."""
+    _, after = st.update(change, scope=ports)
     return after
 
 
@@ -71,7 +71,7 @@ def network_create(args, st):
             raise CliError(f"network {net.name} already exists")
         t.networks[net.name] = net
 
-    _update(st, change)
+    _update(st, change, ports=())
     emit(args, net.to_dict())
 
 
@@ -119,7 +119,7 @@ def port_create(args, st):
             raise CliError(f"port {port.name} already exists")
         t.ports[port.name] = port
 
-    _update(st, change, port.name)
+    _update(st, change, ports=[port.name])
     emit(args, _port_row(port, {}))
 
 
@@ -133,7 +133,7 @@ def port_set(args, st):
             raise CliError("nothing to change: give --security-group or --no-security-group")
         t.ports[port.name] = model.port_from_dict(data)
 
-    after = _update(st, change, args.name)
+    after = _update(st, change, ports=[args.name])
     emit(args, _port_row(after.ports[args.name], {}))
 
 
@@ -161,7 +161,7 @@ def port_delete(args, st):
         get(t.ports, "port", args.name)
         del t.ports[args.name]
 
-    _update(st, change, args.name)
+    _update(st, change, ports=[args.name])
 
 
 def _read_document(path: str) -> dict[str, Any]:

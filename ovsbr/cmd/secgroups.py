@@ -48,7 +48,7 @@ def group_create(args, st: store.Store) -> None:
             raise CliError(f"security group {group.name} already exists")
         t.security_groups[group.name] = group
 
-    st.update(change)
+    st.update(change, scope=())  # no port: a shared store leaves the ports unread
     emit(args, group.to_dict())
 
 
@@ -124,7 +124,7 @@ def rule_create(args, st: store.Store) -> None:
         sgm.check_rules(f"security group {group.name}", rules)
         t.security_groups[group.name] = dataclasses.replace(group, rules=tuple(rules))
 
-    st.update(change)
+    st.update(change, scope=())
     emit(args, rule.to_dict())
 
 
@@ -137,7 +137,7 @@ def rule_delete(args, st: store.Store) -> None:
                            f"(ovsbr security-group show {group.name} lists them)")
         t.security_groups[group.name] = dataclasses.replace(group, rules=keep)
 
-    st.update(change)
+    st.update(change, scope=())
 
 
 def add_parsers(sub: argparse._SubParsersAction,

@@ -279,6 +279,15 @@ def test_a_port_write_reads_and_writes_that_port_alone(etcd, prefix):
     t = make_store(etcd, prefix).load()
     assert t.ports["dup"].device == "t7" and "p7" not in t.ports
     # Changes beyond the named ports take the whole road and are still checked.
+    # Networks and groups: every one is read, no port is.
+    from ovsbr.model import network_from_dict
+    del reads[:]
+    vx = network_from_dict({"name": "vx", "type": "vxlan", "segmentation_id": 7})
+    cli.update(lambda t: t.networks.__setitem__("vx", vx), scope=())
+    with pytest.raises(ValidationError, match="7 is already used by network vx"):
+        cli.update(lambda t: t.networks.__setitem__("vy", network_from_dict(
+            {"name": "vy", "type": "vxlan", "segmentation_id": 7})), scope=())
+    assert not [r for r in reads if "/topology/ports" in r or r.endswith("/topology/*")]
     writer.update(lambda t: (add_network(t, "n2"), t.ports.__setitem__(
         "q", port_from_dict({"name": "q", "network": "n2", "device": "tq"}))))
     del reads[:]
