@@ -13,6 +13,7 @@ into a failed API call after the DB has committed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from neutron.db import provisioning_blocks
@@ -131,7 +132,7 @@ class OvsbrMechanismDriver(api.MechanismDriver):
         except mapping.MappingError as e:
             LOG.info("ovsbr: network %s is not served: %s", context.current["id"], e)
             return
-        self._write(sync.put_network(net), "write network", net.name)
+        self._write(sync.put_network(net), "write network", net.name, scope=())
 
     def create_port_postcommit(self, context: api.PortContext) -> None:
         self.update_port_postcommit(context)
@@ -149,21 +150,21 @@ class OvsbrMechanismDriver(api.MechanismDriver):
         port_id = context.current["id"]
         if new is None:
             if old is not None:  # unbound, or bound elsewhere by another driver
-                self._write(sync.remove_port(port_id), "remove port", port_id, port=True)
+                self._write(sync.remove_port(port_id), "remove port", port_id, scope=[port_id])
             return
         try:
             found = groups.fetch(context.plugin_context, new[1].security_groups or ())
         except mapping.MappingError as e:
             LOG.error("ovsbr: port %s: its security groups cannot be written: %s", port_id, e)
             return
-        self._write(sync.put_port(*new, found), "write port", port_id, port=True)
+        self._write(sync.put_port(*new, found), "write port", port_id, scope=[port_id])
 
     def delete_port_postcommit(self, context: api.PortContext) -> None:
         # Only ports ovsbr bound are in the store: deleting a DHCP or router
         # port must not cost a store transaction (the resync catches strays).
         if self._ours(context.binding_levels, context.vif_type):
             self._write(sync.remove_port(context.current["id"]), "remove port",
-                        context.current["id"], port=True)
+                        context.current["id"], scope=[context.current["id"]])
 
     def _mapped(self, port, network, levels, host, vif_type, segment):
         """(Network, Port) as ovsbr must wire them, or None when not ours."""
@@ -201,13 +202,14 @@ class OvsbrMechanismDriver(api.MechanismDriver):
         except mapping.MappingError as e:
             LOG.error("ovsbr: security group %s cannot be written: %s", group_id, e)
             return
-        self._write(sync.update_groups(found), "write security group", group_id)
+        self._write(sync.update_groups(found), "write security group", group_id, scope=())
 
-    def _write(self, change: sync.Change, what: str, name: str, port: bool = False) -> None:
-        """``port``: ``change`` touches port ``name`` alone (with the networks
-        and groups it needs), so the store reads and writes its keys only."""
+    def _write(self, change: sync.Change, what: str, name: str,
+               scope: Iterable[str] | None = None) -> None:
+        """``scope``: the only ports ``change`` touches (see Store.update), so
+        that the store reads and writes their keys alone."""
         try:
-            self.store.update(change, scope=[name] if port else None)
+            self.store.update(change, scope=scope)
         except (OvsbrError, ValueError) as e:
             LOG.error("ovsbr: cannot %s %s in the store (the resync will retry): %s",
                       what, name, e)
