@@ -118,13 +118,19 @@ class Writer:
         ops = [{"request_delete_range": {"key": b64(k)}} for k in sorted(set(have) - set(want))]
         ops += [{"request_put": {"key": b64(k), "value": b64(v)}}
                 for k, v in sorted(want.items()) if have.get(k) != v]
+        # Every step compared too: once another writer has moved the topology,
+        # writing claims computed from ours could undo what its own rebuild
+        # (which it does, finding them behind) has written.
+        ops.append({"request_put": {"key": b64(self.index_key),
+                                    "value": b64(str(topo.revision))}})
         for i in range(0, len(ops), TXN_OPS):
-            self.store._txn({"success": ops[i:i + TXN_OPS]})
-        done = self.store._txn({"compare": [self._unmoved(seen)], "success": [
-            {"request_put": {"key": b64(self.index_key), "value": b64(str(topo.revision))}}]})
-        if done.get("succeeded"):
+            done = self.store._txn({"compare": [self._unmoved(seen)],
+                                    "success": ops[i:i + TXN_OPS]})
+            if not done.get("succeeded"):
+                return
+        if len(ops) > 1:
             LOG.info("etcd: port claim keys rebuilt (%d changed) at revision %d",
-                     len(ops), topo.revision)
+                     len(ops) - 1, topo.revision)
 
     # -- the per-port road -----------------------------------------------------
     def _ports(self, change: Change, scope: frozenset[str]) -> tuple[Topology, Topology] | None:

@@ -319,3 +319,26 @@ def test_claim_keys_left_behind_by_another_writer_are_rebuilt(etcd, prefix):
     with pytest.raises(ValidationError, match="told is already port old's"):
         store.update(lambda t: add_port(t, "new", "told"), scope=["new"])
     assert f"{prefix}/topology/*" not in reads, "rebuilt: the port road again"
+
+
+def test_a_late_claim_rebuild_never_undoes_a_newer_one(etcd, prefix):
+    """Two writers finding the claim keys behind both rebuild them; the one
+    whose topology is older must not overwrite what the newer one wrote."""
+    store = make_store(etcd, prefix)
+    store.update(lambda t: (add_network(t), add_port(t, "a", "tdev")))
+    old = store.load()
+    seen = str(etcd.revision())  # the revision key's mod revision now
+    store.update(lambda t: (t.ports.pop("a"), add_port(t, "b", "tdev")))
+    claims_before = _claims(etcd, prefix)
+    assert claims_before == {"device//tdev": "b"}
+    store._writer._rebuild(old, seen)  # the older writer, late
+    assert _claims(etcd, prefix) == claims_before
+
+
+def _claims(etcd, prefix):
+    base = f"{prefix}/index/claims/"
+    resp = etcd._post("/v3/kv/range", {
+        "key": base64.b64encode(base.encode()).decode(),
+        "range_end": base64.b64encode(base[:-1].encode() + b"0").decode()})
+    return {base64.b64decode(kv["key"]).decode()[len(base):]:
+            base64.b64decode(kv["value"]).decode() for kv in resp.get("kvs", [])}
