@@ -5,6 +5,7 @@ import subprocess
 import pytest
 
 from ovsbr.testing.agent import Agent, log_text
+from ovsbr.testing.netns import TIME_SCALE
 
 
 @pytest.mark.parametrize("sections, text", [
@@ -38,7 +39,7 @@ def test_bad_config_stops_agent_with_one_line(tmp_path, sections, text):
     agent = Agent(str(tmp_path), sections)
     agent.start()
     try:
-        rc = agent.proc.wait(30)
+        rc = agent.proc.wait(30 * TIME_SCALE)  # importing os-ken takes long under TCG
     except subprocess.TimeoutExpired:
         agent.kill()
         pytest.fail("agent kept running with a bad configuration")
