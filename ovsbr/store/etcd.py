@@ -92,7 +92,7 @@ class EtcdStore(Store):
         self._threads: list[threading.Thread] = []
         self._watches: list[Any] = []
         self._parsed: dict[str, tuple[str, Any]] = {}
-        # host -> port statuses as last written (None: read them first)
+        # host -> its port statuses as last written (absent: list them first)
         self._status_ports: dict[str, dict[str, Any]] = {}
         self._writer = Writer(self)
         self._stats_lock = threading.Lock()
@@ -163,7 +163,7 @@ class EtcdStore(Store):
         parts = []
         for r in resp.get("responses", []):
             kvs = r.get("response_range", {}).get("kvs", [])
-            parts.append({unb64(kv["key"]): unb64(kv.get("value", "")) for kv in kvs})
+            parts.append(keys_mod.decode(kvs))
         while len(parts) < 2:
             parts.append({})
         return rev, parts[0], parts[1]

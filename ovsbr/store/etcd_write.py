@@ -74,7 +74,7 @@ class Writer:
             resp = self.store._txn({"success": [self.store._range(self.base),
                                                 self._get(self.index_key)]})
             kvs = resp["responses"][0]["response_range"].get("kvs", [])
-            keys = {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in kvs}
+            keys = keys_mod.decode(kvs)
             seen = {unb64(kv["key"]): kv.get("mod_revision") for kv in kvs}.get(self.rev_key)
             current = self._value(resp, 1) == keys.get(self.rev_key, "0")
             before = self.store._topology(keys)
@@ -112,7 +112,7 @@ class Writer:
         has written since (it will find them behind and rebuild them)."""
         resp = self.store._txn({"success": [self.store._range(self.claims_base)]})
         kvs = resp["responses"][0]["response_range"].get("kvs", [])
-        have = {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in kvs}
+        have = keys_mod.decode(kvs)
         want = {self.claims_base + claims_mod.key(c): p.name
                 for p in topo.ports.values() for c in claims_mod.of(p)}
         ops = [{"request_delete_range": {"key": b64(k)}} for k in sorted(set(have) - set(want))]
@@ -163,10 +163,10 @@ class Writer:
                 return before, before
             released, taken = claims_mod.ops(
                 [(n, o) for k, n, o in todo if k == "ports"], before.ports)
+            if len(todo) + len(released) + len(taken) > TXN_OPS:
+                return None  # more than one transaction: the whole road cuts it in steps
             self._check_claims(taken, after, scope)
             after.revision = before.revision + 1
-            if len(todo) + len(released) + len(taken) > TXN_OPS:
-                return None
             if self._commit(todo, (released, taken), seen, after.revision, len(todo)):
                 return before, after
             time.sleep(0.005 * (attempt + 1))

@@ -31,6 +31,11 @@ def unb64(text: str) -> str:
     return base64.b64decode(text).decode()
 
 
+def decode(kvs: list[dict]) -> dict[str, str]:
+    """Key -> value of a range response's ``kvs``, decoded."""
+    return {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in kvs}
+
+
 def range_end(prefix: str) -> str:
     """The first key after every key starting with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
