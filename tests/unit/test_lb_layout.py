@@ -98,3 +98,22 @@ def test_geneve_devices_one_per_remote_and_not_vm_devices():
     table[12] = Link(12, "g0003e9c6336402", "geneve", 3, layout.TUNNEL_MARK + "n1", 1450,
                      None, True)
     assert "g0003e9c6336402" not in layout.observe(table, "brq-", MAPS).devices
+
+
+def test_a_plug_request_is_the_bytes_pyroute2_would_send():
+    from pyroute2 import IPBatch
+
+    from ovsbr.drivers.linuxbridge import netlink_ops
+
+    batch = IPBatch()
+    try:
+        for spec in ({"master": 3, "state": "up", "mtu": 1450}, {"master": 3, "state": "up"},
+                     {"master": 0}):
+            batch.reset()
+            batch.link("set", index=9, **spec)
+            theirs = bytearray(batch.batch)
+            ours = bytearray(netlink_ops.setlink_message(9, spec, 0))
+            theirs[8:16] = ours[8:16] = bytes(8)  # sequence number and port id
+            assert ours == theirs
+    finally:
+        batch.close()
