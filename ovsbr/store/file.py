@@ -36,11 +36,47 @@ DIR_MODE = 0o2770  # setgid: files made in it take its group
 FILE_MODE = 0o660
 
 
+class StatusText:
+    """``json.dumps({"hosts": {host: status}}, sort_keys=True)``, re-encoding
+    only the ports whose document changed.
+
+    The agent rewrites the whole file on every port change, and encoding a
+    thousand port entries was most of a one-port reconcile (py-spy). The
+    agent hands the same dict object for a port whose status did not change
+    (``agent.state.status`` keeps them), so each port's JSON text is kept
+    with the dict it came from and reused while that dict is the one given.
+    """
+
+    _SLOT = "\0ovsbr-ports\0"
+
+    def __init__(self):
+        self._parts: dict[str, tuple[dict, str]] = {}
+
+    def encode(self, host: str, status: dict[str, Any]) -> str:
+        ports = status.get("ports")
+        if not isinstance(ports, dict):
+            return json.dumps({"hosts": {host: status}}, sort_keys=True)
+        parts, kept = self._parts, {}
+        texts = []
+        for name in sorted(ports):
+            doc = ports[name]
+            part = parts.get(name)
+            if part is None or part[0] is not doc:
+                part = (doc, f"{json.dumps(name)}: {json.dumps(doc, sort_keys=True)}")
+            kept[name] = part
+            texts.append(part[1])
+        self._parts = kept
+        head = json.dumps({"hosts": {host: dict(status, ports=self._SLOT)}}, sort_keys=True)
+        return head.replace(f'"ports": {json.dumps(self._SLOT)}',
+                            '"ports": {' + ", ".join(texts) + "}", 1)
+
+
 class FileStore(Store):
     def __init__(self, conf: cfg.ConfigOpts | None = None, path: str | None = None):
         self.dir = path or conf.state_path
         self.path = os.path.join(self.dir, TOPOLOGY)
         self.status_path = os.path.join(self.dir, STATUS)
+        self._status_text = StatusText()
 
     # -- permissions ---------------------------------------------------------
     def denied(self, path: str) -> StoreError:
@@ -136,15 +172,18 @@ class FileStore(Store):
             os.close(fd)
 
     def _write_json(self, path: str, data: dict[str, Any], durable: bool = True) -> None:
+        # dumps, not dump: dump always takes the pure-Python encoder.
+        self._write_text(path, json.dumps(data, indent=1 if durable else None,
+                                          sort_keys=True), durable)
+
+    def _write_text(self, path: str, text: str, durable: bool = True) -> None:
         self._ensure_dir()
         with self._access(path):
             fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path), dir=self.dir)
         try:
             self._share(fd)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                # dumps, not dump: dump always takes the pure-Python encoder,
-                # and the status of 1,000 ports is rewritten on every change.
-                f.write(json.dumps(data, indent=1 if durable else None, sort_keys=True))
+                f.write(text)
                 f.write("\n")
                 if durable:  # the desired state must survive a crash
                     f.flush()
@@ -173,7 +212,8 @@ class FileStore(Store):
         # One agent per file store: the status file holds this host's only.
         # Rewritten on every change and rebuilt by the agent after a crash:
         # atomic, but not worth an fsync on the wiring path.
-        self._write_json(self.status_path, {"hosts": {host: status}}, durable=False)
+        self._write_text(self.status_path, self._status_text.encode(host, status),
+                         durable=False)
 
     def read_status(self) -> dict[str, dict[str, Any]]:
         try:

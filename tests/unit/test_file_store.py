@@ -3,10 +3,12 @@ import os
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ovsbr.exceptions import StoreError
 from ovsbr.model import Network, Port, ValidationError
-from ovsbr.store.file import FileStore
+from ovsbr.store.file import FileStore, StatusText
 
 
 @pytest.fixture
@@ -91,3 +93,30 @@ def test_status_round_trip(store):
     store.write_status("h1", {"ports": {"p": {"status": "bound"}}})
     assert store.read_status() == {"h1": {"ports": {"p": {"status": "bound"}}}}
     assert json.load(open(store.status_path))["hosts"]["h1"]
+
+
+port_doc = st.fixed_dictionaries({"status": st.sampled_from(["bound", "waiting", "error"])},
+                                 optional={"device": st.text(max_size=5),
+                                           "reason": st.text(max_size=20)})
+
+
+@given(host=st.text(max_size=8),
+       rounds=st.lists(st.dictionaries(st.text(max_size=6), st.one_of(st.none(), port_doc),
+                                       max_size=6), min_size=1, max_size=5),
+       extra=st.dictionaries(st.sampled_from(["driver", "store_error", "networks", "poRts",
+                                              "updated"]), st.text(max_size=8)))
+@settings(max_examples=300, deadline=None)
+def test_status_text_is_what_json_dumps_writes(host, rounds, extra):
+    """Kept port texts are reused only for the very dict they came from."""
+    text = StatusText()
+    ports: dict = {}
+    for changes in rounds:
+        ports = dict(ports)
+        for name, doc in changes.items():
+            if doc is None:
+                ports.pop(name, None)
+            else:
+                ports[name] = dict(doc)  # a new object: the agent's rule for a change
+        status = dict(extra, ports=ports)
+        assert text.encode(host, status) == json.dumps({"hosts": {host: status}},
+                                                       sort_keys=True)
