@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 from ovsbr.drivers.base import Device, NotReady, Observed
-from ovsbr.model import Network, Topology
+from ovsbr.model import Network, Port, Topology
 
 
 class PortState(str, enum.Enum):
@@ -113,6 +113,12 @@ class Plan:
     actions: list[Action] = dataclasses.field(default_factory=list)
     ports: dict[str, PortStatus] = dataclasses.field(default_factory=dict)
     devices: dict[str, Device] = dataclasses.field(default_factory=dict)
+    # Device name -> the port holding it (``devices`` reversed), when the
+    # planner kept it: the incremental planner carries it from plan to plan.
+    owners: dict[str, str] | None = None
+    # The ports a plan for a change re-planned (every other port is as in the
+    # plan before); None: a full plan, every port was planned.
+    reached: frozenset[str] | None = None
 
 
 def match_devices(desired: Topology, devices: Mapping[str, Device]) -> dict[str, Device]:
@@ -189,20 +195,19 @@ def plan(
         for name, net in sorted(observed.prepared.items()):
             if net is not None and name not in awaited:
                 result.actions.append(Unplug(net, name))
-        # 2. Networks that should no longer exist.
-        for name in sorted(set(observed.networks) - set(desired.networks)):
-            result.actions.append(DeleteNetwork(name))
+    result.actions += network_actions(desired, observed, fingerprint, network_errors, mode)
 
-    # 3. Networks to build or rebuild.
-    for name, net in sorted(desired.networks.items()):
-        if name in network_errors:
-            continue
-        state = observed.networks.get(name)
-        if state is None or state.fingerprint != fingerprint(net):
-            result.actions.append(EnsureNetwork(name))
+    plan_ports(sorted(desired.ports), desired, observed, matched, network_errors, awaited,
+               result)
+    return result
 
-    # 4. Ports.
-    for pname, port in sorted(desired.ports.items()):
+
+def plan_ports(names: list[str], desired: Topology, observed: Observed,
+               matched: Mapping[str, Device], network_errors: Mapping[str, str],
+               awaited: Mapping[str, Port], result: Plan) -> None:
+    """4. Each named port's status, and its plug or prepare, into ``result``."""
+    for pname in names:
+        port = desired.ports[pname]
         dev = matched.get(pname)
         if port.network in network_errors:
             result.ports[pname] = PortStatus(
@@ -211,7 +216,7 @@ def plan(
             continue
         if dev is None:
             result.ports[pname] = PortStatus(
-                WAITING, None, f"no device {_identity(port)} on this host yet")
+                WAITING, None, f"no device {identity(port)} on this host yet")
             if awaited.get(port.device) is port and \
                     observed.prepared.get(port.device) != port.network:
                 result.actions.append(Prepare(port.network, pname, port.device))
@@ -219,7 +224,23 @@ def plan(
         result.ports[pname] = PortStatus(BOUND, dev.name)
         if dev.network != port.network:
             result.actions.append(Plug(port.network, pname, dev.name))
-    return result
+
+
+def network_actions(desired: Topology, observed: Observed,
+                    fingerprint: Callable[[Network], str], network_errors: Mapping[str, str],
+                    mode: Mode) -> list[Action]:
+    """Networks to delete (2), then to build or rebuild (3), by name."""
+    actions: list[Action] = []
+    if mode is not Mode.KEEP:
+        actions += [DeleteNetwork(name)
+                    for name in sorted(set(observed.networks) - set(desired.networks))]
+    for name, net in sorted(desired.networks.items()):
+        if name in network_errors:
+            continue
+        state = observed.networks.get(name)
+        if state is None or state.fingerprint != fingerprint(net):
+            actions.append(EnsureNetwork(name))
+    return actions
 
 
 def port_statuses(plan: Plan, failed: Mapping[str, str],
@@ -243,7 +264,7 @@ def port_statuses(plan: Plan, failed: Mapping[str, str],
     return result
 
 
-def _identity(port) -> str:
+def identity(port) -> str:
     parts = []
     if port.device:
         parts.append(f"named {port.device}")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ovsbr.agent import reconciler
+from ovsbr.agent import incremental, reconciler
 from ovsbr.agent import state as st
 from ovsbr.agent.overlay import Overlay, overlays
 from ovsbr.agent.reconciler import Mode, Outcome
@@ -72,6 +72,17 @@ class SayOnce:
         self._said.clear()
 
 
+@dataclasses.dataclass(frozen=True)
+class _LastPlan:
+    """The last plan, the desired state and network errors it was made for,
+    and the port references of that desired state (built once per state)."""
+
+    plan: reconciler.Plan | None = None
+    desired: Topology | None = None
+    errors: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    refs: incremental.PortRefs | None = None
+
+
 class Agent:
     def __init__(self, store: Store, driver: Driver, host: str, resync_interval: float,
                  local_ip: str | None = None,
@@ -97,7 +108,13 @@ class Agent:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._observed = Observed()
+        # The last plan and what it was made from: the next one is made from
+        # the change alone when it can be (see agent.incremental).
+        self._last = _LastPlan()
+        self._full_next = True  # at start, after a resync or a failure
         self._last_status: dict[str, Any] | None = None
+        self._status_parts: dict[str, tuple[reconciler.PortStatus, dict]] = {}
+        self._overlay_key: tuple | None = None
         self._say = SayOnce()
         self._apply_one: dict[type, Callable[[Any, Topology], str]] = {
             reconciler.EnsureNetwork: self._ensure_network,
@@ -205,7 +222,7 @@ class Agent:
         # Failed networks are retried; overlays are programmed whole again.
         self.state = dataclasses.replace(self.state, networks={}, overlays=None)
         self._say.reset()
-        self._resynced = True
+        self._resynced = self._full_next = True
 
     # -- reconcile -------------------------------------------------------------
     def reconcile(self, cleanup: bool = False) -> reconciler.Plan:
@@ -222,23 +239,26 @@ class Agent:
         net_outcomes = [self._apply(a, desired) for a in first]
         if first:
             networks = st.network_outcomes(networks, net_outcomes, desired, fingerprint)
+            self._full_next = True  # networks moved: a fresh look at everything
             plan, mode = self._plan(desired, networks, cleanup)
         outcomes = self._apply_ports(
             [a for a in plan.actions if isinstance(a, reconciler.PORT_ACTIONS)], desired)
         failed = st.port_failures(outcomes)
-        bound = {name: dev for name, dev in plan.devices.items()
-                 if name not in failed and name in plan.ports
-                 and plan.ports[name].status is reconciler.BOUND}
+        bound = st.bound_devices(plan, failed, networks)
         overlays_now, not_ready, sync_failed = self.state.overlays, {}, 0
         try:
             # Keeping an unknown datapath (store never written) means hands
             # off: no bindings, so the flows and filters found stay as they are.
             if mode is not Mode.KEEP:
                 overlays_now = self._sync_overlays(snap, networks)
-                not_ready = self.driver.sync(desired, bound) or {}
+                not_ready = self.driver.sync(desired, bound, plan.reached) or {}
         except Exception as e:
             LOG.error("datapath sync failed: %s", e)
             sync_failed = 1
+        # A failed action is retried by the next plan, which must then be
+        # whole: the plan for a change only re-plans what the change reaches.
+        self._full_next = sync_failed > 0 or any(
+            o.error is not None for o in net_outcomes + outcomes)
         self.reconciles += 1
         self.state = st.AgentState(
             snap, networks, reconciler.port_statuses(plan, failed, not_ready),
@@ -278,7 +298,7 @@ class Agent:
 
     def _plan(self, desired: Topology, networks: dict[str, st.NetworkRecord],
               cleanup: bool) -> tuple[reconciler.Plan, Mode]:
-        self._observed = self.driver.observe()
+        self._observed, moved = self.driver.observe_change()
         mode = reconciler.mode_for(desired, self._observed, cleanup)
         if mode is Mode.KEEP and self._say.first("never-written"):
             LOG.warning("the store has never been written but the datapath holds ovsbr "
@@ -286,20 +306,47 @@ class Agent:
                         "'ovsbr-agent --cleanup' to remove them)",
                         ", ".join(sorted(self._observed.networks)))
         errors = {name: rec.error for name, rec in networks.items()}
-        return reconciler.plan(desired, self._observed, self.driver.fingerprint, errors,
-                               mode=mode, prepare=self.driver.prepares), mode
+        plan = None
+        last = self._last
+        refs = last.refs if last.desired is desired else None
+        if not (self._full_next or cleanup or moved is None or last.plan is None
+                or errors != last.errors):
+            ports = frozenset() if desired is last.desired else \
+                incremental.changed_ports(last.desired, desired)
+            if ports is not None:
+                refs = refs or incremental.PortRefs.of(desired)
+                plan = incremental.plan_change(
+                    desired, last.desired, self._observed, self.driver.fingerprint, errors,
+                    last.plan, incremental.Change(ports, moved), refs, mode,
+                    self.driver.prepares)
+        if plan is None:
+            plan = reconciler.plan(desired, self._observed, self.driver.fingerprint, errors,
+                                   mode=mode, prepare=self.driver.prepares)
+        self._last = _LastPlan(plan, desired, errors, refs)
+        self._full_next = False
+        return plan, mode
 
     def _sync_overlays(self, snap: st.DesiredSnapshot,
-                       networks: dict[str, st.NetworkRecord]) -> dict[str, Overlay]:
+                       networks: dict[str, st.NetworkRecord]) -> Mapping[str, Overlay]:
         """Tunnels and remote MACs of overlay networks, from every host's ports."""
         desired = snap.local
+        # Computed from the whole topology: only when it, or which networks
+        # failed, changed (a device event changes neither).
+        key = (snap.topology, desired, frozenset(networks))
+        last_key = self._overlay_key
+        if self.state.overlays is not None and last_key is not None and \
+                key[0] is last_key[0] and key[1] is last_key[1] and key[2] == last_key[2]:
+            return self.state.overlays
+        self._overlay_key = None  # until the driver took them
         topo = snap.topology if snap.topology is not None else desired
         wanted = {name: ov for name, ov in overlays(topo, self.host, self.local_ip).items()
                   if name not in networks and name in desired.networks}
         last = self.state.overlays
+        if wanted != last:
+            self.driver.set_overlay(wanted)
+        self._overlay_key = key
         if wanted == last:
             return last
-        self.driver.set_overlay(wanted)
         last = last or {}
         changed = sorted(n for n in set(wanted) | set(last) if wanted.get(n) != last.get(n))
         if changed:
@@ -377,7 +424,7 @@ class Agent:
         return st.status(self.state, self.driver.name)
 
     def _publish(self, state: st.AgentState) -> None:
-        status = st.status(state, self.driver.name)
+        status = st.status(state, self.driver.name, self._status_parts)
         if status == self._last_status:
             return
         try:

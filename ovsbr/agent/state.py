@@ -131,8 +131,28 @@ def port_failures(outcomes: list[reconciler.Outcome]) -> dict[str, str]:
             if o.error is not None and isinstance(o.action, reconciler.PORT_ACTIONS)}
 
 
-def status(state: AgentState, driver: str) -> dict[str, Any]:
-    """The host's status document, as ``ovsbr status`` shows it."""
+def bound_devices(plan: reconciler.Plan, failed: Mapping[str, str],
+                  networks: Mapping[str, NetworkRecord]) -> Mapping[str, Any]:
+    """Port -> device of the ports the plan binds and whose plug did not fail.
+
+    A matched port is bound unless its network failed, so with no failure
+    anywhere this is the plan's own mapping (no walk over every port on
+    every event)."""
+    if not failed and not networks:
+        return plan.devices
+    return {name: dev for name, dev in plan.devices.items()
+            if name not in failed and name in plan.ports
+            and plan.ports[name].status is reconciler.BOUND}
+
+
+def status(state: AgentState, driver: str,
+           parts: dict[str, tuple[reconciler.PortStatus, dict]] | None = None
+           ) -> dict[str, Any]:
+    """The host's status document, as ``ovsbr status`` shows it.
+
+    ``parts`` (kept by the caller between calls): each port's status object
+    and its document; a port whose status object is the one of last time
+    reuses its document, and equal documents compare by identity."""
     local = state.desired.local or Topology()
     overlays = state.overlays or {}
     networks: dict[str, dict[str, Any]] = {}
@@ -143,9 +163,20 @@ def status(state: AgentState, driver: str) -> dict[str, Any]:
             networks[name] = {"status": "ok"}
             if name in overlays:
                 networks[name]["remote_hosts"] = sorted(overlays[name].vteps)
+    if parts is None:
+        ports = {n: st.to_dict() for n, st in state.ports.items()}
+    else:
+        ports = {}
+        for n, st in state.ports.items():
+            part = parts.get(n)
+            if part is None or part[0] is not st:
+                part = parts[n] = (st, st.to_dict())
+            ports[n] = part[1]
+        if len(parts) > len(ports):
+            for n in [n for n in parts if n not in ports]:
+                del parts[n]
     doc: dict[str, Any] = {"driver": driver, "revision": local.revision,
-                           "ports": {n: st.to_dict() for n, st in state.ports.items()},
-                           "networks": networks}
+                           "ports": ports, "networks": networks}
     if state.desired.store_error:
         doc["store_error"] = state.desired.store_error
     if state.datapath:

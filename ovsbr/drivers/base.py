@@ -64,6 +64,9 @@ class Observed:
     # Device name -> network of ports held ready for a device not present
     # yet (see Driver.prepare); the network is None when ovsbr did not mark it.
     prepared: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    # iface-id -> the names of the devices carrying it, in ``devices``'
+    # order, when the driver keeps it; None: the planner builds it.
+    iface_ids: dict[str, tuple[str, ...]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +132,12 @@ class Driver(abc.ABC):
     def observe(self) -> Observed:
         """What ovsbr-owned networks and candidate VM devices exist now."""
 
+    def observe_change(self) -> tuple[Observed, frozenset[str] | None]:
+        """:meth:`observe`, and the names of the devices that changed since
+        the last call (None: unknown, the planner then reads every port). A
+        driver that can tell lets a device event cost what it touches."""
+        return self.observe(), None
+
     @abc.abstractmethod
     def fingerprint(self, net: Network) -> str:
         """The fingerprint ``observe`` reports once ``net`` is built as desired."""
@@ -172,10 +181,13 @@ class Driver(abc.ABC):
         """Group the calls made inside into one datapath transaction, if any."""
         return contextlib.nullcontext()
 
-    def sync(self, desired: Topology, bound: dict[str, Device]) -> dict[str, NotReady]:
+    def sync(self, desired: Topology, bound: Mapping[str, Device],
+             changed: frozenset[str] | None = None) -> dict[str, NotReady]:
         """After a reconcile: push derived state (e.g. flows) for bound ports.
 
-        Returns the ports (by name) that are plugged but cannot forward yet.
+        ``changed``: when ``desired`` is the one of the last call, the only
+        ports whose binding may differ from then (None: any). Returns the
+        ports (by name) that are plugged but cannot forward yet.
         """
         return {}
 

@@ -11,6 +11,7 @@ Events arrive on a raw rtnetlink socket decoded by :mod:`ovsbr.drivers.rtnl`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -52,6 +53,9 @@ class LinkTable:
         # Set when events may have been lost (socket overrun under a burst of
         # thousands of links): the next observe() re-dumps the table.
         self.stale = False
+        # Index -> the link as it was before its first change since the last
+        # take_changes() (None: new); None: unknown, the table was re-read.
+        self._changed: dict[int, Link | None] | None = None
 
     # -- view ----------------------------------------------------------------
     def snapshot(self) -> dict[int, Link]:
@@ -67,8 +71,22 @@ class LinkTable:
         with self._lock:
             return self._links.get(index)
 
+    def take_changes(self) -> dict[int, Link | None] | None:
+        """The links changed since the last call (see ``_changed``), and
+        start recording afresh. Take them before reading the links: a change
+        landing in between is then read now and reported again next time."""
+        with self._lock:
+            changed, self._changed = self._changed, {}
+        return changed
+
+    def _note(self, index: int, old: Link | None) -> None:
+        if self._changed is not None and index not in self._changed:
+            # A copy: the driver updates its own links in place (put()).
+            self._changed[index] = None if old is None else dataclasses.replace(old)
+
     def _set(self, link: Link) -> None:
         old = self._links.get(link.index)
+        self._note(link.index, old)
         if old is not None and old.name != link.name and self._names.get(old.name) == old.index:
             del self._names[old.name]
         self._links[link.index] = link
@@ -76,6 +94,8 @@ class LinkTable:
 
     def _pop(self, index: int) -> Link | None:
         old = self._links.pop(index, None)
+        if old is not None:
+            self._note(index, old)
         if old is not None and self._names.get(old.name) == index:
             del self._names[old.name]
         return old
@@ -98,6 +118,7 @@ class LinkTable:
         with self._lock:
             self._links = links
             self._names = {link.name: index for index, link in links.items()}
+            self._changed = None
         self.stale = False
 
     def refresh_if_stale(self) -> None:

@@ -77,7 +77,7 @@ class Driver_(Driver):
     def set_overlay(self, overlays):
         self.seen.append(("overlay", sorted(overlays["ov"].vteps)))
 
-    def sync(self, desired, bound):
+    def sync(self, desired, bound, changed=None):
         self.seen.append(("sync", desired.revision))
         return {}
 

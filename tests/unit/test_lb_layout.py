@@ -1,6 +1,10 @@
 """The Linux bridge layout from a recorded link table, without a kernel."""
 
+import dataclasses
 import errno
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ovsbr.drivers.base import Overlay
 from ovsbr.drivers.linuxbridge import layout
@@ -98,6 +102,57 @@ def test_geneve_devices_one_per_remote_and_not_vm_devices():
     table[12] = Link(12, "g0003e9c6336402", "geneve", 3, layout.TUNNEL_MARK + "n1", 1450,
                      None, True)
     assert "g0003e9c6336402" not in layout.observe(table, "brq-", MAPS).devices
+
+
+# -- observing from the links that changed -------------------------------------
+link_change = st.tuples(
+    st.integers(min_value=1, max_value=12),  # index: 1-8 the recorded host, more new
+    st.one_of(st.none(),  # deleted
+              st.tuples(st.sampled_from(["vnet0", "vnet1", "vnet2", "tapx", "eth1", "eth1.101",
+                                         "brq-n1", "lo"]),
+                        st.sampled_from(["tun", "veth", "bridge", None]),
+                        st.sampled_from([None, 3, 7, 8, 99]),
+                        st.sampled_from([None, "ovsbr:uplink=n1", "ovsbr:tunnel=v1", "x"]),
+                        st.booleans())))
+
+
+@given(st.lists(st.lists(link_change, min_size=1, max_size=4), min_size=1, max_size=5))
+@settings(max_examples=400, deadline=None)
+def test_seeing_the_changed_links_equals_seeing_them_all(batches):
+    table = links()
+    seen = layout.see(table, "brq-", MAPS)
+    for batch in batches:
+        changed = {}
+        for index, spec in batch:
+            old = table.get(index)
+            if index not in changed:
+                changed[index] = None if old is None else dataclasses.replace(old)
+            if spec is None:
+                table.pop(index, None)
+                continue
+            name, kind, master, alias, up = spec
+            for other in [i for i, link in table.items() if link.name == name and i != index]:
+                changed.setdefault(other, dataclasses.replace(table[other]))
+                del table[other]  # kernel names are unique: the other one went
+            table[index] = Link(index, name, kind, master, alias, 1500, None, up)
+        moved = layout.see_change(seen, changed, table.get)
+        whole = layout.see(table, "brq-", MAPS)
+        if moved is not None:
+            assert moved[0].observed == whole.observed
+            assert moved[0].bridges == whole.bridges
+            assert {old.name for old in changed.values() if old} <= moved[1] | {"lo"}
+        seen = whole
+
+
+def test_a_tap_appearing_is_seen_from_its_own_link():
+    table = links()
+    seen = layout.see(table, "brq-", MAPS)
+    table[20] = Link(20, "vnet7", "tun", None, None, 1500, None, True)
+    moved, names = layout.see_change(seen, {20: None}, table.get)
+    assert names == {"vnet7"} and moved.observed.devices["vnet7"].network is None
+    assert moved.observed.networks is seen.observed.networks  # not re-read
+    # A bridge changing is not a tap's business: the whole table is read.
+    assert layout.see_change(seen, {3: table[3]}, table.get) is None
 
 
 def test_a_plug_request_is_the_bytes_pyroute2_would_send():

@@ -38,3 +38,19 @@ def test_an_undecodable_event_marks_the_table_stale_and_keeps_running():
     t._mon = _OneMessage(hdr + b"\0" * 4)
     t._run()  # returns at the None after the bad buffer
     assert t.stale and events == ["netlink-undecodable"]
+
+
+def test_changes_name_each_link_once_with_its_version_before_them():
+    t = LinkTable()
+    assert t.take_changes() is None  # never read: everything is unknown
+    t.put(link(5, "vnet0"))
+    assert t.take_changes() == {5: None}  # new since the last take
+    t.put(link(5, "vnet9"))  # renamed, then moved: one entry, the first version
+    t.put(link(5, "vnet9", master=3))
+    t.put(link(6, "vnet0"))
+    t.forget(7)  # never there: nothing changed
+    changed = t.take_changes()
+    assert changed == {5: link(5, "vnet0"), 6: None}
+    t.put(link(5, "vnet9", master=4))
+    t.get(5).master = 2  # the driver updates its links in place (plug, then put)
+    assert t.take_changes()[5].master == 3  # a copy: the version before the change

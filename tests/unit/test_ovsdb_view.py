@@ -106,3 +106,19 @@ def test_a_port_change_drops_only_that_ports_part():
     cache.forget("Port", "p1")
     view = cache.view(tables, "br-int")
     assert view.vm_ifaces[0].network == "n2" and view.ofports["int-br-ex"] == 1
+
+
+def test_changed_names_follow_row_notices():
+    br, ports, ifaces = _world()
+    cache = RowCache()
+    assert cache.take_changed() is None  # nothing known before a first look
+    cache.view(_tables(br, ports=ports, ifaces=ifaces), "br-int")
+    cache.forget("Interface", "i1", "vnet0")
+    cache.forget("Open_vSwitch", "o1", None)  # not a table the view reads
+    assert cache.take_changed() == {"vnet0"}
+    cache.forget("Port", "p3", "vx-c0000202")  # a port names its interfaces too
+    assert cache.take_changed() == {"vx-c0000202"}
+    cache.forget("Bridge", "b1", "br-int")  # a bridge row: anything may have moved
+    cache.forget("Interface", "i1", "vnet0")
+    assert cache.take_changed() is None
+    assert cache.take_changed() == set()

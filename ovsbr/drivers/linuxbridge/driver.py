@@ -54,8 +54,11 @@ class LinuxBridgeDriver(Driver):
         self._batch: list[tuple[Link, dict, Network]] | None = None
         self._bridge_of: dict[str, int] = {}
         self.portsec = NftPortSecurity(table_name(self.prefix or ""))
-        self._filters: dict[str, PortFilter] = {}
+        self._filters: dict[str, PortFilter] = {}  # device -> its filter
+        self._filtered: dict[str, str] = {}  # port -> the device filtered for it
+        self._filters_for: Topology | None = None  # the desired state they follow
         self._refilter = False
+        self._seen: layout.Seen | None = None  # the last observation
         # Network type -> kernel module this host lacks (probed at start).
         self.missing: dict[str, str] = {}
 
@@ -120,8 +123,21 @@ class LinuxBridgeDriver(Driver):
         return layout.fingerprint(net, self.mappings)
 
     def observe(self) -> Observed:
+        return self.observe_change()[0]
+
+    def observe_change(self) -> tuple[Observed, frozenset[str] | None]:
+        """From the links that changed since the last look when it can (see
+        layout.see_change); the whole table at start, after a resync, and
+        when a bridge or an uplink moved."""
         self.links.refresh_if_stale()
-        return layout.observe(self.links.snapshot(), self.prefix, self.mappings)
+        changed = self.links.take_changes()  # before reading: see take_changes
+        if changed is not None and self._seen is not None:
+            moved = layout.see_change(self._seen, changed, self.links.get)
+            if moved is not None:
+                self._seen = moved[0]
+                return moved[0].observed, moved[1]
+        self._seen = layout.see(self.links.snapshot(), self.prefix, self.mappings)
+        return self._seen.observed, None
 
     # -- networks ------------------------------------------------------------
     def _owned_bridge(self, net_name: str) -> Link | None:
@@ -277,7 +293,11 @@ class LinuxBridgeDriver(Driver):
             wanted = port_filter(device.name, policy, self.bridge_name(net.name))
             if wanted is not None:
                 self.portsec.check(wanted)
+                before = self._filtered.get(port.name)
+                if before is not None and before != device.name:
+                    self._filters.pop(before, None)  # the port's device changed
                 self._filters[device.name] = wanted
+                self._filtered[port.name] = device.name
             else:
                 self._filters.pop(device.name, None)
             spec = {"master": bridge.index, "state": "up"}
@@ -316,19 +336,33 @@ class LinuxBridgeDriver(Driver):
             raise DriverError(f"port security: {e}") from e
         self._refilter = False
 
-    def sync(self, desired: Topology, bound: Mapping[str, Device]) -> dict[str, NotReady]:
+    def sync(self, desired: Topology, bound: Mapping[str, Device],
+             changed: frozenset[str] | None = None) -> dict[str, NotReady]:
         """The nftables table follows the bound ports (restarts, edits, drift).
 
-        A port forwards as soon as it is enslaved: nothing is ever pending.
+        Only the ``changed`` ports' filters are recomputed when the desired
+        state is the last one (a device event); all of them otherwise. A port
+        forwards as soon as it is enslaved: nothing is ever pending.
         """
         with self._lock:
-            self._filters = {}
-            for name, dev in bound.items():
-                port = desired.ports[name]
+            if changed is None or desired is not self._filters_for:
+                self._filters, self._filtered = {}, {}
+                changed = bound.keys()
+            for name in changed:
+                device = self._filtered.pop(name, None)
+                if device is not None:
+                    self._filters.pop(device, None)
+            for name in changed:
+                dev = bound.get(name)
+                port = desired.ports.get(name)
+                if dev is None or port is None:
+                    continue
                 f = port_filter(dev.name, port_policy(port, desired),
                                 self.bridge_name(port.network))
                 if f is not None:
                     self._filters[dev.name] = f
+                    self._filtered[name] = dev.name
+            self._filters_for = desired
             self._apply_filters()
         return {}
 

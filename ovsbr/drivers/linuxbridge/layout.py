@@ -19,10 +19,11 @@ values, so it is unit-tested from recorded link tables without a kernel.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from ovsbr.drivers import common, names
 from ovsbr.drivers.base import Device, NetworkState, Observed, Overlay
@@ -109,14 +110,31 @@ def fingerprint(net: Network, mappings: Mapping[str, str]) -> str:
                               effective_mtu(net), uplink_name(net, mappings))
 
 
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """An observation and what a later delta needs to extend it: the
+    owned bridges (index -> network) and every name a network depends on
+    or that is not a VM device (mapped NICs, uplinks, tunnels)."""
+
+    observed: Observed
+    bridges: Mapping[int, str]
+    reserved: frozenset[str]
+
+
 def observe(links: Mapping[int, Link], prefix: str, mappings: Mapping[str, str]) -> Observed:
     """ovsbr's networks and the candidate VM devices, from the link table.
 
     A network whose bridge is down, or whose recorded uplink is missing or
     elsewhere, reports a fingerprint that matches nothing: it is rebuilt.
     """
+    return see(links, prefix, mappings).observed
+
+
+def see(links: Mapping[int, Link], prefix: str, mappings: Mapping[str, str]) -> Seen:
+    """:func:`observe`, keeping what :func:`see_change` needs."""
     bridges: dict[int, str] = {}
-    observed = Observed()
+    # LB devices carry no iface-id (kernel links have no external_ids).
+    observed = Observed(iface_ids={})
     uplinks = set(mappings.values())
     for link in links.values():
         mark = bridge_mark(link, prefix)
@@ -124,6 +142,7 @@ def observe(links: Mapping[int, Link], prefix: str, mappings: Mapping[str, str])
             bridges[link.index] = mark[0]
         elif uplink_owner(link.alias) is not None or tunnel_owner(link.alias) is not None:
             uplinks.add(link.name)
+    reserved = set(uplinks)
     by_name = {link.name: link for link in links.values()}
     for index, net_name in bridges.items():
         bridge = links[index]
@@ -132,6 +151,7 @@ def observe(links: Mapping[int, Link], prefix: str, mappings: Mapping[str, str])
         if not bridge.up:
             fp = "down"
         elif expected_uplink != "-":
+            reserved.add(expected_uplink)
             up = by_name.get(expected_uplink)
             if up is None or up.master != index:
                 fp = "uplink-missing"
@@ -141,7 +161,40 @@ def observe(links: Mapping[int, Link], prefix: str, mappings: Mapping[str, str])
             continue
         observed.devices[link.name] = Device(link.name, link.mac, None,
                                              bridges.get(link.master))
-    return observed
+    return Seen(observed, bridges, frozenset(reserved))
+
+
+def see_change(seen: Seen, changed: Mapping[int, Link | None],
+               current: Callable[[int], Link | None]) -> tuple[Seen, frozenset[str]] | None:
+    """``seen`` moved on by the links that changed (index -> the link as it
+    was, None if new; ``current`` gives each one now), and the device names
+    that changed; None when a change touches a bridge, an uplink or a name
+    a network depends on: then only a whole :func:`see` tells.
+
+    The same answer as :func:`see` of the new table for every other change
+    (tests/unit/test_lb_layout.py), at the cost of the changed links alone.
+    """
+    now = {index: current(index) for index in changed}
+    names: set[str] = set()
+    for index, old in changed.items():
+        for link in (old, now[index]):
+            if link is None:
+                continue
+            if index in seen.bridges or link.kind == "bridge" or link.name in seen.reserved \
+                    or uplink_owner(link.alias) is not None \
+                    or tunnel_owner(link.alias) is not None:
+                return None
+            names.add(link.name)
+    devices = dict(seen.observed.devices)
+    for old in changed.values():  # every old name first: names move in a batch
+        if old is not None:
+            devices.pop(old.name, None)
+    for link in now.values():
+        if link is not None and link.name != "lo":
+            devices[link.name] = Device(link.name, link.mac, None,
+                                        seen.bridges.get(link.master))
+    observed = Observed(seen.observed.networks, devices, iface_ids={})
+    return dataclasses.replace(seen, observed=observed), frozenset(names)
 
 
 def owned_bridge(links: Iterable[Link], prefix: str, net_name: str) -> Link | None:

@@ -146,6 +146,21 @@ class OpenvSwitchDriver(Driver):
         return common.fingerprint(net.type, net.physical_network, net.segmentation_id,
                                   net.mtu)
 
+    def observe_change(self) -> tuple[Observed, frozenset[str] | None]:
+        """The whole view (OVSDB rows and kernel links are walked), with the
+        names that changed since the last call when OVSDB's row notices and
+        the link table tell: the plan is then made for those alone."""
+        self.links.refresh_if_stale()
+        names = self.db.take_changed() if self.db.conn is not None else None
+        links = self.links.take_changes()  # both taken before reading
+        observed = self.observe()
+        if names is None or links is None:
+            return observed, None
+        for index, old in links.items():
+            now = self.links.get(index)
+            names.update(link.name for link in (old, now) if link is not None)
+        return observed, frozenset(names)
+
     def observe(self) -> Observed:
         self.links.refresh_if_stale()
         view = self.db.view()
@@ -225,7 +240,8 @@ class OpenvSwitchDriver(Driver):
         with self._batch():
             self.db.release_port(device.name)
 
-    def sync(self, desired: Topology, bound: Mapping[str, Device]) -> dict[str, NotReady]:
+    def sync(self, desired: Topology, bound: Mapping[str, Device],
+             changed: frozenset[str] | None = None) -> dict[str, NotReady]:
         """Drop rows of vanished taps; hand the app the port and uplink bindings.
 
         A port is not reported ready until ovs-vswitchd has given its

@@ -62,7 +62,11 @@ class _NotifyingIdl(connection.OvsdbIdl):
 
     def notify(self, event, row, updates=None):
         if self.cache is not None:
-            self.cache.forget(row._table.name, row.uuid)
+            try:
+                name = row.name
+            except AttributeError:
+                name = None
+            self.cache.forget(row._table.name, row.uuid, name if isinstance(name, str) else None)
         callback = self.on_change
         if callback is not None:
             callback(row._table.name)
@@ -134,6 +138,12 @@ class Ovsdb:
                 return None
             self._view = (seq, view)
             return view
+
+    def take_changed(self) -> set[str] | None:
+        """Interface and port names whose rows changed since the last call;
+        None when that is not known (see RowCache.take_changed)."""
+        with self.conn.lock:
+            return self._cache.take_changed()
 
     def last_view(self) -> BridgeView | None:
         """The view the last :meth:`view` call returned, without rebuilding."""

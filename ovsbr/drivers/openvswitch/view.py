@@ -146,12 +146,28 @@ class RowCache:
         self._ports: dict = {}  # Port UUID -> PortEntry
         self._owner: dict = {}  # Interface UUID -> the Port UUID whose entry read it
         self._bridge: str | None = None
+        # Names of the interfaces and ports whose rows changed since the last
+        # take_changed(); None: unknown (at start, or a Bridge row changed).
+        self._changed: set[str] | None = None
 
-    def forget(self, table: str, uuid) -> None:
-        """From the IDL's notify(): the row changed or went."""
+    def take_changed(self) -> set[str] | None:
+        """What changed since the last call (see ``_changed``); start afresh."""
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def forget(self, table: str, uuid, name: str | None = None) -> None:
+        """From the IDL's notify(): the row (named ``name``) changed or went."""
         cache = self._rows.get(table)
         if cache is not None:
             cache.pop(uuid, None)
+        if self._changed is not None and table in EXTRACT:
+            if table == "Bridge" or name is None:
+                self._changed = None
+            else:
+                self._changed.add(name)
+                entry = self._ports.get(uuid) if table == "Port" else None
+                if entry is not None:  # its interfaces' network mark may move
+                    self._changed.update(i[0] for i in entry.ifaces)
         if table == "Port":
             self._ports.pop(uuid, None)
         elif table == "Interface":
