@@ -251,6 +251,10 @@ class LinuxBridgeHarness(Harness):
                   and (p.get("mac") or p.get("ips") is not None)}
         if filtered != wanted:
             problems.append(f"nftables port chains {sorted(filtered)} != {sorted(wanted)}")
+        mapped = self.mapped_devices()
+        if mapped != filtered:
+            problems.append(f"nftables map elements {sorted(mapped)} != chains "
+                            f"{sorted(filtered)}")
         return problems
 
     @property
@@ -264,6 +268,16 @@ class LinuxBridgeHarness(Harness):
             return set()
         return {item["chain"]["name"][len("port-"):] for item in json.loads(res.stdout)["nftables"]
                 if "chain" in item and item["chain"]["name"].startswith("port-")}
+
+    def mapped_devices(self) -> set[str]:
+        """Taps the base chain sends to a port chain (the map's elements)."""
+        res = run(["nft", "-j", "list", "table", "bridge", self.nft_table], check=False)
+        if res.returncode:
+            return set()
+        for item in json.loads(res.stdout)["nftables"]:
+            if "map" in item and item["map"]["name"] == "ports":
+                return {elem[0] for elem in item["map"].get("elem", [])}
+        return set()
 
     def delete_bridge_by_hand(self, network: str) -> None:
         for name, net in self._owned_bridges().items():

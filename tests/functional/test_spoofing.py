@@ -7,7 +7,12 @@ so a capture that sees nothing proves a drop, not a broken capture.
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
+
+from ovsbr.testing.netns import wait_for
 
 FOREIGN_MAC = "52:54:00:66:66:66"
 
@@ -88,3 +93,38 @@ def test_tagged_frames_from_a_secured_port_are_dropped(secured):
             f" dst='{victim.ip}')/ICMP(id=4444), iface='eth0')")
     assert "vlan" not in cap.text.lower() and "802.1ad" not in cap.text.lower(), cap.text
     assert "id 4444" in cap.text, "control frame missing"
+
+
+def _table_handle(table: str) -> int:
+    out = subprocess.run(["nft", "-j", "list", "table", "bridge", table], check=True,
+                         capture_output=True, text=True).stdout
+    return next(i["table"]["handle"] for i in json.loads(out)["nftables"] if "table" in i)
+
+
+def test_a_port_change_rewrites_only_that_ports_chain(secured, datapath):
+    """linuxbridge: one port's filter comes, changes and goes in its own chain
+    and map element; the table is never rewritten (its handle stays), and
+    every other port keeps being filtered as before."""
+    if datapath.name != "linuxbridge":
+        pytest.skip("the nftables table is the linuxbridge driver's")
+    a, b, c = secured
+    agent = datapath.agents[-1]
+    table = _table_handle(datapath.nft_table)
+    # c declared with a MAC that is not its own: its frames drop, a and b still talk.
+    agent.cli("port", "delete", "p3")
+    agent.cli("port", "create", "p3", "--network", "n1", "--device", c.tap,
+              "--mac", FOREIGN_MAC, "--ip", c.ip)
+    agent.wait_ports(["p3"])
+    wait_for(lambda: not c.can_ping(a.ip, tries=1), 10, what="c's own MAC refused")
+    assert a.can_ping(b.ip), "the other ports' filters must be untouched (control)"
+    # Its port gone: its chain and map element go, nothing else.
+    agent.cli("port", "delete", "p3")
+    wait_for(lambda: c.tap not in datapath.filtered_devices(), 10, what="p3's chain removed")
+    assert datapath.filtered_devices() == {a.tap, b.tap} == datapath.mapped_devices()
+    # Declared again with its own MAC: it talks.
+    agent.cli("port", "create", "p3", "--network", "n1", "--device", c.tap,
+              "--mac", c.mac, "--ip", c.ip)
+    agent.wait_ports(["p3"])
+    assert c.can_ping(a.ip)
+    assert _table_handle(datapath.nft_table) == table, "the table was rewritten whole"
+    datapath.assert_converged(agent)

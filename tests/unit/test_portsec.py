@@ -1,5 +1,10 @@
+import dataclasses
+
+import pytest
+
 from ovsbr.drivers.linuxbridge import portsec
 from ovsbr.drivers.linuxbridge.driver import port_filter
+from ovsbr.exceptions import FeatureMissing
 from ovsbr.model import Port
 from ovsbr.secgroups.policy import port_policy
 
@@ -25,8 +30,10 @@ def test_port_with_mac_and_ips_gets_its_own_chain():
     f = port_filter_of("vnet0", "52:54:00:00:00:01", ("192.0.2.5", "2001:db8::5"))
     doc = portsec.ruleset("ovsbr_x", [f])
     jump = _rules(doc, portsec.BASE_CHAIN)
-    assert jump == [[{"match": {"op": "==", "left": {"meta": {"key": "iifname"}},
-                                "right": "vnet0"}}, {"jump": {"target": "port-vnet0"}}]]
+    assert jump == [[{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@ports"}}]]
+    elements = [c["add"]["element"]["elem"] for c in doc["nftables"]
+                if "element" in c.get("add", {})]
+    assert elements == [[["vnet0", {"jump": {"target": "port-vnet0"}}]]]
     rules = _rules(doc, "port-vnet0")
     assert rules[0] == [{"match": {"op": "==", "left": {"payload": {
         "protocol": "ether", "field": "type"}}, "right": {"set": ["vlan", "8021ad"]}}},
@@ -57,3 +64,53 @@ def test_which_ports_are_filtered():
                                 port_security=False)) is None
     f = port_filter_for(Port("p", "n", "v", mac="52:54:00:00:00:01", ips=("192.0.2.5",)))
     assert f == port_filter_of("v", "52:54:00:00:00:01", ("192.0.2.5",))
+
+
+class FakeNft:
+    """libnftables as NftPortSecurity uses it: records batches, refuses on demand."""
+
+    def __init__(self):
+        self.batches, self.refuse = [], False
+
+    def json_cmd(self, doc):
+        self.batches.append(doc["nftables"])
+        return (1, "", "refused") if self.refuse else (0, "", "")
+
+
+def _verbs(batch):
+    return [(verb, kind) for c in batch for verb, body in c.items() for kind in body]
+
+
+def test_a_port_change_is_one_batch_for_that_port_alone():
+    ps = portsec.NftPortSecurity("t")
+    ps._nft = nft = FakeNft()
+    a = port_filter_of("va", "52:54:00:00:00:01", None)
+    b = port_filter_of("vb", "52:54:00:00:00:02", ("192.0.2.2",))
+    ps.apply({"va": a})
+    assert _verbs(nft.batches[-1])[:3] == [("add", "table"), ("delete", "table"),
+                                           ("add", "table")]  # the first write is whole
+    ps.apply({"va": a, "vb": b}, devices={"vb"})
+    assert _verbs(nft.batches[-1])[0] == ("add", "chain")
+    assert all(c.get("add", {}).get("rule", {}).get("chain", "port-vb") == "port-vb"
+               for c in nft.batches[-1])
+    assert nft.batches[-1][-1]["add"]["element"]["elem"][0][0] == "vb"
+    n = len(nft.batches)
+    ps.apply({"va": a, "vb": b}, devices={"va", "vb"})  # nothing changed: no batch
+    assert len(nft.batches) == n
+    b2 = port_filter_of("vb", "52:54:00:00:00:03", None)
+    ps.apply({"va": a, "vb": b2}, devices={"vb"})
+    assert _verbs(nft.batches[-1])[0] == ("flush", "chain")  # changed: its chain refilled
+    ps.apply({"vb": b2}, devices={"va"})
+    assert _verbs(nft.batches[-1]) == [("delete", "element"), ("flush", "chain"),
+                                       ("delete", "chain")]
+    nft.refuse = True  # a refused batch: the whole table is tried next, in the same call
+    with pytest.raises(FeatureMissing):
+        ps.apply({"vb": b2, "va": a}, devices={"va"})
+    assert _verbs(nft.batches[-1])[:3] == [("add", "table"), ("delete", "table"),
+                                           ("add", "table")]
+
+
+def test_security_groups_keep_the_whole_table():
+    f = port_filter_of("va", "52:54:00:00:00:01", None)
+    stateful = portsec.PortFilter("va", dataclasses.replace(f.policy, firewall=object()))
+    assert portsec.port_changes("t", {"va": None}, {"va": stateful}) is None

@@ -56,6 +56,7 @@ class LinuxBridgeDriver(Driver):
         self.portsec = NftPortSecurity(table_name(self.prefix or ""))
         self._filters: dict[str, PortFilter] = {}  # device -> its filter
         self._filtered: dict[str, str] = {}  # port -> the device filtered for it
+        self._dirty: set[str] | None = None  # taps whose filter changed since applied
         self._filters_for: Topology | None = None  # the desired state they follow
         self._refilter = False
         self._seen: layout.Seen | None = None  # the last observation
@@ -296,10 +297,12 @@ class LinuxBridgeDriver(Driver):
                 before = self._filtered.get(port.name)
                 if before is not None and before != device.name:
                     self._filters.pop(before, None)  # the port's device changed
+                    self._touch(before)
                 self._filters[device.name] = wanted
                 self._filtered[port.name] = device.name
             else:
                 self._filters.pop(device.name, None)
+            self._touch(device.name)
             spec = {"master": bridge.index, "state": "up"}
             mtu = effective_mtu(net)
             if mtu is not None:
@@ -329,12 +332,17 @@ class LinuxBridgeDriver(Driver):
             link.master = None
             self.links.put(link)
 
+    def _touch(self, device: str) -> None:
+        if self._dirty is not None:
+            self._dirty.add(device)
+
     def _apply_filters(self) -> None:
         try:
-            self.portsec.apply(list(self._filters.values()), force=self._refilter)
+            self.portsec.apply(self._filters, force=self._refilter, devices=self._dirty)
         except FeatureMissing as e:
             raise DriverError(f"port security: {e}") from e
         self._refilter = False
+        self._dirty = set()
 
     def sync(self, desired: Topology, bound: Mapping[str, Device],
              changed: frozenset[str] | None = None) -> dict[str, NotReady]:
@@ -346,12 +354,13 @@ class LinuxBridgeDriver(Driver):
         """
         with self._lock:
             if changed is None or desired is not self._filters_for:
-                self._filters, self._filtered = {}, {}
+                self._filters, self._filtered, self._dirty = {}, {}, None
                 changed = bound.keys()
             for name in changed:
                 device = self._filtered.pop(name, None)
                 if device is not None:
                     self._filters.pop(device, None)
+                    self._touch(device)
             for name in changed:
                 dev = bound.get(name)
                 port = desired.ports.get(name)
@@ -362,6 +371,7 @@ class LinuxBridgeDriver(Driver):
                 if f is not None:
                     self._filters[dev.name] = f
                     self._filtered[name] = dev.name
+                    self._touch(dev.name)
             self._filters_for = desired
             self._apply_filters()
         return {}

@@ -11,10 +11,17 @@ agent gave ebtables and arptables). Both compile the same
 * with declared IPs, only the policy's admitted ARP sender and IPv4/IPv6
   source addresses.
 
-The ruleset is built here as plain data (:func:`ruleset`, unit-tested) and
-replaced whole in one libnftables transaction, so a change never leaves the
-table half-written. libnftables' own JSON API is used, not the ``nft``
-command: no strings reach a shell or a parser of ours.
+The base chain sends each tap's frames to its own chain through one
+verdict map (``iifname vmap @ports``), so a port that comes, goes or changes
+is one libnftables transaction touching its chain and its map element
+(:func:`port_changes`), not a rewrite of every port's rules: at 1,000
+filtered ports the whole table was thousands of rules per new tap. The
+whole table (:func:`ruleset`) is still written at start, after a resync,
+when a batch is refused, and while security groups (stateful chains, which
+reference every port) are in it. Either way a change is one transaction and
+never leaves the table half-written. Both are plain data, unit-tested, sent
+through libnftables' own JSON API, not the ``nft`` command: no strings
+reach a shell or a parser of ours.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ovsbr.drivers.linuxbridge import nft_secgroups
@@ -34,6 +42,7 @@ from ovsbr.secgroups import policy as pp
 LOG = logging.getLogger(__name__)
 FAMILY = "bridge"
 BASE_CHAIN = "vm-ports"
+PORT_MAP = "ports"  # tap name -> jump to its chain
 # Before anything else on the bridge's prerouting hook, and before the
 # bridge learns the source MAC: a spoofed frame must not poison its table.
 PRIORITY = -300
@@ -117,18 +126,56 @@ def ruleset(table: str, filters: list[PortFilter]) -> dict:
         # conntrack (priority -200), which must see the zone.
         cmds.append({"add": {"rule": {"family": FAMILY, "table": table, "chain": BASE_CHAIN,
                                       "expr": expr}}})
+    cmds.append({"add": {"map": {"family": FAMILY, "table": table, "name": PORT_MAP,
+                                 "type": "ifname", "map": "verdict"}}})
+    cmds.append({"add": {"rule": {"family": FAMILY, "table": table, "chain": BASE_CHAIN,
+                                  "expr": [{"vmap": {"key": {"meta": {"key": "iifname"}},
+                                                     "data": f"@{PORT_MAP}"}}]}}})
     for f in sorted(filters, key=_device):
-        chain = f"port-{f.device}"
-        cmds.append({"add": {"chain": {"family": FAMILY, "table": table, "name": chain}}})
-        cmds.append({"add": {"rule": {
-            "family": FAMILY, "table": table, "chain": BASE_CHAIN,
-            "expr": [_match({"meta": {"key": "iifname"}}, f.device),
-                     {"jump": {"target": chain}}]}}})
-        for expr in _port_rules(f.policy):
-            cmds.append({"add": {"rule": {"family": FAMILY, "table": table, "chain": chain,
-                                          "expr": expr}}})
+        cmds += _add_port(table, f)
     if stateful:
         cmds += nft_secgroups.commands(table, stateful)
+    return {"nftables": cmds}
+
+
+def _chain(device: str) -> str:
+    return f"port-{device}"
+
+
+def _element(table: str, device: str) -> dict:
+    return {"family": FAMILY, "table": table, "name": PORT_MAP,
+            "elem": [[device, {"jump": {"target": _chain(device)}}]]}
+
+
+def _fill(table: str, f: PortFilter) -> list[dict]:
+    return [{"add": {"rule": {"family": FAMILY, "table": table, "chain": _chain(f.device),
+                              "expr": expr}}} for expr in _port_rules(f.policy)]
+
+
+def _add_port(table: str, f: PortFilter) -> list[dict]:
+    return [{"add": {"chain": {"family": FAMILY, "table": table, "name": _chain(f.device)}}},
+            *_fill(table, f), {"add": {"element": _element(table, f.device)}}]
+
+
+def port_changes(table: str, before: dict[str, PortFilter | None],
+                 after: dict[str, PortFilter | None]) -> dict | None:
+    """One batch taking the named taps' filters from ``before`` to ``after``
+    (None: none), leaving every other port's chain alone; None when only the
+    whole table can say it (security groups involved)."""
+    if any(f is not None and f.policy.firewall is not None
+           for f in (*before.values(), *after.values())):
+        return None
+    cmds: list[dict] = []
+    for device in sorted(after):
+        old, new = before.get(device), after[device]
+        chain = {"family": FAMILY, "table": table, "name": _chain(device)}
+        if old is not None and new is not None:
+            cmds += [{"flush": {"chain": chain}}, *_fill(table, new)]
+        elif old is not None:
+            cmds += [{"delete": {"element": {**_element(table, device), "elem": [device]}}},
+                     {"flush": {"chain": chain}}, {"delete": {"chain": chain}}]
+        elif new is not None:
+            cmds += _add_port(table, new)
     return {"nftables": cmds}
 
 
@@ -138,7 +185,8 @@ class NftPortSecurity:
     def __init__(self, table: str):
         self.table = table
         self._nft = None
-        self._applied: tuple[PortFilter, ...] | None = None
+        self._applied: dict[str, PortFilter] | None = None  # tap -> filter in the kernel
+        self._stateful_ports = False  # the table holds security groups: written whole
         self._lock = threading.Lock()
         self.missing: str | None = None
         # Why stateful filtering (security groups) cannot work here, if so.
@@ -198,23 +246,45 @@ class NftPortSecurity:
         if wanted.policy.firewall is not None and self.stateful:
             raise FeatureMissing(self.stateful)
 
-    def apply(self, filters: list[PortFilter], force: bool = False) -> None:
-        """Replace the table when the filters changed (or when forced)."""
-        wanted = tuple(sorted(filters, key=_device))
+    def apply(self, filters: Mapping[str, PortFilter], force: bool = False,
+              devices: Iterable[str] | None = None) -> None:
+        """Make the table hold ``filters`` (tap -> filter). ``devices``: the
+        only taps whose filter may have changed since the last call (None:
+        any). One batch for those taps when it can; the whole table at the
+        first call, when forced, or when that batch is refused."""
         with self._lock:
-            if not force and wanted == self._applied:
-                return
+            applied = self._applied
+            changes = None
+            if applied is not None and not force:
+                names = set(filters) | set(applied) if devices is None else set(devices)
+                changes = {d: filters.get(d) for d in names if filters.get(d) != applied.get(d)}
+                if not changes:
+                    return
             if self._nft is None:
-                if not wanted:
+                if not filters:
                     return
                 raise FeatureMissing(self.missing or "nftables not probed")
-            rc, _, err = self._nft.json_cmd(ruleset(self.table, list(wanted)))
+            if changes is not None and not self._stateful_ports:
+                batch = port_changes(self.table, {d: applied.get(d) for d in changes}, changes)
+                if batch is not None:
+                    rc, _, err = self._nft.json_cmd(batch)
+                    if rc == 0:
+                        for d, f in changes.items():
+                            if f is None:
+                                applied.pop(d, None)
+                            else:
+                                applied[d] = f
+                        return
+                    LOG.warning("nftables refused a change of %d port(s) (%s); writing "
+                                "table %s whole", len(changes), err.strip(), self.table)
+            rc, _, err = self._nft.json_cmd(ruleset(self.table, list(filters.values())))
             if rc != 0:
                 self._applied = None
                 raise FeatureMissing(f"nftables rejected the port-security rules: "
                                      f"{err.strip()}")
-            self._applied = wanted
-            LOG.debug("port security: %d filtered port(s) in table %s", len(wanted),
+            self._applied = dict(filters)
+            self._stateful_ports = any(f.policy.firewall is not None for f in filters.values())
+            LOG.debug("port security: %d filtered port(s) in table %s", len(filters),
                       self.table)
 
     def remove(self) -> None:
