@@ -57,6 +57,9 @@ class OpenvSwitchDriver(Driver):
         self._overlay: Mapping[str, Overlay] = {}
         self.hostlinks = common.HostLinks()
         self.links = self.hostlinks.table
+        # A tap went (or that is not known) since rows were last checked for
+        # vanished taps: only then is the check worth its walk of every row.
+        self._taps_gone = True
         self._bindings: bindings.BindingCache = {}
         self.dpid = bindings.datapath_id(self.br_int)
 
@@ -124,6 +127,7 @@ class OpenvSwitchDriver(Driver):
 
     def resync(self) -> None:
         self.links.refresh()
+        self._taps_gone = True
 
     def _ensure_bridges(self) -> None:
         missing = self.db.missing_bridges(list(self.mappings.values()))
@@ -154,11 +158,15 @@ class OpenvSwitchDriver(Driver):
         names = self.db.take_changed() if self.db.conn is not None else None
         links = self.links.take_changes()  # both taken before reading
         observed = self.observe()
+        if links is None:
+            self._taps_gone = True
         if names is None or links is None:
             return observed, None
         for index, old in links.items():
             now = self.links.get(index)
             names.update(link.name for link in (old, now) if link is not None)
+            if now is None or (old is not None and old.name != now.name):
+                self._taps_gone = True
         return observed, frozenset(names)
 
     def observe(self) -> Observed:
@@ -270,8 +278,9 @@ class OpenvSwitchDriver(Driver):
         # devices that exist, and rebuilding it here (every row again, after
         # each plug transaction) was a third of the single-port time (py-spy).
         view = self.db.last_view()
-        if view is None:
+        if view is None or not self._taps_gone:
             return
+        self._taps_gone = False
         gone = observe.vanished(view, {link.name for link in self.links.snapshot().values()})
         if gone:
             LOG.info("removing %d port(s) whose device vanished: %s", len(gone),
