@@ -109,18 +109,24 @@ class LinuxBridge(Datapath):
 
     def baseline(self, devices: list[str]) -> list[float]:
         """Seconds per port, in order: the total is the bulk baseline, the
-        last ones the cost of one more port on a bridge that has N."""
-        bridge = f"{self.prefix}base"
-        run(["ip", "link", "add", bridge, "type", "bridge"])
+        last ones the cost of one more port on a host that has N. Bridges of
+        PORTS_PER_NETWORK ports, as the agent lays them out (a Linux bridge
+        holds at most 1023)."""
+        bridges = [f"{self.prefix}base{i}"
+                   for i in range(-(-len(devices) // PORTS_PER_NETWORK))]
         try:
+            for bridge in bridges:
+                run(["ip", "link", "add", bridge, "type", "bridge"])
             times = []
-            for dev in devices:
+            for i, dev in enumerate(devices):
+                bridge = bridges[i // PORTS_PER_NETWORK]
                 t0 = time.perf_counter()
                 subprocess.run(["ip", "link", "set", "dev", dev, "master", bridge], check=True)
                 times.append(time.perf_counter() - t0)
             return times
         finally:
-            run(["ip", "link", "del", bridge], check=False)
+            for bridge in bridges:
+                run(["ip", "link", "del", bridge], check=False)
 
     baseline_name = "ip link set DEV master BR, per port"
 
