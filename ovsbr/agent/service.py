@@ -266,13 +266,13 @@ class Agent:
         self._publish(self.state)
         if self.on_reconciled is not None:  # no observer, no report: nothing to pay
             self._report(started, snap, net_outcomes + outcomes, sync_failed, before,
-                         event_at)
+                         event_at, plan.reached)
         self._resynced, self._applied = False, snap.local
         return plan
 
     def _report(self, started: float, snap: st.DesiredSnapshot, done: list[Outcome],
                 sync_failed: int, before: Mapping[str, reconciler.PortStatus],
-                event_at: float | None) -> None:
+                event_at: float | None, reached: frozenset[str] | None = None) -> None:
         failures = sum(1 for o in done if o.error is not None) + sync_failed
         kinds: dict[str, int] = {}
         for o in done:
@@ -281,7 +281,7 @@ class Agent:
         new_revision = snap.local is not self._applied and snap.received is not None
         report = st.ReconcileReport(time.perf_counter() - started, kinds, failures,
                                     self._resynced, now - snap.received if new_revision else None,
-                                    st.newly_bound(before, self.state.ports),
+                                    st.newly_bound(before, self.state.ports, reached),
                                     None if event_at is None else now - event_at)
         try:
             self.on_reconciled(report)

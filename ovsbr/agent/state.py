@@ -10,7 +10,7 @@ reconcile; :func:`status` is a pure function of it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ovsbr.agent import reconciler
@@ -84,11 +84,17 @@ class ReconcileReport:
 
 
 def newly_bound(before: Mapping[str, reconciler.PortStatus],
-                after: Mapping[str, reconciler.PortStatus]) -> int:
-    """How many ports are bound now that were not before."""
-    return sum(1 for name, ps in after.items()
-               if ps.status is reconciler.BOUND
-               and (name not in before or before[name].status is not reconciler.BOUND))
+                after: Mapping[str, reconciler.PortStatus],
+                names: Iterable[str] | None = None) -> int:
+    """How many ports are bound now that were not before; ``names``: the
+    only ports that can have changed (a plan for a change), None: any."""
+    count = 0
+    for name in after if names is None else names:
+        ps = after.get(name)
+        if ps is not None and ps.status is reconciler.BOUND:
+            old = before.get(name)
+            count += old is None or old.status is not reconciler.BOUND
+    return count
 
 
 def readiness(state: AgentState, reconciles: int, driver_problems: list[str]) -> list[str]:

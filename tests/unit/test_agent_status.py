@@ -1,6 +1,7 @@
 """What a port's status says when the datapath cannot forward for it yet."""
 
 from ovsbr.agent import reconciler, state
+from ovsbr.agent.reconciler import BOUND, WAITING, PortStatus
 from ovsbr.drivers.base import BridgeReport, NotReady, Overlay
 from ovsbr.model import Topology
 
@@ -57,3 +58,23 @@ def test_network_failures_last_until_the_definition_changes():
     fp["n"] = "b"  # the network was edited: try again
     assert state.live_network_errors(records, topo, lambda net: fp[net.name]) == {}
     assert state.live_network_errors(records, Topology(), lambda net: "a") == {}
+
+
+def test_newly_bound_counts_only_the_ports_that_turned_bound():
+    waiting, bound = PortStatus(WAITING), PortStatus(BOUND, "vnet0")
+    before = {"a": waiting, "b": bound, "c": waiting}
+    after = {"a": bound, "b": bound, "c": waiting, "d": bound}
+    assert state.newly_bound(before, after) == 2  # a turned bound, d is new
+    assert state.newly_bound(before, after, {"a", "gone"}) == 1  # a plan for a change
+
+
+def test_status_reuses_the_document_of_an_unchanged_port():
+    parts: dict = {}
+    bound = PortStatus(BOUND, "vnet0")
+    first = state.status(state.AgentState(ports={"a": bound}), "x", parts)
+    again = state.status(state.AgentState(ports={"a": bound, "b": PortStatus(WAITING)}), "x",
+                         parts)
+    assert again["ports"]["a"] is first["ports"]["a"]
+    assert again["ports"]["b"] == {"status": "waiting"}
+    state.status(state.AgentState(ports={"b": PortStatus(WAITING)}), "x", parts)
+    assert set(parts) == {"b"}  # a port gone is forgotten
