@@ -19,7 +19,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ovsbr.agent import incremental, reconciler
@@ -113,7 +113,8 @@ class Agent:
         self._last = _LastPlan()
         self._full_next = True  # at start, after a resync or a failure
         self._last_status: dict[str, Any] | None = None
-        self._status_parts: dict[str, tuple[reconciler.PortStatus, dict]] = {}
+        self._port_docs = st.PortDocs()
+        self._not_ready: frozenset[str] = frozenset()  # at the last reconcile
         self._overlay_key: tuple | None = None
         self._say = SayOnce()
         self._apply_one: dict[type, Callable[[Any, Topology], str]] = {
@@ -167,7 +168,7 @@ class Agent:
                     self.state = dataclasses.replace(self.state,
                                                      datapath=self.driver.introspect())
                     if not woken and self.reconciles:
-                        self._publish(self.state)
+                        self._publish(self.state, ())
                 if woken and self.snapshot.local is not None:
                     plan = self.reconcile()
                     if resynced or self.reconciles == 1 or len(plan.actions) >= SETTLE_AFTER:
@@ -263,7 +264,12 @@ class Agent:
         self.state = st.AgentState(
             snap, networks, reconciler.port_statuses(plan, failed, not_ready),
             overlays_now, self.state.datapath)
-        self._publish(self.state)
+        # The ports whose status can differ from the last publish: what the
+        # plan reached, what failed, and what is or was not ready.
+        changed = None if plan.reached is None else \
+            plan.reached.union(failed, not_ready, self._not_ready)
+        self._not_ready = frozenset(not_ready)
+        self._publish(self.state, changed)
         if self.on_reconciled is not None:  # no observer, no report: nothing to pay
             self._report(started, snap, net_outcomes + outcomes, sync_failed, before,
                          event_at, plan.reached)
@@ -423,8 +429,8 @@ class Agent:
         """The status document of the last reconcile (see :func:`state.status`)."""
         return st.status(self.state, self.driver.name)
 
-    def _publish(self, state: st.AgentState) -> None:
-        status = st.status(state, self.driver.name, self._status_parts)
+    def _publish(self, state: st.AgentState, changed: Iterable[str] | None = None) -> None:
+        status = st.status(state, self.driver.name, self._port_docs, changed)
         if status == self._last_status:
             return
         try:

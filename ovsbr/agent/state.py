@@ -151,14 +151,53 @@ def bound_devices(plan: reconciler.Plan, failed: Mapping[str, str],
             and plan.ports[name].status is reconciler.BOUND}
 
 
-def status(state: AgentState, driver: str,
-           parts: dict[str, tuple[reconciler.PortStatus, dict]] | None = None
-           ) -> dict[str, Any]:
+class PortDocs:
+    """Each port's status document, kept from one publish to the next.
+
+    A port whose status object is the one of last time keeps its document
+    (the file store then reuses its text, and equal documents compare by
+    identity); told which ports may have changed (a plan for a change), the
+    ports mapping is the last one with those entries replaced, not a walk
+    over every port.
+    """
+
+    def __init__(self):
+        self._parts: dict[str, tuple[reconciler.PortStatus, dict]] = {}
+        self._doc: dict[str, dict] | None = None
+
+    def _part(self, name: str, st: reconciler.PortStatus) -> dict:
+        part = self._parts.get(name)
+        if part is None or part[0] is not st:
+            part = self._parts[name] = (st, st.to_dict())
+        return part[1]
+
+    def ports(self, ports: Mapping[str, reconciler.PortStatus],
+              changed: Iterable[str] | None = None) -> dict[str, dict]:
+        if changed is None or self._doc is None:
+            doc = {n: self._part(n, st) for n, st in ports.items()}
+            if len(self._parts) > len(doc):
+                for n in [n for n in self._parts if n not in doc]:
+                    del self._parts[n]
+        else:
+            doc = dict(self._doc)
+            for n in changed:
+                st = ports.get(n)
+                if st is not None:
+                    doc[n] = self._part(n, st)
+                else:
+                    doc.pop(n, None)
+                    self._parts.pop(n, None)
+        self._doc = doc
+        return doc
+
+
+def status(state: AgentState, driver: str, docs: PortDocs | None = None,
+           changed: Iterable[str] | None = None) -> dict[str, Any]:
     """The host's status document, as ``ovsbr status`` shows it.
 
-    ``parts`` (kept by the caller between calls): each port's status object
-    and its document; a port whose status object is the one of last time
-    reuses its document, and equal documents compare by identity."""
+    ``docs`` (kept by the caller between calls) and ``changed`` (the only
+    ports whose status may differ from the last call): see :class:`PortDocs`.
+    """
     local = state.desired.local or Topology()
     overlays = state.overlays or {}
     networks: dict[str, dict[str, Any]] = {}
@@ -169,18 +208,8 @@ def status(state: AgentState, driver: str,
             networks[name] = {"status": "ok"}
             if name in overlays:
                 networks[name]["remote_hosts"] = sorted(overlays[name].vteps)
-    if parts is None:
-        ports = {n: st.to_dict() for n, st in state.ports.items()}
-    else:
-        ports = {}
-        for n, st in state.ports.items():
-            part = parts.get(n)
-            if part is None or part[0] is not st:
-                part = parts[n] = (st, st.to_dict())
-            ports[n] = part[1]
-        if len(parts) > len(ports):
-            for n in [n for n in parts if n not in ports]:
-                del parts[n]
+    ports = {n: st.to_dict() for n, st in state.ports.items()} if docs is None \
+        else docs.ports(state.ports, changed)
     doc: dict[str, Any] = {"driver": driver, "revision": local.revision,
                            "ports": ports, "networks": networks}
     if state.desired.store_error:

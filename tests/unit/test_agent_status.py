@@ -69,12 +69,18 @@ def test_newly_bound_counts_only_the_ports_that_turned_bound():
 
 
 def test_status_reuses_the_document_of_an_unchanged_port():
-    parts: dict = {}
+    docs = state.PortDocs()
     bound = PortStatus(BOUND, "vnet0")
-    first = state.status(state.AgentState(ports={"a": bound}), "x", parts)
+    first = state.status(state.AgentState(ports={"a": bound}), "x", docs)
     again = state.status(state.AgentState(ports={"a": bound, "b": PortStatus(WAITING)}), "x",
-                         parts)
+                         docs)
     assert again["ports"]["a"] is first["ports"]["a"]
     assert again["ports"]["b"] == {"status": "waiting"}
-    state.status(state.AgentState(ports={"b": PortStatus(WAITING)}), "x", parts)
-    assert set(parts) == {"b"}  # a port gone is forgotten
+    # Told which ports changed, only those are looked at: "a" is not, so a
+    # status object replaced behind that promise would not show.
+    later = state.AgentState(ports={"a": PortStatus(WAITING), "c": bound})
+    doc = state.status(later, "x", docs, changed={"b", "c"})
+    assert doc["ports"] == {"a": {"status": "bound", "device": "vnet0"},
+                            "c": {"status": "bound", "device": "vnet0"}}
+    assert state.status(later, "x", docs)["ports"]["a"] == {"status": "waiting"}
+    assert set(docs._parts) == {"a", "c"}  # a port gone is forgotten
