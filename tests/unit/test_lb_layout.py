@@ -140,7 +140,9 @@ def test_seeing_the_changed_links_equals_seeing_them_all(batches):
         if moved is not None:
             assert moved[0].observed == whole.observed
             assert moved[0].bridges == whole.bridges
-            assert {old.name for old in changed.values() if old} <= moved[1] | {"lo"}
+            named = {link.name for i, old in changed.items()
+                     for link in (old, table.get(i)) if link is not None}
+            assert moved[1] <= named
         seen = whole
 
 
@@ -151,8 +153,11 @@ def test_a_tap_appearing_is_seen_from_its_own_link():
     moved, names = layout.see_change(seen, {20: None}, table.get)
     assert names == {"vnet7"} and moved.observed.devices["vnet7"].network is None
     assert moved.observed.networks is seen.observed.networks  # not re-read
-    # A bridge changing is not a tap's business: the whole table is read.
-    assert layout.see_change(seen, {3: table[3]}, table.get) is None
+    # A bridge whose MAC moved as a tap joined: nothing observe reads changed.
+    assert layout.see_change(seen, {3: table[3]}, table.get)[1] == frozenset()
+    # A bridge going down is not a tap's business: the whole table is read.
+    down = dataclasses.replace(table[3], up=False)
+    assert layout.see_change(seen, {3: table[3]}, {3: down}.get) is None
 
 
 def test_a_plug_request_is_the_bytes_pyroute2_would_send():

@@ -35,7 +35,7 @@ BRIDGE_MARK = "ovsbr:net="
 UPLINK_MARK = "ovsbr:uplink="
 TUNNEL_MARK = "ovsbr:tunnel="
 GENEVE_PORT = 6081  # IANA; what OVS geneve ports use too
-PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,6}$")
+PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,6}\Z")
 ZERO_MAC = "00:00:00:00:00:00"
 MAPPINGS_OPTION = "[linux_bridge] physical_interface_mappings"
 
@@ -164,6 +164,15 @@ def see(links: Mapping[int, Link], prefix: str, mappings: Mapping[str, str]) -> 
     return Seen(observed, bridges, frozenset(reserved))
 
 
+def _same_to_observe(old: Link | None, new: Link | None, device: bool) -> bool:
+    """Whether a link's change leaves every field :func:`see` reads as it was
+    (a device's MAC too; not a bridge's or an uplink's, which are no device)."""
+    return old is not None and new is not None and (
+        old.name, old.kind, old.alias, old.up, old.master) == (
+        new.name, new.kind, new.alias, new.up, new.master) and (
+        not device or old.mac == new.mac)
+
+
 def see_change(seen: Seen, changed: Mapping[int, Link | None],
                current: Callable[[int], Link | None]) -> tuple[Seen, frozenset[str]] | None:
     """``seen`` moved on (in place) by the links that changed (index -> the
@@ -177,7 +186,12 @@ def see_change(seen: Seen, changed: Mapping[int, Link | None],
     """
     now = {index: current(index) for index in changed}
     names: set[str] = set()
-    for index, old in changed.items():
+    for index, old in list(changed.items()):
+        device = old is not None and old.kind != "bridge" and index not in seen.bridges \
+            and old.name not in seen.reserved
+        if _same_to_observe(old, now[index], device):
+            del now[index]  # e.g. a bridge's MAC or carrier moved as a tap joined
+            continue
         for link in (old, now[index]):
             if link is None:
                 continue
@@ -190,7 +204,8 @@ def see_change(seen: Seen, changed: Mapping[int, Link | None],
     # ports, and nothing keeps an older observation (the agent replaces its
     # own with each one; a plan keeps Device objects, not this mapping).
     devices = seen.observed.devices
-    for old in changed.values():  # every old name first: names move in a batch
+    for index in now:  # every old name first: names move in a batch
+        old = changed[index]
         if old is not None:
             devices.pop(old.name, None)
     for link in now.values():
