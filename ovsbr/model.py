@@ -31,19 +31,19 @@ MTU_MIN, MTU_MAX = 68, 65535
 SEGMENT_RANGES = {"vlan": (VLAN_MIN, VLAN_MAX, "VLAN id"), "vxlan": (VNI_MIN, VNI_MAX, "VNI"),
                   "geneve": (VNI_MIN, VNI_MAX, "VNI")}
 
-IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,14}\Z")
 IFNAME_RULE = (
     f"a Linux interface name: 1-{IFNAMSIZ} characters of letters, digits, "
     "'.', '_', '-', starting with a letter or digit"
 )
-IFACE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+IFACE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 IFACE_ID_RULE = "1-128 characters: letters, digits, '.', '_', ':', '-'"
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
 NETWORK_KEYS = ("name", "type", "physical_network", "segmentation_id", "mtu")
 PORT_KEYS = ("name", "network", "device", "iface_id", "mac", "port_security", "ips", "host",
              "migrating_to", "security_groups")
-HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}\Z")
 HOST_RULE = "a host name: 1-253 characters of letters, digits, '.', '_', '-'"
 MAX_PORT_IPS = 16
 # A 1500-byte underlay less the outer headers of VXLAN or Geneve without

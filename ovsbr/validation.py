@@ -16,7 +16,7 @@ from typing import Any
 IFNAMSIZ = 15  # the kernel's limit for an interface name, without the NUL
 # Names end up in file names, device names and OVSDB external_ids: keep them
 # to a safe alphabet that no shell, path or netlink layer will reinterpret.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 NAME_RULE = "1-63 characters: letters, digits, '.', '_', '-', starting with a letter or digit"
 
 

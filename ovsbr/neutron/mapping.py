@@ -28,7 +28,7 @@ VNIC_NORMAL = "normal"
 # Nova names a VM's tap "tap" + the port id's first 11 characters
 # (nova.network.model.NIC_NAME_LEN = 14).
 TAP_PREFIX, TAP_ID_LEN = "tap", 11
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 DRIVER_VIF = {"linuxbridge": VIF_TYPE_TAP, "openvswitch": VIF_TYPE_OVS}
 VIF_TYPES = frozenset(DRIVER_VIF.values())
 MECHANISM_DRIVER = "ovsbr"  # the entry point's name, recorded in Neutron's binding levels

@@ -141,3 +141,15 @@ def test_migrating_to_is_wired_on_both_hosts_and_validated():
             assert e.field == "port p: migrating_to" and words in e.message
         else:
             raise AssertionError(f"{bad} accepted")
+
+
+def test_a_trailing_newline_is_not_part_of_a_valid_name():
+    """``$`` in a pattern also matches before a final newline: every name,
+    device, iface-id and host pattern must end at the string's end."""
+    from ovsbr import validation
+
+    for pattern, good in ((validation.NAME_RE, "net1"), (model.IFNAME_RE, "tap0"),
+                          (model.IFACE_ID_RE, "3f7b1c2e"), (model.HOST_RE, "compute-1")):
+        assert pattern.match(good) and not pattern.match(good + "\n"), pattern.pattern
+    with pytest.raises(model.ValidationError, match="device"):
+        model.port_from_dict({"name": "p", "network": "n", "device": "tap0\n"})

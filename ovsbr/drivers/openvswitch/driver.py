@@ -37,7 +37,7 @@ from ovsbr.secgroups.policy import PortPolicy
 
 LOG = logging.getLogger(__name__)
 GENEVE_PORT = 6081  # IANA
-OVSDB_RE = re.compile(r"^(unix:/.+|(tcp|ssl):[0-9a-fA-F.:\[\]]+:\d+)$")
+OVSDB_RE = re.compile(r"^(unix:/.+|(tcp|ssl):[0-9a-fA-F.:\[\]]+:\d+)\Z")
 MAPPINGS_OPTION = "[ovs] bridge_mappings"
 
 
