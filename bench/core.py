@@ -47,7 +47,7 @@ class Fake(Driver):
     def plug(self, *a): pass
     def unplug(self, *a): pass
 class Store:
-    def write_status(self, host, status): pass
+    def write_status(self, host, status, changed=None): pass
 agent = service.Agent(Store(), Fake(), "h", 300)
 if hasattr(service, "st"):
     agent.snapshot = service.st.DesiredSnapshot.of(topo, "h")

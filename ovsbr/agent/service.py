@@ -434,7 +434,7 @@ class Agent:
         if status == self._last_status:
             return
         try:
-            self.store.write_status(self.host, dict(status, updated=time.time()))
+            self.store.write_status(self.host, dict(status, updated=time.time()), changed)
             self._last_status = status
         except (OvsbrError, OSError) as e:
             LOG.error("cannot publish status: %s", e)

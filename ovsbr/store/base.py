@@ -44,8 +44,13 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def write_status(self, host: str, status: dict[str, Any]) -> None:
-        """Publish what the agent on ``host`` has wired (ports and networks)."""
+    def write_status(self, host: str, status: dict[str, Any],
+                     changed: Iterable[str] | None = None) -> None:
+        """Publish what the agent on ``host`` has wired (ports and networks).
+
+        ``changed``: the only ports whose entries may differ from the last
+        call (their dicts are new objects; the others are the same objects
+        as then); None: any. A store may write just those."""
 
     @abc.abstractmethod
     def read_status(self) -> dict[str, dict[str, Any]]:

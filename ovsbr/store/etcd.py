@@ -190,11 +190,13 @@ class EtcdStore(Store):
         return self._writer.update(change, scope)
 
     # -- status and liveness -------------------------------------------------
-    def write_status(self, host: str, status: dict[str, Any]) -> None:
+    def write_status(self, host: str, status: dict[str, Any],
+                     changed: Iterable[str] | None = None) -> None:
         """The document's head at ``status/<host>``, each port's status at
         ``status/<host>/ports/<port>``, and only what changed since the last
         write: a port bound on a host of 1,000 rewrites one small key, not
-        the host's whole document."""
+        the host's whole document (and with ``changed``, only those ports
+        are compared)."""
         base = f"{self.prefix}status/{host}/ports/"
         ports = status.get("ports", {})
         head = {k: v for k, v in status.items() if k != "ports"}
@@ -203,18 +205,26 @@ class EtcdStore(Store):
             resp = self._txn({"success": [self._range(base, keys_only=True)]})
             kvs = resp["responses"][0]["response_range"].get("kvs", [])
             last = {unb64(kv["key"])[len(base):]: None for kv in kvs}
+            changed = None
+        names = sorted(set(ports) | set(last)) if changed is None else sorted(changed)
         ops = [{"request_put": {"key": b64(f"{self.prefix}status/{host}"),
                                 "value": b64(json.dumps(head, sort_keys=True))}}]
-        for name, doc in sorted(ports.items()):
-            if name not in last or last[name] != doc:
+        for name in names:
+            doc = ports.get(name)
+            if doc is not None and (name not in last or last[name] != doc):
                 ops.append({"request_put": {"key": b64(base + name),
                                             "value": b64(json.dumps(doc, sort_keys=True))}})
-        ops += [{"request_delete_range": {"key": b64(base + name)}}
-                for name in sorted(set(last) - set(ports))]
+            elif doc is None and name in last:
+                ops.append({"request_delete_range": {"key": b64(base + name)}})
         self._status_ports.pop(host, None)  # unknown until every step has landed
         for i in range(0, len(ops), TXN_OPS):  # the head first: no ports without one
             self._txn({"success": ops[i:i + TXN_OPS]})
-        self._status_ports[host] = {n: dict(d) for n, d in ports.items()}
+        for name in names:
+            if name in ports:
+                last[name] = dict(ports[name])
+            else:
+                last.pop(name, None)
+        self._status_ports[host] = last
 
     def read_status(self) -> dict[str, dict[str, Any]]:
         """Every host's document, its ports gathered from their keys (an

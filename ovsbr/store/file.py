@@ -41,34 +41,50 @@ class StatusText:
     only the ports whose document changed.
 
     The agent rewrites the whole file on every port change, and encoding a
-    thousand port entries was most of a one-port reconcile (py-spy). The
-    agent hands the same dict object for a port whose status did not change
-    (``agent.state.status`` keeps them), so each port's JSON text is kept
-    with the dict it came from and reused while that dict is the one given.
+    thousand port entries was most of a one-port reconcile (py-spy). Each
+    port's JSON text is kept with the dict it came from and reused while the
+    agent hands the same dict (``agent.state.PortDocs`` keeps them); told
+    which ports changed, only those are looked at, and the sorted order is
+    kept while no port comes or goes.
     """
 
     _SLOT = "\0ovsbr-ports\0"
 
     def __init__(self):
         self._parts: dict[str, tuple[dict, str]] = {}
+        self._order: list[str] | None = None  # sorted names of _parts
 
-    def encode(self, host: str, status: dict[str, Any]) -> str:
+    def _part(self, name: str, doc: dict) -> None:
+        part = self._parts.get(name)
+        if part is None or part[0] is not doc:
+            self._parts[name] = (doc, f"{json.dumps(name)}: {json.dumps(doc, sort_keys=True)}")
+
+    def encode(self, host: str, status: dict[str, Any],
+               changed: Iterable[str] | None = None) -> str:
         ports = status.get("ports")
         if not isinstance(ports, dict):
+            self._parts, self._order = {}, None
             return json.dumps({"hosts": {host: status}}, sort_keys=True)
-        parts, kept = self._parts, {}
-        texts = []
-        for name in sorted(ports):
-            doc = ports[name]
-            part = parts.get(name)
-            if part is None or part[0] is not doc:
-                part = (doc, f"{json.dumps(name)}: {json.dumps(doc, sort_keys=True)}")
-            kept[name] = part
-            texts.append(part[1])
-        self._parts = kept
+        if changed is None or self._order is None:
+            for name, doc in ports.items():
+                self._part(name, doc)
+            if len(self._parts) != len(ports):
+                self._parts = {n: p for n, p in self._parts.items() if n in ports}
+            self._order = sorted(ports)
+        else:
+            for name in changed:
+                if name in ports:
+                    if name not in self._parts:
+                        self._order = None
+                    self._part(name, ports[name])
+                elif self._parts.pop(name, None) is not None:
+                    self._order = None
+            if self._order is None:
+                self._order = sorted(self._parts)
+        parts = self._parts
+        body = ", ".join([parts[n][1] for n in self._order])
         head = json.dumps({"hosts": {host: dict(status, ports=self._SLOT)}}, sort_keys=True)
-        return head.replace(f'"ports": {json.dumps(self._SLOT)}',
-                            '"ports": {' + ", ".join(texts) + "}", 1)
+        return head.replace(f'"ports": {json.dumps(self._SLOT)}', '"ports": {' + body + "}", 1)
 
 
 class FileStore(Store):
@@ -208,12 +224,13 @@ class FileStore(Store):
             self._write_json(self.path, after.to_dict())
             return before, after
 
-    def write_status(self, host: str, status: dict[str, Any]) -> None:
+    def write_status(self, host: str, status: dict[str, Any],
+                     changed: Iterable[str] | None = None) -> None:
         # One agent per file store: the status file holds this host's only.
         # Rewritten on every change and rebuilt by the agent after a crash:
         # atomic, but not worth an fsync on the wiring path.
-        self._write_text(self.status_path, self._status_text.encode(host, status),
-                         durable=False)
+        self._write_text(self.status_path,
+                         self._status_text.encode(host, status, changed), durable=False)
 
     def read_status(self) -> dict[str, dict[str, Any]]:
         try:

@@ -237,6 +237,16 @@ def test_status_is_written_per_changed_port(etcd, prefix):
     moved = {k for k in after if after[k] != before.get(k)} | (set(before) - set(after))
     assert moved == {"hv1", "hv1/ports/p7", "hv1/ports/p9"}
     assert make_store(etcd, prefix).read_status()["hv1"] == changed
+    # Told which ports changed (as the agent tells it), the same keys move.
+    again = {**changed, "revision": 3, "ports": {**changed["ports"], "p8": {"status": "DOWN"},
+                                                 "p300": {"status": "ACTIVE"}}}
+    del again["ports"]["p7"]
+    before = mods()
+    store.write_status("hv1", again, changed={"p7", "p8", "p300"})
+    after = mods()
+    moved = {k for k in after if after[k] != before.get(k)} | (set(before) - set(after))
+    assert moved == {"hv1", "hv1/ports/p7", "hv1/ports/p8", "hv1/ports/p300"}
+    assert make_store(etcd, prefix).read_status()["hv1"] == again
 
 
 def _reads_of(store):

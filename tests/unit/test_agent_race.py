@@ -39,7 +39,7 @@ class Store:
         yield revision(2)
         stop.wait(5)
 
-    def write_status(self, host, status):
+    def write_status(self, host, status, changed=None):
         pass
 
     def close(self):

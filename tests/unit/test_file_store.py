@@ -104,10 +104,12 @@ port_doc = st.fixed_dictionaries({"status": st.sampled_from(["bound", "waiting",
        rounds=st.lists(st.dictionaries(st.text(max_size=6), st.one_of(st.none(), port_doc),
                                        max_size=6), min_size=1, max_size=5),
        extra=st.dictionaries(st.sampled_from(["driver", "store_error", "networks", "poRts",
-                                              "updated"]), st.text(max_size=8)))
+                                              "updated"]), st.text(max_size=8)),
+       hinted=st.sampled_from([None, 0, 1]))
 @settings(max_examples=300, deadline=None)
-def test_status_text_is_what_json_dumps_writes(host, rounds, extra):
-    """Kept port texts are reused only for the very dict they came from."""
+def test_status_text_is_what_json_dumps_writes(host, rounds, extra, hinted):
+    """Kept port texts are reused only for the very dict they came from;
+    told which ports changed (some rounds), only those are looked at."""
     text = StatusText()
     ports: dict = {}
     for changes in rounds:
@@ -118,5 +120,6 @@ def test_status_text_is_what_json_dumps_writes(host, rounds, extra):
             else:
                 ports[name] = dict(doc)  # a new object: the agent's rule for a change
         status = dict(extra, ports=ports)
-        assert text.encode(host, status) == json.dumps({"hosts": {host: status}},
-                                                       sort_keys=True)
+        hint = None if hinted is None or len(changes) % 2 == hinted else set(changes)
+        assert text.encode(host, status, hint) == json.dumps({"hosts": {host: status}},
+                                                             sort_keys=True)
