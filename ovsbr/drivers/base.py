@@ -99,7 +99,11 @@ class BridgeReport:
     def to_dict(self) -> dict[str, Any]:
         return {"connected": self.connected, "counters": dict(self.counters),
                 "flows": {str(t): n for t, n in sorted(self.flows.items())},
-                "macs": [dataclasses.asdict(m) for m in self.macs]}
+                # By hand: asdict deep-copies each field, and a bridge that
+                # learned thousands of MACs is reported every few seconds
+                # (py-spy during the learning benchmark).
+                "macs": [{"network": m.network, "mac": m.mac, "port": m.port, "age": m.age}
+                         for m in self.macs]}
 
 
 EventCallback = Callable[[str], None]

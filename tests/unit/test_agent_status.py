@@ -84,3 +84,14 @@ def test_status_reuses_the_document_of_an_unchanged_port():
                             "c": {"status": "bound", "device": "vnet0"}}
     assert state.status(later, "x", docs)["ports"]["a"] == {"status": "waiting"}
     assert set(docs._parts) == {"a", "c"}  # a port gone is forgotten
+
+
+def test_bridge_report_macs_are_what_asdict_gives():
+    import dataclasses
+
+    from ovsbr.drivers.base import LearnedMac
+
+    macs = (LearnedMac("n1", "52:54:00:00:00:01", "vnet0", 1.5),
+            LearnedMac("n2", "52:54:00:00:00:02", 7, 0.0))
+    report = BridgeReport(True, {"packet_ins": 3}, macs)
+    assert report.to_dict()["macs"] == [dataclasses.asdict(m) for m in macs]
