@@ -7,6 +7,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from ovsbr.testing.agent import log_text
 from ovsbr.testing.netns import wait_for
 
@@ -127,12 +129,28 @@ def test_device_renamed_behind_the_agent(datapath):
     renamed back, it is wired again."""
     agent, vm1, vm2 = datapath.two_vms()
     other = vm1.tap[:-1] + "Z"
-    subprocess.run(["ip", "link", "set", vm1.tap, "name", other], check=True)
+
+    def rename(old: str, new: str) -> None:
+        # Down first: kernels before 6.2 refuse to rename a running device
+        # (EBUSY, seen on Debian's 6.1); up again after, as libvirt would.
+        subprocess.run(["ip", "link", "set", old, "down"], check=True)
+        res = subprocess.run(["ip", "link", "set", old, "name", new], capture_output=True,
+                             text=True)
+        if res.returncode and "busy" in res.stderr and datapath.name == "openvswitch":
+            # The openvswitch driver brings a port's downed tap straight back
+            # up (a recreated tap is plugged that way), so on such a kernel
+            # the rename loses that race: the fault cannot be staged here.
+            pytest.skip("this kernel refuses to rename a running device and the agent "
+                        "brings its port's tap back up at once")
+        assert res.returncode == 0, res.stderr
+        subprocess.run(["ip", "link", "set", new, "up"], check=True)
+
+    rename(vm1.tap, other)
     datapath.env.links.append(other)
     agent.wait_ports(["p1"], status="waiting")
     datapath.assert_converged(agent)
     assert datapath.wired_into(other) is None
-    subprocess.run(["ip", "link", "set", other, "name", vm1.tap], check=True)
+    rename(other, vm1.tap)
     agent.wait_ports(["p1"])
     datapath.assert_converged(agent)
     assert vm1.can_ping(vm2.ip)
