@@ -39,12 +39,6 @@ class Change:
     ports: frozenset[str] = frozenset()
     devices: frozenset[str] = frozenset()
 
-    def __bool__(self) -> bool:
-        return bool(self.ports or self.devices)
-
-    def __or__(self, other: Change) -> Change:
-        return Change(self.ports | other.ports, self.devices | other.devices)
-
 
 def changed_ports(before: Topology, after: Topology) -> frozenset[str] | None:
     """The ports that differ between two local views; None when more than
