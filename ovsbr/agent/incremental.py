@@ -22,7 +22,7 @@ and device changes, that this plan equals the full one.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 from ovsbr.agent import reconciler
 from ovsbr.agent.reconciler import Mode, Plan, Unplug
@@ -133,27 +133,6 @@ def affected(change: Change, desired: Topology, before: Topology, observed: Obse
     return ports, devices
 
 
-def _match(names: Iterable[str], desired: Topology, observed: Observed, refs: PortRefs,
-           carrying: Mapping[str, tuple[str, ...]]) -> dict[str, Device]:
-    """``match_devices`` for a closed set of ports (same rules, same order)."""
-    claimed: set[str] = set()
-    result: dict[str, Device] = {}
-    for name in sorted(names):
-        port = desired.ports[name]
-        dev = None
-        if port.iface_id and port.iface_id in carrying:
-            dev = observed.devices[carrying[port.iface_id][-1]]  # the last one wins
-        if dev is None and port.device:
-            dev = observed.devices.get(port.device)
-            if dev is not None and dev.iface_id and dev.iface_id != port.iface_id \
-                    and dev.iface_id in refs.by_iface:
-                dev = None
-        if dev is not None and dev.name not in claimed:
-            claimed.add(dev.name)
-            result[name] = dev
-    return result
-
-
 def plan_change(desired: Topology, before: Topology, observed: Observed,
                 fingerprint: Callable[[Network], str], network_errors: Mapping[str, str],
                 previous: Plan, change: Change, refs: PortRefs, mode: Mode = Mode.NORMAL,
@@ -172,7 +151,10 @@ def plan_change(desired: Topology, before: Topology, observed: Observed,
     ports, devices = affected(change, desired, before, observed, refs, carrying, previous,
                               owners)
     live = [n for n in ports if n in desired.ports]
-    matched = _match(live, desired, observed, refs, carrying)
+    by_iface = {port.iface_id: observed.devices[carrying[port.iface_id][-1]]
+                for n in live if (port := desired.ports[n]).iface_id in carrying}
+    matched = reconciler.match_devices(desired, observed.devices, live, by_iface,
+                                       refs.by_iface)
     wanted = {d.name for d in matched.values()}
 
     # ``previous``'s mappings move on in place (copying three mappings of

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import ClassVar
 
 from ovsbr.drivers.base import Device, NotReady, Observed
@@ -121,23 +121,35 @@ class Plan:
     reached: frozenset[str] | None = None
 
 
-def match_devices(desired: Topology, devices: Mapping[str, Device]) -> dict[str, Device]:
-    """Port name -> its device: by iface-id first (Nova/os-vif), then by name."""
-    by_iface = {d.iface_id: d for d in devices.values() if d.iface_id}
+def match_devices(desired: Topology, devices: Mapping[str, Device],
+                  names: Iterable[str] | None = None,
+                  by_iface: Mapping[str, Device] | None = None,
+                  carried: Container[str] | None = None) -> dict[str, Device]:
+    """Port name -> its device: by iface-id first (Nova/os-vif), then by name.
+
+    ``names``: only those ports (a set closed under device competition, see
+    agent.incremental); ``by_iface`` (iface-id -> the last device carrying
+    it) and ``carried`` (the iface-ids declared ports carry) when the caller
+    has them; built from ``devices`` and ``desired`` otherwise.
+    """
+    if by_iface is None:
+        by_iface = {d.iface_id: d for d in devices.values() if d.iface_id}
+    if carried is None:
+        carried = {p.iface_id for p in desired.ports.values() if p.iface_id}
     claimed: set[str] = set()
     result: dict[str, Device] = {}
-    for port in sorted(desired.ports.values(), key=lambda p: p.name):
+    for name in sorted(desired.ports if names is None else names):
+        port = desired.ports[name]
         dev = by_iface.get(port.iface_id) if port.iface_id else None
         if dev is None and port.device:
             dev = devices.get(port.device)
             # A device carrying another port's iface-id belongs to that port.
-            if dev is not None and dev.iface_id and dev.iface_id != port.iface_id and any(
-                p.iface_id == dev.iface_id for p in desired.ports.values()
-            ):
+            if dev is not None and dev.iface_id and dev.iface_id != port.iface_id \
+                    and dev.iface_id in carried:
                 dev = None
         if dev is not None and dev.name not in claimed:
             claimed.add(dev.name)
-            result[port.name] = dev
+            result[name] = dev
     return result
 
 
