@@ -6,7 +6,8 @@ and the periodic full resync (which also re-reads the datapath from scratch
 and retries networks that failed to build).
 
 The loop is: take the desired snapshot -> observe -> plan (pure) -> apply
-(each action returns an :class:`~ovsbr.agent.reconciler.Outcome`) -> fold
+(:mod:`~ovsbr.agent.actions`: each action returns an
+:class:`~ovsbr.agent.reconciler.Outcome`) -> fold
 the outcomes into a new :class:`~ovsbr.agent.state.AgentState` -> publish
 :func:`~ovsbr.agent.state.status` of it. The store watcher's only write is
 one assignment of a frozen :class:`~ovsbr.agent.state.DesiredSnapshot`.
@@ -24,12 +25,12 @@ from typing import Any
 
 from ovsbr.agent import incremental, reconciler
 from ovsbr.agent import state as st
+from ovsbr.agent.actions import Applier, SayOnce
 from ovsbr.agent.overlay import Overlay, overlays
 from ovsbr.agent.reconciler import Mode, Outcome
-from ovsbr.drivers.base import Device, Driver, Observed
-from ovsbr.exceptions import OvsbrError, PartialFailure
+from ovsbr.drivers.base import Driver
+from ovsbr.exceptions import OvsbrError
 from ovsbr.model import Topology
-from ovsbr.secgroups.policy import port_policy
 from ovsbr.store.base import Store
 
 LOG = logging.getLogger(__name__)
@@ -54,22 +55,6 @@ def settle_gc() -> None:
     gc.freeze()
     LOG.debug("gc settled: %d objects frozen in %.0f ms", gc.get_freeze_count(),
               (time.perf_counter() - started) * 1000)
-
-
-class SayOnce:
-    """Log a repeated failure once until the next full resync, not every reconcile."""
-
-    def __init__(self):
-        self._said: set[str] = set()
-
-    def first(self, key: str) -> bool:
-        if key in self._said:
-            return False
-        self._said.add(key)
-        return True
-
-    def reset(self) -> None:
-        self._said.clear()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +92,6 @@ class Agent:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._observed = Observed()
         # The last plan and what it was made from: the next one is made from
         # the change alone when it can be (see agent.incremental).
         self._last = _LastPlan()
@@ -117,13 +101,7 @@ class Agent:
         self._not_ready: frozenset[str] = frozenset()  # at the last reconcile
         self._overlay_key: tuple | None = None
         self._say = SayOnce()
-        self._apply_one: dict[type, Callable[[Any, Topology], str]] = {
-            reconciler.EnsureNetwork: self._ensure_network,
-            reconciler.DeleteNetwork: self._delete_network,
-            reconciler.Unplug: self._unplug,
-            reconciler.Plug: self._plug,
-            reconciler.Prepare: self._prepare,
-        }
+        self._actions = Applier(driver, self._say)
 
     @property
     def desired(self) -> Topology | None:
@@ -237,12 +215,12 @@ class Agent:
 
         plan, mode = self._plan(desired, networks, cleanup)
         first = [a for a in plan.actions if isinstance(a, reconciler.NETWORK_ACTIONS)]
-        net_outcomes = [self._apply(a, desired) for a in first]
+        net_outcomes = [self._actions.apply(a, desired) for a in first]
         if first:
             networks = st.network_outcomes(networks, net_outcomes, desired, fingerprint)
             self._full_next = True  # networks moved: a fresh look at everything
             plan, mode = self._plan(desired, networks, cleanup)
-        outcomes = self._apply_ports(
+        outcomes = self._actions.apply_ports(
             [a for a in plan.actions if isinstance(a, reconciler.PORT_ACTIONS)], desired)
         failed = st.port_failures(outcomes)
         bound = st.bound_devices(plan, failed, networks)
@@ -304,13 +282,14 @@ class Agent:
 
     def _plan(self, desired: Topology, networks: dict[str, st.NetworkRecord],
               cleanup: bool) -> tuple[reconciler.Plan, Mode]:
-        self._observed, moved = self.driver.observe_change()
-        mode = reconciler.mode_for(desired, self._observed, cleanup)
+        observed, moved = self.driver.observe_change()
+        self._actions.devices = observed.devices  # what the actions will name
+        mode = reconciler.mode_for(desired, observed, cleanup)
         if mode is Mode.KEEP and self._say.first("never-written"):
             LOG.warning("the store has never been written but the datapath holds ovsbr "
                         "networks %s: keeping them (check state_path; run "
                         "'ovsbr-agent --cleanup' to remove them)",
-                        ", ".join(sorted(self._observed.networks)))
+                        ", ".join(sorted(observed.networks)))
         errors = {name: rec.error for name, rec in networks.items()}
         plan = None
         last = self._last
@@ -322,11 +301,11 @@ class Agent:
             if ports is not None:
                 refs = refs or incremental.PortRefs.of(desired)
                 plan = incremental.plan_change(
-                    desired, last.desired, self._observed, self.driver.fingerprint, errors,
+                    desired, last.desired, observed, self.driver.fingerprint, errors,
                     last.plan, incremental.Change(ports, moved), refs, mode,
                     self.driver.prepares)
         if plan is None:
-            plan = reconciler.plan(desired, self._observed, self.driver.fingerprint, errors,
+            plan = reconciler.plan(desired, observed, self.driver.fingerprint, errors,
                                    mode=mode, prepare=self.driver.prepares)
         self._last = _LastPlan(plan, desired, errors, refs)
         self._full_next = False
@@ -360,69 +339,6 @@ class Agent:
                 f"{n}: {len(wanted[n].vteps)} remote host(s), {len(wanted[n].macs)} "
                 "MAC(s)" if n in wanted else f"{n}: gone" for n in changed))
         return wanted
-
-    # -- applying actions -------------------------------------------------------
-    def _apply(self, action: reconciler.Action, desired: Topology) -> Outcome:
-        """Apply one action; a failure becomes its outcome, never an exception."""
-        try:
-            LOG.info(self._apply_one[type(action)](action, desired))
-            return Outcome(action)
-        except Exception as e:  # one failed call must not stop the agent
-            return self._failed(action, str(e) or e.__class__.__name__)
-
-    def _failed(self, action: reconciler.Action, reason: str) -> Outcome:
-        if self._say.first(f"{action}:{reason}"):
-            LOG.error("%s %s failed: %s", action.kind,
-                      getattr(action, "port", None) or action.network, reason)
-        return Outcome(action, reason)
-
-    def _apply_ports(self, actions: list[reconciler.Action],
-                     desired: Topology) -> list[Outcome]:
-        """Plugs and prepares in one driver batch; failures per device."""
-        if not actions:
-            return []
-        outcomes: list[Outcome] = []
-        try:
-            with self.driver.batch():
-                outcomes = [self._apply(a, desired) for a in actions]
-        except PartialFailure as e:
-            outcomes = [o for o in outcomes if o.action.device not in e.errors]
-            for a in actions:
-                if a.device in e.errors:
-                    LOG.error("plug %s failed: %s", a.port, e.errors[a.device])
-                    outcomes.append(Outcome(a, e.errors[a.device]))
-        except Exception as e:
-            LOG.error("wiring %d port(s) failed: %s", len(actions), e)
-            outcomes = [Outcome(a, str(e)) for a in actions]
-        return outcomes
-
-    def _device(self, name: str) -> Device:
-        dev = self._observed.devices.get(name)
-        return dev if dev is not None else Device(name)
-
-    def _ensure_network(self, a: reconciler.EnsureNetwork, desired: Topology) -> str:
-        self.driver.ensure_network(desired.networks[a.network])
-        return f"network {a.network} ready"
-
-    def _delete_network(self, a: reconciler.DeleteNetwork, _desired: Topology) -> str:
-        self.driver.delete_network(a.network)
-        return f"network {a.network} removed"
-
-    def _unplug(self, a: reconciler.Unplug, _desired: Topology) -> str:
-        self.driver.unplug(self._device(a.device))
-        return f"device {a.device} unplugged from {a.network}"
-
-    def _plug(self, a: reconciler.Plug, desired: Topology) -> str:
-        port = desired.ports[a.port]
-        self.driver.plug(port, desired.networks[port.network], self._device(a.device),
-                         policy=port_policy(port, desired))
-        return f"port {port.name}: wiring {a.device} into network {port.network}"
-
-    def _prepare(self, a: reconciler.Prepare, desired: Topology) -> str:
-        port = desired.ports[a.port]
-        self.driver.prepare(port, desired.networks[port.network])
-        return f"port {port.name}: {a.device} prepared in network {port.network} for " \
-               "when it appears"
 
     # -- status ----------------------------------------------------------------
     def status(self) -> dict[str, Any]:
