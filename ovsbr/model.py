@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ovsbr.claims import claim_conflict, network_claims, network_conflict, port_claims
 from ovsbr.port_index import PortIndex
 from ovsbr.secgroups.model import SecurityGroup, group_from_dict, normalize_groups
 from ovsbr.validation import IFNAMSIZ, NAME_RE, NAME_RULE, ValidationError  # noqa: F401
@@ -319,17 +320,8 @@ class Topology:
         for net in sorted(self.networks.values(), key=_name):
             for claim in network_claims(net):
                 other = owners.setdefault(claim, net.name)
-                if other == net.name:
-                    continue
-                if claim[0] == "flat":
-                    raise ValidationError(
-                        f"network {net.name}: physical_network",
-                        f"{net.physical_network} already carries flat network {other}",
-                    )
-                raise ValidationError(
-                    f"network {net.name}: segmentation_id",
-                    f"{net.segmentation_id} is already used by network {other}",
-                )
+                if other != net.name:
+                    raise network_conflict(net, claim, other)
         for group in sorted(self.security_groups.values(), key=_name):
             for i, rule in enumerate(group.rules):
                 if rule.remote_group and rule.remote_group not in self.security_groups:
@@ -352,50 +344,6 @@ class Topology:
 
     def ports_of(self, network: str) -> Iterable[Port]:
         return (self.ports[n] for n in sorted(self.index().by_network.get(network, ())))
-
-
-def network_claims(net: Network) -> tuple[tuple, ...]:
-    """What a network holds alone: its segment, and a flat network its
-    physical network. Two networks with one claim are invalid; claims are
-    prefixed by kind so they never meet a port's (see :func:`port_claims`)."""
-    claims = []
-    if net.type == "flat":
-        claims.append(("flat", net.physical_network))
-    key = _segment_key(net)
-    if key is not None:
-        claims.append(("segment", *key))
-    return tuple(claims)
-
-
-def port_claims(port: Port) -> tuple[tuple, ...]:
-    """What a port holds alone: its device on its host (names repeat across
-    hypervisors, vnet0 everywhere), its iface-id, its MAC and addresses on its
-    network. The last item of each claim is the value an error names."""
-    claims = []
-    if port.device is not None:
-        claims.append(("device", port.host or "", port.device))
-    if port.iface_id is not None:
-        claims.append(("iface_id", port.iface_id))
-    if port.mac is not None:
-        claims.append(("mac", port.network, port.mac))
-    claims += [("ip", port.network, ip) for ip in port.ips or ()]
-    return tuple(claims)
-
-
-def claim_conflict(port: Port, claim: tuple, other: str) -> ValidationError:
-    """The error for ``port`` claiming what port ``other`` holds."""
-    field, value = claim[0], claim[-1]
-    where = f" on network {port.network}" if field in ("mac", "ip") else ""
-    return ValidationError(f"port {port.name}: {'ips' if field == 'ip' else field}",
-                           f"{value} is already port {other}'s{where}")
-
-
-def _segment_key(net: Network) -> tuple | None:
-    if net.type == "vlan":
-        return ("vlan", net.physical_network, net.segmentation_id)
-    if net.type in OVERLAY_TYPES:
-        return (net.type, net.segmentation_id)
-    return None
 
 
 def _as_list(field: str, value: Any) -> list:

@@ -2,7 +2,7 @@
 
 What makes a port valid beside the others is that no other port holds its
 device on its host, its iface-id, or its MAC or addresses on its network
-(:func:`ovsbr.model.port_claims`). The etcd store keeps each claim as a
+(:func:`ovsbr.claims.port_claims`). The etcd store keeps each claim as a
 key, ``index/claims/<kind>/<parts...>``, whose value is the owning port,
 written in the same transaction as the port: a CLI or Neutron write of one
 port then reads that port, the networks and groups, and its claims' keys,
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ovsbr.model import Port, port_claims
+from ovsbr.claims import port_claims
+from ovsbr.model import Port
 
 Claim = tuple
 

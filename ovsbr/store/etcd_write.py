@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ovsbr.claims import claim_conflict
 from ovsbr.exceptions import StoreError
-from ovsbr.model import Topology, claim_conflict
+from ovsbr.model import Topology
 from ovsbr.store import claims as claims_mod
 from ovsbr.store import keys as keys_mod
 from ovsbr.store import steps as steps_mod

@@ -16,8 +16,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from ovsbr.claims import network_claims, port_claims
 from ovsbr.exceptions import StoreError
-from ovsbr.model import Network, Port, Topology, network_claims, port_claims
+from ovsbr.model import Network, Port, Topology
 from ovsbr.secgroups.model import SecurityGroup
 from ovsbr.store import keys as keys_mod
 
