@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from ovsbr.drivers.linuxbridge import portsec
-from ovsbr.drivers.linuxbridge.driver import port_filter
+from ovsbr.drivers.linuxbridge.filters import port_filter
 from ovsbr.exceptions import FeatureMissing
 from ovsbr.model import Port
 from ovsbr.secgroups.policy import port_policy

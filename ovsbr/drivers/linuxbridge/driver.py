@@ -4,8 +4,8 @@ See the package docstring for the layout. Every decision that can be made
 from values (names, marks, fingerprints, what is built, FDB differences,
 error meanings) is in :mod:`.layout`; every kernel request is in
 :mod:`.netlink_ops`. This class holds the per-agent state between them:
-the link table (a cache that resync rebuilds), the pending plug batch and
-the wanted port filters.
+the link table (a cache that resync rebuilds) and the pending plug batch;
+the wanted port filters are kept by :mod:`.filters`.
 """
 
 from __future__ import annotations
@@ -25,19 +25,14 @@ from ovsbr.drivers import common, rtnl
 from ovsbr.drivers.base import Device, Driver, EventCallback, NotReady, Observed, Overlay
 from ovsbr.drivers.linuxbridge import layout, overlay
 from ovsbr.drivers.linuxbridge import netlink_ops as ops
-from ovsbr.drivers.linuxbridge.portsec import NftPortSecurity, PortFilter, table_name
+from ovsbr.drivers.linuxbridge.filters import PortFilters, port_filter
+from ovsbr.drivers.linuxbridge.portsec import NftPortSecurity, table_name
 from ovsbr.drivers.rtnl import Link
-from ovsbr.exceptions import ConfigError, DriverError, FeatureMissing, PartialFailure
+from ovsbr.exceptions import ConfigError, DriverError, PartialFailure
 from ovsbr.model import NETWORK_TYPES, Network, Port, Topology, effective_mtu
-from ovsbr.secgroups.policy import PortPolicy, port_policy
+from ovsbr.secgroups.policy import PortPolicy
 
 LOG = logging.getLogger(__name__)
-
-
-def port_filter(device: str, policy: PortPolicy | None,
-                bridge: str | None = None) -> PortFilter | None:
-    """What nftables must check for a port; None when there is nothing to enforce."""
-    return None if policy is None else PortFilter(device, policy, bridge)
 
 
 class LinuxBridgeDriver(Driver):
@@ -54,11 +49,7 @@ class LinuxBridgeDriver(Driver):
         self._batch: list[tuple[Link, dict, Network]] | None = None
         self._bridge_of: dict[str, int] = {}
         self.portsec = NftPortSecurity(table_name(self.prefix or ""))
-        self._filters: dict[str, PortFilter] = {}  # device -> its filter
-        self._filtered: dict[str, str] = {}  # port -> the device filtered for it
-        self._dirty: set[str] | None = None  # taps whose filter changed since applied
-        self._filters_for: Topology | None = None  # the desired state they follow
-        self._refilter = False
+        self.filters = PortFilters(self.portsec)
         self._seen: layout.Seen | None = None  # the last observation
         # Network type -> kernel module this host lacks (probed at start).
         self.missing: dict[str, str] = {}
@@ -114,7 +105,7 @@ class LinuxBridgeDriver(Driver):
     def resync(self) -> None:
         with self._lock:
             self.links.refresh()
-            self._refilter = True  # rewrite the table even if nothing changed here
+            self.filters.rewrite = True  # even if nothing changed here
 
     # -- naming and observation ------------------------------------------------
     def bridge_name(self, net_name: str) -> str:
@@ -269,7 +260,7 @@ class LinuxBridgeDriver(Driver):
 
     def _flush(self, pending: list[tuple[Link, dict, Network]]) -> None:
         # Filters first: a tap joins its bridge only once its rules are in.
-        self._apply_filters()
+        self.filters.apply()
         failures = ops.send_batch(self._rtnl, [(link.index, spec)
                                                for link, spec, _net in pending])
         errors = {}
@@ -291,18 +282,8 @@ class LinuxBridgeDriver(Driver):
             link = self.links.by_name(device.name)
             if link is None:
                 raise DriverError(f"device {device.name} is gone")
-            wanted = port_filter(device.name, policy, self.bridge_name(net.name))
-            if wanted is not None:
-                self.portsec.check(wanted)
-                before = self._filtered.get(port.name)
-                if before is not None and before != device.name:
-                    self._filters.pop(before, None)  # the port's device changed
-                    self._touch(before)
-                self._filters[device.name] = wanted
-                self._filtered[port.name] = device.name
-            else:
-                self._filters.pop(device.name, None)
-            self._touch(device.name)
+            self.filters.want(port.name, device.name,
+                              port_filter(device.name, policy, self.bridge_name(net.name)))
             spec = {"master": bridge.index, "state": "up"}
             mtu = effective_mtu(net)
             if mtu is not None:
@@ -310,7 +291,7 @@ class LinuxBridgeDriver(Driver):
             if self._batch is not None:
                 self._batch.append((link, spec, net))
             else:
-                self._apply_filters()
+                self.filters.apply()
                 try:
                     self.hostlinks.ipr.link("set", index=link.index, **spec)
                 except NetlinkError as e:
@@ -332,18 +313,6 @@ class LinuxBridgeDriver(Driver):
             link.master = None
             self.links.put(link)
 
-    def _touch(self, device: str) -> None:
-        if self._dirty is not None:
-            self._dirty.add(device)
-
-    def _apply_filters(self) -> None:
-        try:
-            self.portsec.apply(self._filters, force=self._refilter, devices=self._dirty)
-        except FeatureMissing as e:
-            raise DriverError(f"port security: {e}") from e
-        self._refilter = False
-        self._dirty = set()
-
     def sync(self, desired: Topology, bound: Mapping[str, Device],
              changed: frozenset[str] | None = None) -> dict[str, NotReady]:
         """The nftables table follows the bound ports (restarts, edits, drift).
@@ -353,27 +322,8 @@ class LinuxBridgeDriver(Driver):
         forwards as soon as it is enslaved: nothing is ever pending.
         """
         with self._lock:
-            if changed is None or desired is not self._filters_for:
-                self._filters, self._filtered, self._dirty = {}, {}, None
-                changed = bound.keys()
-            for name in changed:
-                device = self._filtered.pop(name, None)
-                if device is not None:
-                    self._filters.pop(device, None)
-                    self._touch(device)
-            for name in changed:
-                dev = bound.get(name)
-                port = desired.ports.get(name)
-                if dev is None or port is None:
-                    continue
-                f = port_filter(dev.name, port_policy(port, desired),
-                                self.bridge_name(port.network))
-                if f is not None:
-                    self._filters[dev.name] = f
-                    self._filtered[name] = dev.name
-                    self._touch(dev.name)
-            self._filters_for = desired
-            self._apply_filters()
+            self.filters.follow(desired, bound, changed, self.bridge_name)
+            self.filters.apply()
         return {}
 
     def cleanup(self) -> None:

@@ -1,0 +1,84 @@
+"""The port filters the bound ports want, and which taps nftables must take again.
+
+The linuxbridge driver's bookkeeping between a plug (one port's filter,
+before its tap joins the bridge) and a sync (the filters of the ports a
+reconcile reached, or of all of them), so that nftables is sent one
+batch for the taps whose filter changed. The caller holds its lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from ovsbr.drivers.base import Device
+from ovsbr.drivers.linuxbridge.portsec import NftPortSecurity, PortFilter
+from ovsbr.exceptions import DriverError, FeatureMissing
+from ovsbr.model import Topology
+from ovsbr.secgroups.policy import PortPolicy, port_policy
+
+
+def port_filter(device: str, policy: PortPolicy | None,
+                bridge: str | None = None) -> PortFilter | None:
+    """What nftables must check for a port; None when there is nothing to enforce."""
+    return None if policy is None else PortFilter(device, policy, bridge)
+
+
+class PortFilters:
+    def __init__(self, portsec: NftPortSecurity):
+        self.portsec = portsec
+        self._filters: dict[str, PortFilter] = {}  # device -> its filter
+        self._filtered: dict[str, str] = {}  # port -> the device filtered for it
+        self._dirty: set[str] | None = None  # taps whose filter changed (None: all)
+        self._for: Topology | None = None  # the desired state they follow
+        self.rewrite = False  # the next apply rewrites the whole table
+
+    def _touch(self, device: str) -> None:
+        if self._dirty is not None:
+            self._dirty.add(device)
+
+    def want(self, port: str, device: str, wanted: PortFilter | None) -> None:
+        """A plug: ``port`` on ``device`` gets ``wanted`` (None: no filter)."""
+        if wanted is not None:
+            self.portsec.check(wanted)
+            before = self._filtered.get(port)
+            if before is not None and before != device:
+                self._filters.pop(before, None)  # the port's device changed
+                self._touch(before)
+            self._filters[device] = wanted
+            self._filtered[port] = device
+        else:
+            self._filters.pop(device, None)
+        self._touch(device)
+
+    def follow(self, desired: Topology, bound: Mapping[str, Device],
+               changed: Iterable[str] | None, bridge_name: Callable[[str], str]) -> None:
+        """A sync: the ``changed`` ports' filters when ``desired`` is the one
+        they follow (a device event), every bound port's otherwise."""
+        if changed is None or desired is not self._for:
+            self._filters, self._filtered, self._dirty = {}, {}, None
+            changed = bound.keys()
+        for name in changed:
+            device = self._filtered.pop(name, None)
+            if device is not None:
+                self._filters.pop(device, None)
+                self._touch(device)
+        for name in changed:
+            dev = bound.get(name)
+            port = desired.ports.get(name)
+            if dev is None or port is None:
+                continue
+            f = port_filter(dev.name, port_policy(port, desired), bridge_name(port.network))
+            if f is not None:
+                self._filters[dev.name] = f
+                self._filtered[name] = dev.name
+                self._touch(dev.name)
+        self._for = desired
+
+    def apply(self) -> None:
+        """Send nftables what changed since the last apply."""
+        try:
+            self.portsec.apply(self._filters, force=self.rewrite, devices=self._dirty)
+        except FeatureMissing as e:
+            raise DriverError(f"port security: {e}") from e
+        self.rewrite = False
+        self._dirty = set()
