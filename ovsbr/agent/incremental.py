@@ -78,12 +78,14 @@ class PortRefs:
 
 
 def iface_index(devices: Mapping[str, Device]) -> dict[str, tuple[str, ...]]:
-    """iface-id -> the devices carrying it, in order (see Observed.iface_ids)."""
+    """iface-id -> the devices carrying it, by name: the last is the one its
+    port gets (reconciler.carrier; see Observed.iface_ids)."""
     index: dict[str, tuple[str, ...]] = {}
     for d in devices.values():
         if d.iface_id:
             index[d.iface_id] = index.get(d.iface_id, ()) + (d.name,)
-    return index
+    return {iface: names if len(names) == 1 else tuple(sorted(names))
+            for iface, names in index.items()}
 
 
 def affected(change: Change, desired: Topology, before: Topology, observed: Observed,

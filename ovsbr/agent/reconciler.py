@@ -121,6 +121,13 @@ class Plan:
     reached: frozenset[str] | None = None
 
 
+def carrier(a: Device | None, b: Device) -> Device:
+    """Of two devices with one iface-id, the one its port gets: the greater
+    name, whatever order a driver lists its devices in (a full look and a
+    look moved on by changes list them differently, and must agree)."""
+    return b if a is None or b.name > a.name else a
+
+
 def match_devices(desired: Topology, devices: Mapping[str, Device],
                   names: Iterable[str] | None = None,
                   by_iface: Mapping[str, Device] | None = None,
@@ -128,12 +135,16 @@ def match_devices(desired: Topology, devices: Mapping[str, Device],
     """Port name -> its device: by iface-id first (Nova/os-vif), then by name.
 
     ``names``: only those ports (a set closed under device competition, see
-    agent.incremental); ``by_iface`` (iface-id -> the last device carrying
-    it) and ``carried`` (the iface-ids declared ports carry) when the caller
-    has them; built from ``devices`` and ``desired`` otherwise.
+    agent.incremental); ``by_iface`` (iface-id -> the device that carries it
+    for ports: :func:`carrier`) and ``carried`` (the iface-ids declared
+    ports carry) when the caller has them; built from ``devices`` and
+    ``desired`` otherwise.
     """
     if by_iface is None:
-        by_iface = {d.iface_id: d for d in devices.values() if d.iface_id}
+        by_iface = {}
+        for d in devices.values():
+            if d.iface_id and carrier(by_iface.get(d.iface_id), d) is d:
+                by_iface[d.iface_id] = d
     if carried is None:
         carried = {p.iface_id for p in desired.ports.values() if p.iface_id}
     claimed: set[str] = set()

@@ -64,8 +64,8 @@ class Observed:
     # Device name -> network of ports held ready for a device not present
     # yet (see Driver.prepare); the network is None when ovsbr did not mark it.
     prepared: dict[str, str | None] = dataclasses.field(default_factory=dict)
-    # iface-id -> the names of the devices carrying it, in ``devices``'
-    # order, when the driver keeps it; None: the planner builds it.
+    # iface-id -> the names of the devices carrying it, sorted, when the
+    # driver keeps it; None: the planner builds it.
     iface_ids: dict[str, tuple[str, ...]] | None = None
 
 
