@@ -1,5 +1,7 @@
 """The openvswitch driver's pure parts, from a recorded OVSDB view and link table."""
 
+import collections
+
 from ovsbr.drivers.base import Device, Overlay
 from ovsbr.drivers.openvswitch import bindings, observe
 from ovsbr.drivers.openvswitch.view import BridgeView, VmIface
@@ -12,14 +14,16 @@ def view():
     a row ovs-vswitchd cannot open, the patch port and a tunnel."""
     return BridgeView(
         networks={"n1": (3, "vlan/physnet1/101/-"), "ov": (4, "vxlan/-/7/-")},
-        vm_ifaces=[VmIface("vnet0", "", "52:54:00:00:00:01", None, "n1", True, "active"),
-                   VmIface("vnet1", "", None, None, "n1", True, "inactive"),
-                   VmIface("vnet2", "", None, None, "n1", True, "active"),
-                   VmIface("vnet3", "", None, "abc", "n1", False, "active")],
+        vm_ifaces={i.name: i for i in (
+            VmIface("vnet0", "", "52:54:00:00:00:01", None, "n1", True, "active"),
+            VmIface("vnet1", "", None, None, "n1", True, "inactive"),
+            VmIface("vnet2", "", None, None, "n1", True, "active"),
+            VmIface("vnet3", "", None, "abc", "n1", False, "active"))},
         ofports={"vnet0": 5, "vnet2": 6, "int-br-ex": 1, "vx-c6336402": 2},
         errors={"vnet3": "could not open network device vnet3 (No such device)"},
         tunnels={"vx-c6336402"},
-        names={"vnet0", "vnet1", "vnet2", "vnet3", "int-br-ex", "vx-c6336402"})
+        names=collections.Counter(
+            ("vnet0", "vnet1", "vnet2", "vnet3", "int-br-ex", "vx-c6336402")))
 
 
 def kernel():
@@ -93,3 +97,28 @@ def test_reports_name_networks_and_ports():
     assert report["macs"] == [
         {"network": "n1", "mac": "52:54:00:00:00:01", "port": "vnet0", "age": 1.0},
         {"network": "?", "mac": "52:54:00:00:00:02", "port": 77, "age": 2.0}]
+
+
+def test_bindings_moved_on_for_the_ports_a_change_reached():
+    desired, v = topo(), view()
+    kept = bindings.PortBindings()
+    bound = {"p0": Device("vnet0"), "p3": Device("vnet3")}
+    assert kept.update(desired, bound, v, "br-int", None)
+    first = kept.bindings()
+    # Nothing reached: nothing moves, the very same bindings stay.
+    assert not kept.update(desired, bound, v, "br-int", frozenset())
+    assert kept.bindings() == first and kept.bindings()[0] is first[0]
+    # ovs-vswitchd opens vnet3 (the view moved on in place) and p0 loses
+    # vnet0 to p8: only the reached ports are read again.
+    v.ofports["vnet3"] = 8
+    del v.errors["vnet3"]
+    bound = {"p3": Device("vnet3"), "p8": Device("vnet0")}
+    assert kept.update(desired, bound, v, "br-int", frozenset({"p0", "p3", "p8"}))
+    ports, _, not_ready = bindings.port_bindings(desired, bound, v, {}, "br-int")
+    assert sorted(kept.bindings(), key=lambda b: b.ofport) == sorted(
+        ports, key=lambda b: b.ofport)
+    assert kept.not_ready == not_ready == {}
+    # Another desired state or view object: every bound port again.
+    assert kept.update(topo(), bound, view(), "br-int", frozenset())
+    assert [b.ofport for b in kept.bindings()] == [5]
+    assert set(kept.not_ready) == {"p3"}

@@ -37,11 +37,11 @@ def test_view_reads_networks_ports_and_tunnels():
     br, ports, ifaces = _world()
     view = RowCache().view(_tables(br, ports=ports, ifaces=ifaces), "br-int")
     assert view.networks == {"n1": (3, "vlan/physnet1/101/-")}  # malformed entry skipped
-    assert [(i.name, i.mac, i.network, i.added) for i in view.vm_ifaces] == [
+    assert [(i.name, i.mac, i.network, i.added) for i in view.vm_ifaces.values()] == [
         ("vnet0", "52:54:00:00:00:01", "n1", True)]
     assert view.ofports == {"vnet0": 5, "int-br-ex": 1, "vx-c0000202": 2}
     assert view.tunnels == {"vx-c0000202"}
-    assert view.names == {"vnet0", "int-br-ex", "vx-c0000202"}
+    assert set(view.names) == {"vnet0", "int-br-ex", "vx-c0000202"}
 
 
 def test_missing_bridge_is_none():
@@ -80,7 +80,7 @@ def test_reconnect_drops_rows_deleted_meanwhile():
                         ("Interface", "i2"), ("Interface", "i3")):
         cache.forget(table, uuid)
     view = cache.view(_tables(br2, ports=ports[1:], ifaces=ifaces[1:]), "br-int")
-    assert view.vm_ifaces == [] and view.networks == {}
+    assert view.vm_ifaces == {} and view.networks == {}
     assert "vnet0" not in view.names
 
 
@@ -90,10 +90,10 @@ def test_an_interface_arriving_after_its_port_is_seen():
     br, ports, ifaces = _world()
     cache = RowCache()
     view = cache.view(_tables(br, ports=ports, ifaces=ifaces[1:]), "br-int")
-    assert view.vm_ifaces == [] and "vnet0" not in view.ofports
+    assert view.vm_ifaces == {} and "vnet0" not in view.ofports
     cache.forget("Interface", "i1")  # notify() of the insert
     view = cache.view(_tables(br, ports=ports, ifaces=ifaces), "br-int")
-    assert [i.name for i in view.vm_ifaces] == ["vnet0"] and view.ofports["vnet0"] == 5
+    assert [i.name for i in view.vm_ifaces.values()] == ["vnet0"] and view.ofports["vnet0"] == 5
 
 
 def test_a_port_change_drops_only_that_ports_part():
@@ -105,7 +105,7 @@ def test_a_port_change_drops_only_that_ports_part():
     ifaces[1].ofport = [7]  # not notified: stays as read
     cache.forget("Port", "p1")
     view = cache.view(tables, "br-int")
-    assert view.vm_ifaces[0].network == "n2" and view.ofports["int-br-ex"] == 1
+    assert view.vm_ifaces["vnet0"].network == "n2" and view.ofports["int-br-ex"] == 1
 
 
 def test_changed_names_follow_row_notices():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ovsbr.drivers import names
 from ovsbr.drivers.base import BridgeReport, Device, LearnedMac, NotReady, Overlay
@@ -57,34 +57,85 @@ def port_bindings(desired: Topology, bound: Mapping[str, Device], view: BridgeVi
     network id): those are reused, which also makes the app's comparison an
     identity check.
     """
-    nets, ofports = view.networks, view.ofports
-    ports, cache, not_ready = [], {}, {}
+    cache: BindingCache = {}
+    not_ready: dict[str, NotReady] = {}
     for pname, dev in bound.items():
-        port = desired.ports[pname]
-        lid = nets.get(port.network, (None,))[0]
-        if lid is None:
-            continue
-        ofport = ofports.get(dev.name)
-        if ofport is not None:
-            # A port's groups can change while the port does not (rules,
-            # members): a filtered port's policy is part of the key
-            # (memoised, so the same value comes back while nothing changed).
-            filtered = port_policy(port, desired) if port.security_groups else None
-            key = (port, ofport, lid, filtered)
-            binding = last.get(dev.name)
-            if binding is None or binding[0] != key:
-                binding = (key, pl.PortBinding(ofport, lid, port.mac,
-                                               filtered or port_policy(port)))
-            cache[dev.name] = binding
-            ports.append(binding[1])
-        elif dev.name in view.errors:
-            not_ready[pname] = NotReady(
-                f"ovs-vswitchd cannot open {dev.name}: {view.errors[dev.name]}", True)
-        else:
-            not_ready[pname] = NotReady(
-                f"{dev.name} is on {bridge}; waiting for ovs-vswitchd to give it an "
-                "OpenFlow port")
-    return ports, cache, not_ready
+        _bind(pname, dev, desired, view, last, bridge, cache, not_ready)
+    return [b for _, b in cache.values()], cache, not_ready
+
+
+def _bind(pname: str, dev: Device, desired: Topology, view: BridgeView, last: BindingCache,
+          bridge: str, cache: BindingCache, not_ready: dict[str, NotReady]) -> None:
+    """One bound port: its binding into ``cache``, or why not into ``not_ready``."""
+    port = desired.ports[pname]
+    lid = view.networks.get(port.network, (None,))[0]
+    if lid is None:
+        return
+    ofport = view.ofports.get(dev.name)
+    if ofport is not None:
+        # A port's groups can change while the port does not (rules,
+        # members): a filtered port's policy is part of the key
+        # (memoised, so the same value comes back while nothing changed).
+        filtered = port_policy(port, desired) if port.security_groups else None
+        key = (port, ofport, lid, filtered)
+        binding = last.get(dev.name)
+        if binding is None or binding[0] != key:
+            binding = (key, pl.PortBinding(ofport, lid, port.mac,
+                                           filtered or port_policy(port)))
+        cache[dev.name] = binding
+    elif dev.name in view.errors:
+        not_ready[pname] = NotReady(
+            f"ovs-vswitchd cannot open {dev.name}: {view.errors[dev.name]}", True)
+    else:
+        not_ready[pname] = NotReady(
+            f"{dev.name} is on {bridge}; waiting for ovs-vswitchd to give it an "
+            "OpenFlow port")
+
+
+class PortBindings:
+    """The bindings kept between syncs, so a sync for a few ports costs those.
+
+    :meth:`update` recomputes the ports a reconcile reached when the desired
+    state and the view object are the ones of the last call (a device event
+    moves the view on in place and names what it touched), every bound
+    port's otherwise; the result equals :func:`port_bindings` of the same
+    inputs (tests/unit/test_ovs_bindings.py).
+    """
+
+    def __init__(self) -> None:
+        self.cache: BindingCache = {}  # device -> (key, binding)
+        self.not_ready: dict[str, NotReady] = {}
+        self._device: dict[str, str] = {}  # port -> the device bound for it
+        self._for: tuple = (None, None)  # (desired, view) of the last update
+
+    def update(self, desired: Topology, bound: Mapping[str, Device], view: BridgeView,
+               bridge: str, changed: Iterable[str] | None) -> bool:
+        """Move on; True when the bindings (``cache``) may have changed."""
+        last_desired, last_view = self._for
+        self._for = (desired, view)
+        if changed is None or desired is not last_desired or view is not last_view:
+            old = self.cache
+            _, self.cache, self.not_ready = port_bindings(desired, bound, view, old, bridge)
+            self._device = {p: d.name for p, d in bound.items()}
+            return True
+        cache, popped = self.cache, {}
+        changed = list(changed)
+        for name in changed:  # every old binding out first: devices change hands
+            self.not_ready.pop(name, None)
+            dev = self._device.pop(name, None)
+            if dev is not None and dev in cache:
+                popped[dev] = cache.pop(dev)
+        touched = set(popped)
+        for name in changed:
+            dev = bound.get(name)
+            if dev is not None:
+                self._device[name] = dev.name
+                touched.add(dev.name)
+                _bind(name, dev, desired, view, popped, bridge, cache, self.not_ready)
+        return any(cache.get(d) is not popped.get(d) for d in touched)
+
+    def bindings(self) -> list[pl.PortBinding]:
+        return [b for _, b in self.cache.values()]
 
 
 def uplink_bindings(desired: Topology, view: BridgeView,

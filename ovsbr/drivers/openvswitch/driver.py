@@ -29,7 +29,7 @@ from ovsbr.drivers.base import (
 from ovsbr.drivers.openvswitch import bindings, controller, kernel, observe
 from ovsbr.drivers.openvswitch.observe import ACTIVE, INACTIVE
 from ovsbr.drivers.openvswitch.ovsdb import PORT_NAME, Ovsdb
-from ovsbr.drivers.openvswitch.view import ADDED, OWNED, PORT_NET
+from ovsbr.drivers.openvswitch.view import ADDED, OWNED, PORT_NET, BridgeView
 from ovsbr.exceptions import ConfigError, DriverError
 from ovsbr.model import IFNAME_RE, NETWORK_TYPES, Network, Port, Topology, effective_mtu
 from ovsbr.openflow import pipeline as pl
@@ -60,7 +60,11 @@ class OpenvSwitchDriver(Driver):
         # A tap went (or that is not known) since rows were last checked for
         # vanished taps: only then is the check worth its walk of every row.
         self._taps_gone = True
-        self._bindings: bindings.BindingCache = {}
+        self._ports = bindings.PortBindings()
+        self._sent: tuple | None = None  # the uplink and tunnel bindings last sent
+        # The last observation and the view object it was made from: moved
+        # on in place while the view is (see observe.see_change).
+        self._seen: tuple[BridgeView, Observed] | None = None
         self.dpid = bindings.datapath_id(self.br_int)
 
     # -- configuration -------------------------------------------------------
@@ -128,6 +132,9 @@ class OpenvSwitchDriver(Driver):
     def resync(self) -> None:
         self.links.refresh()
         self._taps_gone = True
+        self._seen = None
+        self._ports = bindings.PortBindings()
+        self._sent = None
 
     def _ensure_bridges(self) -> None:
         missing = self.db.missing_bridges(list(self.mappings.values()))
@@ -151,26 +158,37 @@ class OpenvSwitchDriver(Driver):
                                   net.mtu)
 
     def observe_change(self) -> tuple[Observed, frozenset[str] | None]:
-        """The whole view (OVSDB rows and kernel links are walked), with the
-        names that changed since the last call when OVSDB's row notices and
-        the link table tell: the plan is then made for those alone."""
+        """The last observation moved on by the names that changed since the
+        last call, when OVSDB's row notices and the link table tell (the plan
+        is then made for those alone); a whole look otherwise."""
         self.links.refresh_if_stale()
         names = self.db.take_changed() if self.db.conn is not None else None
         links = self.links.take_changes()  # both taken before reading
-        observed = self.observe()
         if links is None:
             self._taps_gone = True
-        if names is None or links is None:
-            return observed, None
-        for index, old in links.items():
-            now = self.links.get(index)
-            names.update(link.name for link in (old, now) if link is not None)
-            if now is None or (old is not None and old.name != now.name):
-                self._taps_gone = True
-        return observed, frozenset(names)
+        elif names is not None:
+            for index, old in links.items():
+                now = self.links.get(index)
+                names.update(link.name for link in (old, now) if link is not None)
+                if now is None or (old is not None and old.name != now.name):
+                    self._taps_gone = True
+        view = self._view()
+        seen = self._seen
+        if names is None or links is None or seen is None or seen[0] is not view:
+            observed = observe.observe(view, self.links.snapshot().values())
+            self._seen = (view, observed)
+            return observed, None if names is None or links is None else frozenset(names)
+        observe.see_change(seen[1], view, self.links.by_name, names)
+        return seen[1], frozenset(names)
 
     def observe(self) -> Observed:
         self.links.refresh_if_stale()
+        view = self._view()
+        observed = observe.observe(view, self.links.snapshot().values())
+        self._seen = (view, observed)
+        return observed
+
+    def _view(self) -> BridgeView:
         view = self.db.view()
         if view is None:
             # Deleted by hand (or never made): rebuild it; the taps it held
@@ -178,7 +196,7 @@ class OpenvSwitchDriver(Driver):
             LOG.warning("integration bridge %s is missing; recreating it", self.br_int)
             self._ensure_bridges()
             view = self.db.view() or observe.EMPTY_VIEW
-        return observe.observe(view, self.links.snapshot().values())
+        return view
 
     # -- operations --------------------------------------------------------------
     def batch(self) -> contextlib.AbstractContextManager:
@@ -255,17 +273,21 @@ class OpenvSwitchDriver(Driver):
         A port is not reported ready until ovs-vswitchd has given its
         interface an OpenFlow port number and its flows went to the switch:
         "bound" means the VM can talk, as ovs-vsctl's wait for ovs-vswitchd.
+        Only the ``changed`` ports' bindings are read again after a device
+        event (bindings.PortBindings), and the app hears of them only when
+        a binding moved.
         """
         self._forget_vanished()
         view = self.db.view()
         if view is None:
             return {}
-        ports, self._bindings, not_ready = bindings.port_bindings(
-            desired, bound, view, self._bindings, self.br_int)
-        self.app.set_bindings(self.dpid, self.br_int, ports,
-                              bindings.uplink_bindings(desired, view, self.mappings),
-                              bindings.tunnel_bindings(self._overlay, view))
-        return not_ready
+        moved = self._ports.update(desired, bound, view, self.br_int, changed)
+        rest = (bindings.uplink_bindings(desired, view, self.mappings),
+                bindings.tunnel_bindings(self._overlay, view))
+        if moved or rest != self._sent:  # the app ignores the same bindings anyway
+            self.app.set_bindings(self.dpid, self.br_int, self._ports.bindings(), *rest)
+            self._sent = rest
+        return dict(self._ports.not_ready)
 
     def _forget_vanished(self) -> None:
         """Delete the Port rows ovsbr added for taps that no longer exist.

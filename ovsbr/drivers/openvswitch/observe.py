@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import collections
+from collections.abc import Callable, Iterable
 
 from ovsbr.drivers.base import Device, NetworkState, Observed
 from ovsbr.drivers.openvswitch.view import BridgeView
@@ -10,7 +11,7 @@ from ovsbr.drivers.rtnl import Link
 
 # iface-status: wired by ovsbr / its tap not there yet, or no longer ovsbr's
 ACTIVE, INACTIVE = "active", "inactive"
-EMPTY_VIEW = BridgeView({}, [], {}, {}, set(), set())
+EMPTY_VIEW = BridgeView({}, {}, {}, {}, set(), collections.Counter())
 
 
 def observe(view: BridgeView, links: Iterable[Link]) -> Observed:
@@ -23,26 +24,48 @@ def observe(view: BridgeView, links: Iterable[Link]) -> Observed:
     whose tap just appeared. Kernel links that are in no OVSDB row are
     candidate devices too.
     """
-    links = list(links)
+    kernel = {link.name: link for link in links}
     observed = Observed()
-    kernel = {link.name: link.up for link in links}
     for name, (_, fp) in view.networks.items():
         observed.networks[name] = NetworkState(name, fp)
-    for iface in view.vm_ifaces:
-        name, itype = iface.name, iface.type
-        if not itype and name not in kernel:
+    for name in view.vm_ifaces:
+        _see(name, view, kernel.get(name), observed)
+    for name, link in kernel.items():
+        if name not in view.vm_ifaces:
+            _see(name, view, link, observed)
+    return observed
+
+
+def see_change(observed: Observed, view: BridgeView, link: Callable[[str], Link | None],
+               names: Iterable[str]) -> None:
+    """Move ``observed`` (what :func:`observe` said of this view object
+    before it moved on) on in place, for the interface and link ``names``
+    that changed since: what :func:`observe` would now say of each of them.
+
+    The view's networks are not read: a change to them rebuilds the view
+    (a new object), and the caller then observes whole.
+    """
+    for name in names:
+        observed.devices.pop(name, None)
+        observed.prepared.pop(name, None)
+        _see(name, view, link(name), observed)
+
+
+def _see(name: str, view: BridgeView, link: Link | None, observed: Observed) -> None:
+    """What one name is: a VM interface's device or prepared row, a kernel
+    link no OVSDB row names, or nothing of ovsbr's concern."""
+    iface = view.vm_ifaces.get(name)
+    if iface is not None:
+        if not iface.type and link is None:
             if name not in view.ofports:
                 observed.prepared[name] = iface.network
-            continue
-        wired = itype or (kernel[name] and iface.status != INACTIVE)
+            return
+        wired = iface.type or (link.up and iface.status != INACTIVE)
         observed.devices[name] = Device(name, iface.mac, iface.iface_id,
                                         iface.network if wired else None)
-    for link in links:
-        if link.name in view.names or link.name == "lo" or link.kind in (
-                "openvswitch", "bridge") or link.name in observed.devices:
-            continue
-        observed.devices[link.name] = Device(link.name, link.mac)
-    return observed
+    elif link is not None and name not in view.names and name != "lo" \
+            and link.kind not in ("openvswitch", "bridge"):
+        observed.devices[name] = Device(name, link.mac)
 
 
 def vanished(view: BridgeView, kernel: set[str]) -> list[str]:
@@ -52,5 +75,5 @@ def vanished(view: BridgeView, kernel: set[str]) -> list[str]:
     yet) is waiting for its tap, and the reconciler removes it when its
     port goes. Rows someone else added (libvirt) are theirs to remove.
     """
-    return [i.name for i in view.vm_ifaces
+    return [i.name for i in view.vm_ifaces.values()
             if i.added and not i.type and i.name not in kernel and i.name in view.ofports]

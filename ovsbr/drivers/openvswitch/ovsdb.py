@@ -62,14 +62,49 @@ class _NotifyingIdl(connection.OvsdbIdl):
 
     def notify(self, event, row, updates=None):
         if self.cache is not None:
+            table = row._table.name
             try:
                 name = row.name
             except AttributeError:
                 name = None
-            self.cache.forget(row._table.name, row.uuid, name if isinstance(name, str) else None)
+            moved = _ports_moved(self.tables, row, updates) \
+                if table == "Bridge" and event == "update" else None
+            self.cache.forget(table, row.uuid, name if isinstance(name, str) else None, moved)
         callback = self.on_change
         if callback is not None:
             callback(row._table.name)
+
+
+# The Bridge columns a view reads besides ports: a change to one of them
+# (a network recorded, a rename) is no longer one port's business.
+_BRIDGE_VIEWED = frozenset(("name", "external_ids"))
+
+
+def _ports_moved(tables, row, updates) -> set[str] | None:
+    """For a Bridge row update that changed only its ports column (and
+    columns no view reads): the names of the ports that joined or left it
+    and of their interfaces; None for any other change.
+
+    A port that left and whose row went is named by its own delete notice;
+    one moved to another bridge is still in the Port table.
+    """
+    old = getattr(updates, "_data", None)
+    if not old or "ports" not in old or _BRIDGE_VIEWED & old.keys():
+        return None
+    before = set(old["ports"].as_list())
+    after = set(row._data["ports"].as_list())
+    port_rows, iface_rows = tables["Port"].rows, tables["Interface"].rows
+    names = set()
+    for uuid in before ^ after:
+        port = port_rows.get(uuid)
+        if port is None:
+            continue
+        names.add(port.name)
+        for iuuid in port._data["interfaces"].as_list():
+            iface = iface_rows.get(iuuid)
+            if iface is not None:
+                names.add(iface.name)
+    return names
 
 
 def socket_hint(target: str) -> str:

@@ -8,16 +8,21 @@ row is converted once per change to a small tuple, kept by UUID, and
 dropped when the IDL reports the row changed; a view of the bridge is then
 a walk over those tuples.
 
-The cache is keyed by UUID and every lookup starts from the IDL's own
-tables, so it stays right across a reconnect (python-ovs clears its tables
-without reporting deletions, then reports every row as created again).
+The view itself is kept too, and moved on by the rows that changed: a
+change costs the ports it touches, not a walk of br-int (at 5,000 ports
+that walk, per OVSDB change, was most of the agent's work per new port).
+It is rebuilt whole at the first look, for another bridge, and whenever a
+Bridge row is created, deleted or changes more than its ports: python-ovs
+clears its tables on a reconnect without reporting deletions, then reports
+every row (the Bridge rows too) as created again.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 NET_KEY = "ovsbr-net-"
@@ -115,14 +120,18 @@ class VmIface:
 
 @dataclasses.dataclass
 class BridgeView:
-    """br-int as one IDL change sequence number saw it."""
+    """br-int as the last :meth:`RowCache.view` saw it.
+
+    The cache moves this object on in place at its next look: a caller
+    reads it now and keeps what it needs, not the view.
+    """
 
     networks: dict[str, tuple[int, str]]
-    vm_ifaces: list[VmIface]
+    vm_ifaces: dict[str, VmIface]  # by interface name
     ofports: dict[str, int]  # every br-int interface with an OpenFlow port
     errors: dict[str, str]  # interfaces ovs-vswitchd could not open, and why
     tunnels: set[str]  # names of ovsbr's tunnel ports
-    names: set[str]  # every interface name in OVSDB, on any bridge
+    names: collections.Counter  # every interface name in OVSDB, on any bridge
 
 
 class PortEntry(NamedTuple):
@@ -133,19 +142,27 @@ class PortEntry(NamedTuple):
 
 
 class RowCache:
-    """Converted rows by table and UUID; callers hold the IDL's lock.
+    """Converted rows by table and UUID, and br-int's view; callers hold the
+    IDL's lock.
 
-    On top of the rows, each br-int Port's part of the view is kept until
-    the Port or one of its Interfaces changes: a view then costs a lookup
-    per port, not a walk through its rows (a new port makes several OVSDB
-    changes, each followed by a view).
+    ``forget`` (from the IDL's notify) marks what changed; the next ``view``
+    reads those rows again and moves the kept view on by them: each br-int
+    Port's part (:class:`PortEntry`) is taken out and put back, and the
+    interface names are counted per row.
     """
 
     def __init__(self):
         self._rows: dict[str, dict] = {table: {} for table in EXTRACT}
-        self._ports: dict = {}  # Port UUID -> PortEntry
+        self._ports: dict = {}  # Port UUID -> its PortEntry, as in the view
         self._owner: dict = {}  # Interface UUID -> the Port UUID whose entry read it
         self._bridge: str | None = None
+        self._view: BridgeView | None = None  # None: build whole at the next look
+        self._members: frozenset = frozenset()  # the Port UUIDs the view holds
+        self._dirty: set = set()  # Port UUIDs to read again
+        self._dirty_ifaces: set = set()  # Interface UUIDs whose name to count again
+        self._iface_names: dict = {}  # Interface UUID -> the name counted for it
+        self._holder: dict[str, Any] = {}  # interface name -> the Port UUID in the view
+        self._bridge_moved = False  # br-int's ports column changed, nothing else
         # Names of the interfaces and ports whose rows changed since the last
         # take_changed(); None: unknown (at start, or a Bridge row changed).
         self._changed: set[str] | None = None
@@ -155,13 +172,28 @@ class RowCache:
         changed, self._changed = self._changed, set()
         return changed
 
-    def forget(self, table: str, uuid, name: str | None = None) -> None:
-        """From the IDL's notify(): the row (named ``name``) changed or went."""
+    def forget(self, table: str, uuid, name: str | None = None,
+               moved: Iterable[str] | None = None) -> None:
+        """From the IDL's notify(): the row (named ``name``) changed or went.
+
+        ``moved``, for a Bridge row: its ports column alone changed, and
+        these are the names of the ports (and their interfaces) that joined
+        or left it; without it a Bridge change means anything may have.
+        """
         cache = self._rows.get(table)
         if cache is not None:
             cache.pop(uuid, None)
+        if table == "Bridge":
+            if moved is None:
+                self._view = None
+                self._changed = None
+            else:
+                self._bridge_moved = True
+                if self._changed is not None:
+                    self._changed.update(moved)
+            return
         if self._changed is not None and table in EXTRACT:
-            if table == "Bridge" or name is None:
+            if name is None:
                 self._changed = None
             else:
                 self._changed.add(name)
@@ -169,11 +201,12 @@ class RowCache:
                 if entry is not None:  # its interfaces' network mark may move
                     self._changed.update(i[0] for i in entry.ifaces)
         if table == "Port":
-            self._ports.pop(uuid, None)
+            self._dirty.add(uuid)
         elif table == "Interface":
-            owner = self._owner.pop(uuid, None)
+            self._dirty_ifaces.add(uuid)
+            owner = self._owner.get(uuid)
             if owner is not None:
-                self._ports.pop(owner, None)
+                self._dirty.add(owner)
 
     def get(self, table: str, row) -> tuple:
         cache = self._rows[table]
@@ -192,7 +225,7 @@ class RowCache:
         ifaces = []
         for iuuid in port.interfaces:
             # Recorded even when the row is not here yet: its arrival must
-            # drop this entry.
+            # read this entry again.
             self._owner[iuuid] = puuid
             irow = iface_rows.get(iuuid)
             if irow is None:
@@ -204,9 +237,48 @@ class RowCache:
                 vm_iface = VmIface(iface.name, iface.type, iface.mac, iface.iface_id,
                                    ids.get(PORT_NET), ids.get(ADDED) == "true", iface.status)
             ifaces.append((iface.name, ofport, iface.error, vm_iface))
-        entry = PortEntry(port.name if TUNNEL_KEY in ids else None, tuple(ifaces))
+        return PortEntry(port.name if TUNNEL_KEY in ids else None, tuple(ifaces))
+
+    def _put(self, puuid, entry: PortEntry) -> None:
+        view = self._view
         self._ports[puuid] = entry
-        return entry
+        if entry.tunnel is not None:
+            view.tunnels.add(entry.tunnel)
+        for name, ofport, error, vm_iface in entry.ifaces:
+            self._holder[name] = puuid
+            if ofport is not None:
+                view.ofports[name] = ofport
+            elif error:
+                view.errors[name] = error
+            if vm_iface is not None:
+                view.vm_ifaces[name] = vm_iface
+
+    def _take(self, puuid) -> None:
+        """Take a port's part out of the view (what another port holds stays)."""
+        entry = self._ports.pop(puuid, None)
+        if entry is None:
+            return
+        view = self._view
+        if entry.tunnel is not None:
+            view.tunnels.discard(entry.tunnel)
+        for name, *_ in entry.ifaces:
+            if self._holder.get(name) == puuid:
+                del self._holder[name]
+                view.ofports.pop(name, None)
+                view.errors.pop(name, None)
+                view.vm_ifaces.pop(name, None)
+
+    def _count(self, iuuid, iface_rows) -> None:
+        names = self._view.names
+        old = self._iface_names.pop(iuuid, None)
+        if old is not None:
+            names[old] -= 1
+            if not names[old]:
+                del names[old]
+        row = iface_rows.get(iuuid)
+        if row is not None:
+            name = self._iface_names[iuuid] = self.get("Interface", row).name
+            names[name] += 1
 
     def view(self, tables: dict, bridge: str) -> BridgeView | None:
         """br-int's networks and ports, or None when the bridge is missing."""
@@ -217,30 +289,47 @@ class RowCache:
                 br = info
                 break
         if br is None:
+            self._view = None
             return None
-        if bridge != self._bridge or len(self._ports) > 2 * len(br.ports) + 64:
-            # Another bridge, or entries of ports gone without a notice
-            # (python-ovs reconnects that way): start the entries over.
-            self._ports.clear()
-            self._owner.clear()
-            self._bridge = bridge
         port_rows, iface_rows = tables["Port"].rows, tables["Interface"].rows
-        names = {self.get("Interface", row).name for row in iface_rows.values()}
-        view = BridgeView(registry(br.external_ids), [], {}, {}, set(), names)
-        entries = self._ports
-        for puuid in br.ports:
-            entry = entries.get(puuid)
-            if entry is None:
+        if self._view is None or bridge != self._bridge:
+            return self._build(br, port_rows, iface_rows, bridge)
+        view = self._view
+        if self._bridge_moved:
+            self._bridge_moved = False
+            members = frozenset(br.ports)
+            for puuid in self._members - members:
+                self._take(puuid)
+            self._dirty.update(members - self._members)
+            self._members = members
+        for iuuid in self._dirty_ifaces:
+            self._count(iuuid, iface_rows)
+        self._dirty_ifaces.clear()
+        for puuid in self._dirty:
+            self._take(puuid)
+            if puuid in self._members:
                 entry = self._entry(puuid, port_rows, iface_rows, bridge)
-                if entry is None:
-                    continue
-            if entry.tunnel is not None:
-                view.tunnels.add(entry.tunnel)
-            for name, ofport, error, vm_iface in entry.ifaces:
-                if ofport is not None:
-                    view.ofports[name] = ofport
-                elif error:
-                    view.errors[name] = error
-                if vm_iface is not None:
-                    view.vm_ifaces.append(vm_iface)
+                if entry is not None:
+                    self._put(puuid, entry)
+        self._dirty.clear()
+        return view
+
+    def _build(self, br: BridgeRow, port_rows, iface_rows, bridge: str) -> BridgeView:
+        """The whole view, from every row (see the module docstring for when)."""
+        self._ports.clear()
+        self._owner.clear()
+        self._holder.clear()
+        self._iface_names.clear()
+        self._dirty.clear()
+        self._dirty_ifaces.clear()
+        self._bridge, self._bridge_moved = bridge, False
+        self._members = frozenset(br.ports)
+        view = self._view = BridgeView(registry(br.external_ids), {}, {}, {}, set(),
+                                       collections.Counter())
+        for iuuid in iface_rows:
+            self._count(iuuid, iface_rows)
+        for puuid in br.ports:
+            entry = self._entry(puuid, port_rows, iface_rows, bridge)
+            if entry is not None:
+                self._put(puuid, entry)
         return view
