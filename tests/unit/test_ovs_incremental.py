@@ -9,6 +9,7 @@ from types import SimpleNamespace as NS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ovsbr.agent import incremental
 from ovsbr.drivers.openvswitch import observe
 from ovsbr.drivers.openvswitch.view import RowCache
 from ovsbr.drivers.rtnl import Link
@@ -182,3 +183,4 @@ def test_moved_on_equals_a_whole_look(steps):
             assert getattr(view, field) == getattr(whole, field), field
         full = observe.observe(whole, world.links.values())
         assert dataclasses.asdict(seen) == dataclasses.asdict(full)
+        assert seen.iface_ids == incremental.iface_index(full.devices)

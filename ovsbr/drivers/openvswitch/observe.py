@@ -25,7 +25,7 @@ def observe(view: BridgeView, links: Iterable[Link]) -> Observed:
     candidate devices too.
     """
     kernel = {link.name: link for link in links}
-    observed = Observed()
+    observed = Observed(iface_ids={})
     for name, (_, fp) in view.networks.items():
         observed.networks[name] = NetworkState(name, fp)
     for name in view.vm_ifaces:
@@ -45,8 +45,15 @@ def see_change(observed: Observed, view: BridgeView, link: Callable[[str], Link 
     The view's networks are not read: a change to them rebuilds the view
     (a new object), and the caller then observes whole.
     """
+    carrying = observed.iface_ids
     for name in names:
-        observed.devices.pop(name, None)
+        old = observed.devices.pop(name, None)
+        if old is not None and old.iface_id:
+            rest = tuple(n for n in carrying[old.iface_id] if n != name)
+            if rest:
+                carrying[old.iface_id] = rest
+            else:
+                del carrying[old.iface_id]
         observed.prepared.pop(name, None)
         _see(name, view, link(name), observed)
 
@@ -63,6 +70,10 @@ def _see(name: str, view: BridgeView, link: Link | None, observed: Observed) -> 
         wired = iface.type or (link.up and iface.status != INACTIVE)
         observed.devices[name] = Device(name, iface.mac, iface.iface_id,
                                         iface.network if wired else None)
+        if iface.iface_id:  # by name: the last carries it (reconciler.carrier)
+            carrying = observed.iface_ids
+            carrying[iface.iface_id] = tuple(sorted(
+                (*carrying.get(iface.iface_id, ()), name)))
     elif link is not None and name not in view.names and name != "lo" \
             and link.kind not in ("openvswitch", "bridge"):
         observed.devices[name] = Device(name, link.mac)
