@@ -10,7 +10,9 @@ testctl     Open vSwitch's C learning controller ``ovs-testcontroller``; it
             floods unknown destinations by packet-out, so delivery waits on it
 
 Reported: MACs learned per second (time until all K are in the table),
-frames delivered out of K, and first-ping latency (first RTT minus steady).
+frames delivered out of K (the median and the worst of the repeats), and
+first-ping latency (first RTT minus steady). With ``--against REF`` the
+ovsbr case runs for this tree and REF in turn within each repeat.
 """
 
 from __future__ import annotations
@@ -104,10 +106,12 @@ def first_ping(vm1, vm2) -> float:
     return rtt1 - avg
 
 
-def run_case(kind: str, ovs, tmp: str, extra: dict | None = None) -> dict:
-    """One run; ``extra``: more config sections for ovsbr's agent."""
+def run_case(kind: str, ovs, tmp: str, extra: dict | None = None,
+             source: str | None = None, label: str | None = None) -> dict:
+    """One run; ``extra``: more config sections for ovsbr's agent, ``source``:
+    the checkout it runs from (None: this one), reported as ``label``."""
     bridge = f"bl{kind[:4]}"
-    result: dict = {"controller": kind, "k": K}
+    result: dict = {"controller": label or kind, "k": K}
     with NetEnv("bl") as env:
         vm1, vm2 = env.vm("a", 1, offload_off=True), env.vm("b", 2, offload_off=True)
         agent = proc = None
@@ -118,7 +122,7 @@ def run_case(kind: str, ovs, tmp: str, extra: dict | None = None) -> dict:
                     "ovs": {"ovsdb_connection": ovs.connection, "integration_bridge": bridge,
                             "datapath_type": "netdev", "of_listen_port": 16635},
                     "openflow": {"max_macs_per_port": K * 2, "packet_in_rate": 50000},
-                    **(extra or {})})
+                    **(extra or {})}, source=source)
                 agent.cli("network", "create", "n1", "--type", "local")
                 for p, vm in (("p1", vm1), ("p2", vm2)):
                     agent.cli("port", "create", p, "--network", "n1", "--device", vm.tap)
@@ -173,38 +177,49 @@ def run_case(kind: str, ovs, tmp: str, extra: dict | None = None) -> dict:
     return result
 
 
-def main() -> dict:
+def main(codes: list[tuple[str, str | None]] | None = None) -> dict:
+    """``codes``: (label, checkout) of each ovsbr version; with more than one,
+    each repeat runs every version in turn (order alternating), so they
+    share the machine's state of the moment."""
     reason = ovs_sandbox.available()
     if reason:
         print(f"learning benchmark skipped: {reason}")
         return {}
+    codes = codes or [("this tree", None)]
     results = []
     with tempfile.TemporaryDirectory(prefix="ovsbr-bench-l2-") as tmp:
         ovs = ovs_sandbox.OvsSandbox(os.path.join(tmp, "ovs")).start()
         try:
-            kinds = ["ovsbr", "normal"]
+            cases = [("ovsbr", label if len(codes) > 1 else None, src)
+                     for label, src in codes] + [("normal", None, None)]
             if shutil.which("ovs-testcontroller"):
-                kinds.append("testctl")
-            for kind in kinds:
-                runs = []
-                for _ in range(REPEATS):
+                cases.append(("testctl", None, None))
+            runs: dict[int, list[dict]] = {i: [] for i in range(len(cases))}
+            for repeat in range(REPEATS):
+                order = list(enumerate(cases))
+                for i, (kind, label, src) in (order if repeat % 2 == 0 else order[::-1]):
+                    name = label and f"ovsbr ({label})" or kind
                     try:
-                        runs.append(run_case(kind, ovs, tmp))
+                        runs[i].append(run_case(kind, ovs, tmp, source=src, label=name))
                     except (TimeoutError, AssertionError, OSError) as e:
-                        runs.append({"controller": kind, "k": K, "delivered": 0,
-                                     "error": str(e)})
-                    print(f"  {kind}: {runs[-1]}", flush=True)
-                results.append(common.median_of(runs))
+                        runs[i].append({"controller": name, "k": K, "delivered": 0,
+                                        "error": str(e)})
+                    print(f"  {name}: {runs[i][-1]}", flush=True)
+            for i in runs:
+                median = common.median_of(runs[i])
+                median["worst_delivered"] = min(r.get("delivered", 0) for r in runs[i])
+                results.append(median)
         finally:
             ovs.stop()
     rows = [[r["controller"], r["k"], r.get("offered_pps", 0), r.get("learned", "-"),
              r.get("macs_per_s", "-"),
-             f"{r['delivered']}/{r['k']}", r.get("first_packet_extra_ms", "-"),
+             f"{r['delivered']}/{r['k']}", f"{r['worst_delivered']}/{r['k']}",
+             r.get("first_packet_extra_ms", "-"),
              r.get("packet_ins", "-")] for r in results]
     print(common.table(f"L2 learning: {K} new source MACs, broadcast frames, median of "
                        f"{REPEATS} (target >= 5000 MACs/s; delivered = offered)",
                        ["controller", "K", "offered pps", "learned", "MACs learned/s",
-                        "delivered",
+                        f"delivered (median of {REPEATS})", "delivered (worst)",
                         "first-packet extra ms", "packet-ins"], rows))
     print("JSON:", common.write("learning", {"benchmark": "learning", "results": results}))
     return {"results": results}

@@ -51,7 +51,8 @@ def parse_all(argv: list[str] | None = None) -> tuple[list[str], list[int], list
     parser.add_argument("--sizes", default="100,500,1000")
     parser.add_argument("--drivers", default="linuxbridge,openvswitch")
     parser.add_argument("--against", metavar="REF",
-                        help="also run the wiring, core, secgroups and scale benchmarks' "
+                        help="also run the wiring, core, learning, secgroups and scale "
+                             "benchmarks' "
                              "ovsbr from git revision REF, alternating with this tree, "
                              "in the same run")
     args = parser.parse_args(argv)
@@ -112,7 +113,7 @@ def main() -> int:
                 elif name == "secgroups":
                     secgroups.main(sizes, drivers, codes)
                 elif name == "learning":
-                    learning.main()
+                    learning.main(codes)
                 else:
                     dataplane.main()
         finally:
