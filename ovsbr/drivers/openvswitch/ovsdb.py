@@ -27,6 +27,7 @@ from ovsbr.drivers.openvswitch.view import (
     TUNNEL_KEY,
     BridgeView,
     RowCache,
+    uuids,
 )
 from ovsbr.exceptions import DriverError
 from ovsbr.privileges import group_of
@@ -92,7 +93,7 @@ def _ports_moved(tables, row, updates) -> set[str] | None:
     if not old or "ports" not in old or _BRIDGE_VIEWED & old.keys():
         return None
     before = set(old["ports"].as_list())
-    after = set(row._data["ports"].as_list())
+    after = set(uuids(row, "ports"))
     port_rows, iface_rows = tables["Port"].rows, tables["Interface"].rows
     names = set()
     for uuid in before ^ after:
@@ -100,7 +101,7 @@ def _ports_moved(tables, row, updates) -> set[str] | None:
         if port is None:
             continue
         names.add(port.name)
-        for iuuid in port._data["interfaces"].as_list():
+        for iuuid in uuids(port, "interfaces"):
             iface = iface_rows.get(iuuid)
             if iface is not None:
                 names.add(iface.name)

@@ -63,7 +63,7 @@ class IfaceRow(NamedTuple):
     status: str | None  # external_ids:iface-status
 
 
-def _uuids(row, column: str) -> tuple:
+def uuids(row, column: str) -> tuple:
     """The UUIDs a set-of-references column holds.
 
     Straight from the committed datum: ``row.ports`` builds a Row object per
@@ -77,11 +77,11 @@ def _uuids(row, column: str) -> tuple:
 
 
 def _bridge(row) -> BridgeRow:
-    return BridgeRow(row.name, _uuids(row, "ports"), dict(row.external_ids))
+    return BridgeRow(row.name, uuids(row, "ports"), dict(row.external_ids))
 
 
 def _port(row) -> PortRow:
-    return PortRow(row.name, _uuids(row, "interfaces"), dict(row.external_ids))
+    return PortRow(row.name, uuids(row, "interfaces"), dict(row.external_ids))
 
 
 def _iface(row) -> IfaceRow:
