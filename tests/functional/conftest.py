@@ -29,6 +29,27 @@ def pytest_collection_modifyitems(items):
         item.add_marker(pytest.mark.functional)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed scenario reports its datapath as it stood, beside the traceback.
+
+    Packets lost once in a long CI run (the stock-kernel VM under TCG) are
+    otherwise gone by the time anyone looks: the flows, groups and
+    forwarding tables at the moment of the failure say which side dropped.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, Harness):
+            try:
+                text = value.diagnose()
+            except Exception as e:  # the report must not hide the failure
+                text = f"(could not read the datapath: {e})"
+            report.sections.append((f"datapath {value.name}", text))
+
+
 @pytest.fixture(autouse=True)
 def _need_root():
     if os.geteuid() != 0:
@@ -171,6 +192,17 @@ class Harness:
         for agent in self.agents:
             agent.close()
 
+    def diagnose(self) -> str:
+        """The datapath's forwarding state, as text for a failure report."""
+        return "\n".join(self._diagnostics())
+
+    def _diagnostics(self):
+        return ()
+
+    @staticmethod
+    def _shown(args: tuple[str, ...], res) -> str:
+        return f"$ {' '.join(args)}\n{res.stdout}{res.stderr}"
+
 
 class LinuxBridgeHarness(Harness):
     name = "linuxbridge"
@@ -187,6 +219,11 @@ class LinuxBridgeHarness(Harness):
                 "physical_interface_mappings": [f"{k}:{v}" for k, v in self.mappings.items()],
             },
         }
+
+    def _diagnostics(self):
+        for args in (("bridge", "-d", "link", "show"), ("bridge", "fdb", "show"),
+                     ("nft", "list", "ruleset")):
+            yield self._shown(args, run(list(args), check=False))
 
     def wired_into(self, tap: str) -> str | None:
         """The ovsbr network a device is wired into, per the datapath."""

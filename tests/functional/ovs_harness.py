@@ -40,6 +40,12 @@ class OvsHarness(Harness):
                     "of_listen_port": self.of_port},
         }
 
+    def _diagnostics(self):
+        ovs, br = self.ovs, self.br_int
+        for cmd, args in ((ovs.ofctl, ("dump-ports-desc", br)), (ovs.ofctl, ("dump-flows", br)),
+                          (ovs.ofctl, ("dump-groups", br)), (ovs.appctl, ("dpctl/dump-flows",))):
+            yield self._shown(args, cmd(*args, check=False))
+
     def wired_into(self, tap: str) -> str | None:
         res = self.ovs.vsctl("--if-exists", "get", "Port", tap, "external_ids:ovsbr-network",
                              check=False)
