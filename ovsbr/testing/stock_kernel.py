@@ -196,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         for outcome, name in cases:
             print(f"vm {outcome.upper()} {name}")
         if rc != 0 and os.path.isdir(os.path.join(results, "logs")):
-            _print_logs(os.path.join(results, "logs"))
+            failed = [n for o, n in cases if o in ("failed", "error")]
+            for name in failed_first(os.listdir(os.path.join(results, "logs")), failed):
+                _print_log(os.path.join(results, "logs"), name)
         print(f"stock-kernel VM stage took {time.monotonic() - t0:.0f} s "
               f"({'KVM' if kvm else 'TCG'})")
         print(f"vm: {summary(cases)}")  # last, alone: pytest's closing-line form
@@ -205,11 +207,26 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(results, ignore_errors=True)
 
 
-def _print_logs(logs: str) -> None:
-    for name in sorted(os.listdir(logs)):
-        with open(os.path.join(logs, name), errors="replace") as f:
-            tail = f.read()[-4000:]
-        print(f"----- guest log {name} (tail) -----\n{tail}")
+def failed_first(names: list[str], failed: list[str]) -> list[str]:
+    """The guest logs worth printing: the failed tests' first, then those of
+    no test (dmesg); passing tests' logs are left out, and so is pytest's
+    own, which the console already showed whole.
+
+    A test's logs live under its tmp_path, which pytest names after the
+    test with non-word characters replaced and cut to 30 characters; CI
+    shows only the start of a long output, so the failure's logs lead.
+    """
+    keys = [re.sub(r"\W", "_", n.split("::")[-1])[:30] for n in failed]
+    mine = [n for n in sorted(names) if any(k in n for k in keys)]
+    rest = [n for n in sorted(names)
+            if n not in mine and "_pytest-" not in n and not n.endswith("pytest.log")]
+    return mine + rest
+
+
+def _print_log(logs: str, name: str) -> None:
+    with open(os.path.join(logs, name), errors="replace") as f:
+        tail = f.read()[-4000:]
+    print(f"----- guest log {name} (tail) -----\n{tail}")
 
 
 if __name__ == "__main__":

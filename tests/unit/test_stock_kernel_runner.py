@@ -66,3 +66,16 @@ def test_console_through_a_pipe_keeps_the_log(tmp_path):
     with open(log, "w") as out:
         subprocess.run([sys.executable, "-c", host_side], stdout=out, check=True)
     assert log.read_text() == "host tests: 240 passed\nguest says hi\n"
+
+
+def test_failed_tests_logs_lead_and_passing_tests_logs_are_left_out():
+    names = ["dmesg.txt", "_tmp_ovsbr-vm-x_pytest.log",
+             "_tmp_pytest-of-root_pytest-3_test_deleting_a_rule_cuts_its_0_agent_agent.log",
+             "_tmp_pytest-of-root_pytest-3_test_mac_move_is_relearned_wit0_agent_agent.log",
+             "_tmp_pytest-of-root_pytest-3_test_two_vlans_on_one_nic_linu0_lb_agent.log"]
+    failed = ["tests/functional/test_openvswitch.py::test_mac_move_is_relearned_within_one_frame",
+              "tests/functional/test_stock_kernel.py::test_two_vlans_on_one_nic[linuxbridge]"]
+    assert sk.failed_first(names, failed) == [
+        "_tmp_pytest-of-root_pytest-3_test_mac_move_is_relearned_wit0_agent_agent.log",
+        "_tmp_pytest-of-root_pytest-3_test_two_vlans_on_one_nic_linu0_lb_agent.log",
+        "dmesg.txt"]
