@@ -148,9 +148,13 @@ class Namespace:
             proc.send_signal(signal.SIGINT)
             cap.text = proc.communicate(timeout=5)[0]
 
-    def can_ping(self, ip: str, tries: int = 20) -> bool:
-        """True once one ping goes through (ARP and wiring may need a moment)."""
-        for _ in range(tries):
+    def can_ping(self, ip: str, tries: int | None = None) -> bool:
+        """True once one ping goes through (ARP and wiring may need a moment).
+
+        Twenty tries by default, scaled like every other wait of the harness
+        (the stock-kernel VM runs under TCG at a fraction of native speed).
+        """
+        for _ in range(tries or max(1, round(20 * TIME_SCALE))):
             if self.ping(ip, count=1, wait=0.5)[1] == 1:
                 return True
         return False
