@@ -166,10 +166,19 @@ class Writer:
                 [(n, o) for k, n, o in todo if k == "ports"], before.ports)
             if len(todo) + len(released) + len(taken) > TXN_OPS:
                 return None  # more than one transaction: the whole road cuts it in steps
-            self._check_claims(taken, after, scope)
             after.revision = before.revision + 1
-            if self._commit(todo, (released, taken), seen, after.revision, len(todo)):
+            claim_ops = (released, taken)
+            # The claims a port takes are nearly always free: the commit
+            # itself compares them absent, and they are read (to name the
+            # holder, or to let a port in ``scope`` hand one over) only when
+            # that compare fails. One round trip fewer per CLI port write.
+            free = [self._absent(self.claims_base + claims_mod.key(c)) for c in sorted(taken)]
+            if self._commit(todo, claim_ops, seen, after.revision, len(todo), free):
                 return before, after
+            if free:
+                self._check_claims(taken, after, scope)
+                if self._commit(todo, claim_ops, seen, after.revision, len(todo)):
+                    return before, after
             time.sleep(0.005 * (attempt + 1))
         raise StoreError(f"etcd: {MAX_ATTEMPTS} concurrent writers won in a row; try again")
 
@@ -193,12 +202,13 @@ class Writer:
     # -- one transaction ---------------------------------------------------------
     def _commit(self, step: list[steps_mod.Change],
                 claim_ops: tuple[set[tuple], dict[tuple, str]] | None,
-                seen: str | None, revision: int, total: int) -> str | None:
+                seen: str | None, revision: int, total: int,
+                also: list[dict[str, Any]] = ()) -> str | None:
         """Write one step if the revision key is still at ``seen`` (mod
-        revision; None: never written). Returns the new mod revision, or
-        None when another writer moved it. ``claim_ops``: the claim keys to
-        delete and put with it, and then the index marked current; None
-        leaves the index behind."""
+        revision; None: never written) and the ``also`` compares hold.
+        Returns the new mod revision, or None when a compare failed.
+        ``claim_ops``: the claim keys to delete and put with it, and then
+        the index marked current; None leaves the index behind."""
         ops = []
         for kind, name, obj in step:
             key = b64(f"{self.base}{kind}/{name}")
@@ -217,7 +227,8 @@ class Writer:
             ops.append({"request_put": {"key": b64(self.index_key),
                                         "value": b64(str(revision))}})
         try:
-            result = self.store._txn({"compare": [self._unmoved(seen)], "success": ops})
+            result = self.store._txn({"compare": [self._unmoved(seen), *also],
+                                      "success": ops})
         except StoreError as e:
             if "too many operations" not in str(e):
                 raise
@@ -237,6 +248,11 @@ class Writer:
                     "mod_revision": seen}
         return {"key": b64(self.rev_key), "target": "CREATE", "result": "EQUAL",
                 "create_revision": "0"}
+
+    @staticmethod
+    def _absent(key: str) -> dict[str, Any]:
+        """The compare: no such key."""
+        return {"key": b64(key), "target": "VERSION", "result": "EQUAL", "version": "0"}
 
     @staticmethod
     def _get(key: str) -> dict[str, Any]:

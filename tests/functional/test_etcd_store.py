@@ -265,6 +265,17 @@ def _reads_of(store):
     return seen
 
 
+def _txns_of(store):
+    """Each transaction ``store`` makes from now on: its compare targets."""
+    seen, real = [], store._txn
+
+    def txn(body):
+        seen.append([c["target"] for c in body.get("compare", [])])
+        return real(body)
+    store._txn = txn
+    return seen
+
+
 def test_a_port_write_reads_and_writes_that_port_alone(etcd, prefix):
     from ovsbr.model import ValidationError, port_from_dict
     writer = make_store(etcd, prefix)
@@ -272,8 +283,13 @@ def test_a_port_write_reads_and_writes_that_port_alone(etcd, prefix):
                                               for i in range(200))))
     cli = make_store(etcd, prefix)  # a fresh CLI process's store
     reads = _reads_of(cli)
+    txns = _txns_of(cli)
     _, after = cli.update(lambda t: add_port(t, "new", "tnew"), scope=["new"])
     assert set(after.ports) == {"new"} and after.revision == 3
+    # One read, one commit: the new port's claims are compared free in the
+    # commit, not read before it.
+    assert len(txns) == 2, txns
+    assert _claims(etcd, prefix)["device//tnew"] == "new"
     assert f"{prefix}/topology/ports/*" not in reads and f"{prefix}/topology/*" not in reads
     assert len(make_store(etcd, prefix).load().ports) == 201
     # Another port's device, MAC or address: refused as the whole check
