@@ -146,7 +146,7 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--ports", type=int, default=10000)
     parser.add_argument("--networks", type=int, default=200)
-    parser.add_argument("--writes", type=int, default=20)
+    parser.add_argument("--writes", type=int, default=100)
     parser.add_argument("--json", metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     rng = random.Random(7)
