@@ -39,12 +39,17 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
+
+# etcd3gw imports futurist, which imports eventlet and its deprecation
+# notice: ovsbr's commands hide it (cmd.common.quiet_eventlet), so here too.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 if os.environ.get("OVSBR_CODE"):
     sys.path.insert(0, os.environ["OVSBR_CODE"])
