@@ -391,8 +391,8 @@ def main(sizes: list[int], drivers: list[str],
     with tempfile.TemporaryDirectory(prefix="ovsbr-bench-") as tmp:
         ovs = None
         try:
-            for name in drivers:
-                if name == "openvswitch":
+            for driver in drivers:
+                if driver == "openvswitch":
                     reason = ovs_sandbox.available()
                     if reason:
                         print(f"  openvswitch skipped: {reason}")
@@ -403,10 +403,10 @@ def main(sizes: list[int], drivers: list[str],
                     # right after a big teardown pays for the kernel's lag.
                     for code in (codes if i % 2 == 0 else codes[::-1]):
                         with NetEnv("bw") as env:
-                            dp = (OpenvSwitch("bw", tmp, ovs, code) if name == "openvswitch"
+                            dp = (OpenvSwitch("bw", tmp, ovs, code) if driver == "openvswitch"
                                   else LinuxBridge("bw", tmp, code))
                             r = bench_one(dp, n, env)
-                            print(f"  {name} N={n} ({code[0]}): bulk {r['bulk_s']:.2f}s, "
+                            print(f"  {driver} N={n} ({code[0]}): bulk {r['bulk_s']:.2f}s, "
                                   f"baseline {r['baseline_s']:.2f}s", flush=True)
                             results.append(r)
         finally:
