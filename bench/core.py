@@ -64,33 +64,24 @@ if hasattr(service, "st"):
     agent.snapshot = service.st.DesiredSnapshot.of(topo, "h")
 else:  # before the agent's state became values
     agent.topology, agent.desired = topo, topo.local_view("h")
-for _ in range(20):
-    agent.reconcile()
-ms = []
-for _ in range(repeats):
-    t0 = time.perf_counter()
-    agent.reconcile()
-    ms.append((time.perf_counter() - t0) * 1000)
-ms.sort()
-result = {"p50_ms": statistics.median(ms), "p99_ms": ms[int(len(ms) * 0.99)]}
+def timed(fn, k):
+    """(p50, p99) ms of k calls."""
+    ms = []
+    for _ in range(k):
+        t0 = time.perf_counter()
+        fn()
+        ms.append((time.perf_counter() - t0) * 1000)
+    ms.sort()
+    return statistics.median(ms), ms[int(len(ms) * 0.99)]
+timed(agent.reconcile, 20)
+result = dict(zip(("p50_ms", "p99_ms"), timed(agent.reconcile, repeats)))
 # A device event naming one tap: the plan for that change (where the
 # version plans incrementally; an older one plans the whole host again).
 agent.driver.changed = frozenset({"tap0"})
 agent.reconcile()
-ev = []
-for _ in range(repeats):
-    t0 = time.perf_counter()
-    agent.reconcile()
-    ev.append((time.perf_counter() - t0) * 1000)
-ev.sort()
-result.update(event_p50_ms=statistics.median(ev), event_p99_ms=ev[int(len(ev) * 0.99)])
+result.update(zip(("event_p50_ms", "event_p99_ms"), timed(agent.reconcile, repeats)))
 if served is not None:  # one scrape's rendering, what each /metrics costs the agent
-    scrape = []
-    for _ in range(50):
-        t0 = time.perf_counter()
-        served.exposition()
-        scrape.append((time.perf_counter() - t0) * 1000)
-    result["scrape_ms"] = statistics.median(scrape)
+    result["scrape_ms"] = timed(served.exposition, 50)[0]
 print(json.dumps(result))
 '''
 
