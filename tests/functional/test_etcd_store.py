@@ -249,31 +249,27 @@ def test_status_is_written_per_changed_port(etcd, prefix):
     assert make_store(etcd, prefix).read_status()["hv1"] == again
 
 
-def _reads_of(store):
-    """The key ranges ``store`` reads from now on (its transactions, spied)."""
+def _spy(store, record):
+    """What ``record`` makes of each transaction ``store`` makes from now on."""
     seen, real = [], store._txn
 
     def txn(body):
-        for op in body.get("success", []):
-            r = op.get("request_range")
-            if r:
-                end = r.get("range_end")
-                seen.append(base64.b64decode(r["key"]).decode()
-                            + ("*" if end else ""))
+        seen.extend(record(body))
         return real(body)
     store._txn = txn
     return seen
+
+
+def _reads_of(store):
+    """The key ranges ``store`` reads from now on."""
+    return _spy(store, lambda body: [
+        base64.b64decode(r["key"]).decode() + ("*" if r.get("range_end") else "")
+        for op in body.get("success", []) if (r := op.get("request_range"))])
 
 
 def _txns_of(store):
     """Each transaction ``store`` makes from now on: its compare targets."""
-    seen, real = [], store._txn
-
-    def txn(body):
-        seen.append([c["target"] for c in body.get("compare", [])])
-        return real(body)
-    store._txn = txn
-    return seen
+    return _spy(store, lambda body: [[c["target"] for c in body.get("compare", [])]])
 
 
 def test_a_port_write_reads_and_writes_that_port_alone(etcd, prefix):
