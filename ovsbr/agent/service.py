@@ -250,7 +250,7 @@ class Agent:
         self._publish(self.state, changed)
         if self.on_reconciled is not None:  # no observer, no report: nothing to pay
             self._report(started, snap, net_outcomes + outcomes, sync_failed, before,
-                         event_at, plan.reached)
+                         event_at, changed)
         self._resynced, self._applied = False, snap.local
         return plan
 

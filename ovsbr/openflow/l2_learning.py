@@ -11,6 +11,12 @@ Graceful restart: flows carry the agent generation in their cookie. When a
 switch connects, the app reads which generations are on it, installs its
 own (an ADD of an existing match only rewrites its cookie), waits for a
 barrier, then deletes the other generations: traffic never stops.
+
+Applied, not sent: a port new on a bridge counts as forwarding only once
+the switch answered a barrier sent after its flows (:meth:`L2LearningApp.
+unapplied`). ovs-vswitchd applies flow-mods at its own pace (a few thousand
+a second on a busy userspace datapath), and a port reported bound while
+its flows still queue behind thousands of others cannot talk yet.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
@@ -64,6 +71,12 @@ class BridgeState:
         self.flow_mods = 0  # flow-mods sent to this bridge, for metrics
         self.encoder: FlowEncoder | None = None  # per switch connection
         self.tables: dict[int, int] = {}  # table -> static pipeline flows installed
+        # Ports new on the bridge whose flows the switch has not confirmed:
+        # ofport -> the change (seq) that brought them; a barrier sent after
+        # change N confirms every port of changes up to N (barriers: xid -> N).
+        self.seq = 0
+        self.unapplied: dict[int, int] = {}
+        self.barriers: dict[int, int] = {}
 
 
 class L2LearningApp(app_manager.OSKenApp):
@@ -78,6 +91,7 @@ class L2LearningApp(app_manager.OSKenApp):
         self.mac_aging_time = 300
         self.max_macs_per_port = 1024
         self.connected = threading.Condition(self.lock)
+        self.on_applied: Callable[[], None] | None = None  # ports became applied
 
     # -- the driver's side ---------------------------------------------------
     def configure(self, generation: int, mac_aging_time: int, max_macs_per_port: int) -> None:
@@ -105,6 +119,11 @@ class L2LearningApp(app_manager.OSKenApp):
                 return  # most reconciles: nothing on this bridge changed
             for ofport in set(br.ports) - set(new_ports):
                 self._forget_learned(br, br.macs.forget_port(ofport))
+                br.unapplied.pop(ofport, None)
+            added = new_ports.keys() - br.ports.keys()
+            if added:
+                br.seq += 1
+                br.unapplied.update(dict.fromkeys(added, br.seq))
             gone_lids = ({p.lid for p in br.ports.values()} |
                          {u.lid for u in br.uplinks.values()})
             br.ports = new_ports
@@ -130,6 +149,13 @@ class L2LearningApp(app_manager.OSKenApp):
                 if left <= 0:
                     return False
                 self.connected.wait(left)
+
+    def unapplied(self, dpid: int) -> list[int]:
+        """The ofports of ports new on the bridge whose flows the switch has
+        not yet confirmed applying (a barrier reply): not forwarding yet."""
+        with self.lock:
+            br = self.bridges.get(dpid)
+            return [] if br is None else list(br.unapplied)
 
     def switches(self) -> dict[str, bool]:
         """Bridge name -> switch connected: cheap, for readiness probes (no MAC
@@ -185,7 +211,19 @@ class L2LearningApp(app_manager.OSKenApp):
         br.groups, br.pushed = groups, True
         br.tables = dict(br.static.tables)
         br.encoder.trim()
-        self._send(dp, msgs)
+        if br.unapplied:
+            self._send_then_barrier(br, msgs, [])
+        else:
+            self._send(dp, msgs)
+
+    def _send_then_barrier(self, br: BridgeState, msgs: list, after: list) -> None:
+        """Send ``msgs``, a barrier whose reply confirms every change so far
+        (:meth:`_barrier_reply`), then ``after``. The caller holds the lock,
+        so the reply cannot be handled before the barrier is known."""
+        dp = br.datapath
+        barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
+        self._send(dp, msgs + [barrier] + after)  # the send gives it its xid
+        br.barriers[barrier.xid] = br.seq
 
     # -- switch life cycle ---------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -198,6 +236,7 @@ class L2LearningApp(app_manager.OSKenApp):
             br.pushed, br.groups = False, {}
             br.existing_groups, br.old_generations = set(), set()
             br.macs = MacTable(self.max_macs_per_port)
+            br.barriers = {}  # lost with the old connection; the take-over sends one
         parser = dp.ofproto_parser
         LOG.info("switch %s (dpid %016x) connected from %s", br.name, dp.id, dp.address)
         self._send(dp, [parser.OFPGroupDescStatsRequest(dp, 0),
@@ -231,9 +270,14 @@ class L2LearningApp(app_manager.OSKenApp):
         """Install this generation, barrier, then delete the older ones."""
         dp = br.datapath
         with self.lock:
+            if br.old_generations and br.unapplied:
+                # The agent restarted: the older generation's flows forward
+                # these ports until this one replaces them (no status flap).
+                br.unapplied.clear()
+                self._notify_applied()
             self._apply_static(br)
             parser, ofp = dp.ofproto_parser, dp.ofproto
-            msgs = [parser.OFPBarrierRequest(dp)]
+            msgs = []
             for gen in sorted(br.old_generations):
                 msgs.append(parser.OFPFlowMod(
                     dp, cookie=gen << pl.COOKIE_GEN_SHIFT, cookie_mask=pl.COOKIE_GEN_MASK,
@@ -243,12 +287,35 @@ class L2LearningApp(app_manager.OSKenApp):
             # the agent was down).
             for gid in br.existing_groups - set(br.groups):
                 msgs.append(parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
-            self._send(dp, msgs)
+            self._send_then_barrier(br, [], msgs)
             if br.old_generations:
                 LOG.info("switch %s: generation %d installed, removed generations %s",
                          br.name, self.generation, sorted(br.old_generations))
             br.synced = True
             self.connected.notify_all()
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier_reply(self, ev):
+        msg = ev.msg
+        with self.lock:
+            br = self.bridges.get(msg.datapath.id)
+            if br is None or br.datapath is not msg.datapath:
+                return
+            seq = br.barriers.pop(msg.xid, None)
+            if seq is None:
+                return
+            done = [p for p, s in br.unapplied.items() if s <= seq]
+            for ofport in done:
+                del br.unapplied[ofport]
+            if done:
+                self._notify_applied()
+
+    def _notify_applied(self) -> None:
+        if self.on_applied is not None:
+            try:
+                self.on_applied()
+            except Exception:  # the agent's wake-up must not break the switch's loop
+                LOG.exception("on_applied callback failed")
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def _disconnected(self, ev):

@@ -14,6 +14,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 
 from ovsbr.testing.netns import run, wait_for
 
@@ -124,6 +125,17 @@ class OvsSandbox:
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.db_sock)
+
+    @contextlib.contextmanager
+    def vswitchd_paused(self) -> Iterator[None]:
+        """ovs-vswitchd stopped (SIGSTOP) for the block: it reads nothing, so
+        what a controller sends queues on the connection; always resumed."""
+        pid = self._pid("ovs-vswitchd")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
 
     def stop_ovsdb(self) -> None:
         """ovsdb-server down, ovs-vswitchd left running (it keeps forwarding)."""

@@ -328,3 +328,32 @@ def test_port_declared_before_its_tap_is_held_ready(ovsh):
     wait_for(lambda: late in ovsh.ovs.ports(ovsh.br_int) and
              ovsh.ovs.get("Port", late, "_uuid") != row, 10, what="a fresh row held for p2")
     ovsh.assert_converged(agent)
+
+
+
+def test_bound_waits_for_the_switch_to_apply_the_ports_flows(ovsh):
+    """"bound" once ovs-vswitchd confirmed the port's flows (a barrier's
+    reply), not once they were sent: with ovs-vswitchd stopped after the
+    port got its OpenFlow number, the flows wait on the connection and the
+    port waits with them; resumed, it is bound and forwards."""
+    agent = ovsh.agent()
+    agent.cli("network", "create", "n1", "--type", "local")
+    vm1, vm2 = ovsh.vm("a", 1), ovsh.vm("b", 2)
+    agent.cli("port", "create", "p1", "--network", "n1", "--device", vm1.tap)
+    agent.start()
+    agent.wait_ports(["p1"])
+    iface_id = "3f7b1c2e-aaaa-bbbb-cccc-000000000003"
+    ovsh.ovs.vsctl("add-port", ovsh.br_int, vm2.tap, "--", "set", "Interface", vm2.tap,
+                   f"external_ids:iface-id={iface_id}")
+    ovsh.ovs._cmd(["ip", "link", "set", vm2.tap, "up"])
+    wait_for(lambda: ovsh.ovs.get("Interface", vm2.tap, "ofport") not in ("", "[]", "-1"),
+             10, what="ovs-vswitchd gave the tap an OpenFlow port")
+    with ovsh.ovs.vswitchd_paused():
+        agent.cli("port", "create", "p2", "--network", "n1", "--iface-id", iface_id,
+                  "--mac", vm2.mac)
+        wait_for(lambda: "barrier" in (agent.status()["ports"].get("p2") or {}).get(
+            "reason", ""), 10, what="p2 waiting for the switch's confirmation")
+        time.sleep(1)
+        assert agent.port_status("p2") == "waiting"
+    agent.wait_ports(["p2"], timeout=10)
+    assert vm1.can_ping(vm2.ip)

@@ -106,6 +106,7 @@ class PortBindings:
         self.cache: BindingCache = {}  # device -> (key, binding)
         self.not_ready: dict[str, NotReady] = {}
         self._device: dict[str, str] = {}  # port -> the device bound for it
+        self._at: dict[int, str] = {}  # ofport -> the port bound there
         self._for: tuple = (None, None)  # (desired, view) of the last update
 
     def update(self, desired: Topology, bound: Mapping[str, Device], view: BridgeView,
@@ -117,6 +118,7 @@ class PortBindings:
             old = self.cache
             _, self.cache, self.not_ready = port_bindings(desired, bound, view, old, bridge)
             self._device = {p: d.name for p, d in bound.items()}
+            self._at = {b.ofport: key[0].name for key, b in self.cache.values()}
             return True
         cache, popped = self.cache, {}
         changed = list(changed)
@@ -125,6 +127,8 @@ class PortBindings:
             dev = self._device.pop(name, None)
             if dev is not None and dev in cache:
                 popped[dev] = cache.pop(dev)
+                if self._at.get(popped[dev][1].ofport) == name:
+                    del self._at[popped[dev][1].ofport]
         touched = set(popped)
         for name in changed:
             dev = bound.get(name)
@@ -132,7 +136,13 @@ class PortBindings:
                 self._device[name] = dev.name
                 touched.add(dev.name)
                 _bind(name, dev, desired, view, popped, bridge, cache, self.not_ready)
+                if dev.name in cache:
+                    self._at[cache[dev.name][1].ofport] = name
         return any(cache.get(d) is not popped.get(d) for d in touched)
+
+    def port_at(self, ofport: int) -> str | None:
+        """The port bound at an OpenFlow port number, if any."""
+        return self._at.get(ofport)
 
     def bindings(self) -> list[pl.PortBinding]:
         return [b for _, b in self.cache.values()]

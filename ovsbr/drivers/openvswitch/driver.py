@@ -119,6 +119,7 @@ class OpenvSwitchDriver(Driver):
         self.db.connect(on_event)
         self.runtime, self.app = controller.start(self.conf, self.ssl_context, self.dpid,
                                                   self.br_int)
+        self.app.on_applied = lambda: on_event("flows applied")
         self._ensure_bridges()
         self.hostlinks.start(on_event)
 
@@ -271,8 +272,10 @@ class OpenvSwitchDriver(Driver):
         """Drop rows of vanished taps; hand the app the port and uplink bindings.
 
         A port is not reported ready until ovs-vswitchd has given its
-        interface an OpenFlow port number and its flows went to the switch:
-        "bound" means the VM can talk, as ovs-vsctl's wait for ovs-vswitchd.
+        interface an OpenFlow port number and has applied its flows (the
+        app's barrier came back): "bound" means the VM can talk, as
+        ovs-vsctl's wait for ovs-vswitchd. The barrier's reply wakes the
+        agent (``on_event``), whose next sync finds the port applied.
         Only the ``changed`` ports' bindings are read again after a device
         event (bindings.PortBindings), and the app hears of them only when
         a binding moved.
@@ -287,7 +290,14 @@ class OpenvSwitchDriver(Driver):
         if moved or rest != self._sent:  # the app ignores the same bindings anyway
             self.app.set_bindings(self.dpid, self.br_int, self._ports.bindings(), *rest)
             self._sent = rest
-        return dict(self._ports.not_ready)
+        not_ready = dict(self._ports.not_ready)
+        for ofport in self.app.unapplied(self.dpid):
+            name = self._ports.port_at(ofport)
+            if name is not None:
+                not_ready[name] = NotReady(
+                    f"its flows are sent to {self.br_int}; waiting for ovs-vswitchd "
+                    "to confirm them applied (barrier)")
+        return not_ready
 
     def _forget_vanished(self) -> None:
         """Delete the Port rows ovsbr added for taps that no longer exist.
