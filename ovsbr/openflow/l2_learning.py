@@ -77,6 +77,11 @@ class BridgeState:
         self.seq = 0
         self.unapplied: dict[int, int] = {}
         self.barriers: dict[int, int] = {}
+        self._bundles = 0
+
+    def next_bundle(self) -> int:
+        self._bundles = (self._bundles + 1) & 0xFFFFFFFF
+        return self._bundles
 
 
 class L2LearningApp(app_manager.OSKenApp):
@@ -203,8 +208,12 @@ class L2LearningApp(app_manager.OSKenApp):
                 br.existing_groups.add(gid)
         changed, removed = (delta.changed, delta.removed) if br.pushed else (
             br.static.flows, {})
-        msgs += [br.encoder.add(self.generation, flow) for flow in changed.values()]
-        msgs += [br.encoder.delete_strict(flow) for flow in removed.values()]
+        # The flow-mods in bundles (messages.Bundle: applied many times
+        # faster); groups stay outside them, so a group the switch refuses
+        # cannot take a bundle's flows down with it.
+        msgs += messages.bundled(
+            [br.encoder.add(self.generation, flow) for flow in changed.values()] +
+            [br.encoder.delete_strict(flow) for flow in removed.values()], br.next_bundle)
         for gid in set(br.groups) - set(groups):
             msgs.append(dp.ofproto_parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
             br.existing_groups.discard(gid)

@@ -7,8 +7,12 @@ module encodes them, the app sends them and keeps what is installed.
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
+
 from os_ken.ofproto import nicira_ext as nx
-from os_ken.ofproto.ofproto_v1_3_parser import OFPFlowMod
+from os_ken.ofproto import ofproto_common
+from os_ken.ofproto.ofproto_v1_3_parser import OFPFlowMod, OFPGroupMod
 
 from ovsbr.openflow import pipeline as pl
 
@@ -173,10 +177,83 @@ def templates(dp, aging: int) -> dict:
     return cached
 
 
+BUNDLE_SIZE = 1000  # messages per bundle: see Bundle
+_ADD_HEAD = struct.Struct("!BBHIIII2xH")  # ofp_header, experimenter, bundle_id, flags
+
+
+class Bundle:
+    """Flow-mods and group-mods the switch applies as one transaction (OpenFlow
+    1.3's bundle extension, ONF EXT-230, which Open vSwitch implements).
+
+    Why: ovs-vswitchd publishes a new classifier version and revalidates
+    after each flow-mod sent alone; in a bundle, once per commit. On this
+    machine's userspace datapath with 1,000 ports it applied 16,000
+    flow-mods in 1.3 s as one bundle against 3.6 to 8.8 s one by one. The
+    switch holds a bundle in memory until its commit and applies it in one
+    step of its main loop, so large pushes are cut into bundles of
+    :data:`BUNDLE_SIZE`: the switch never stalls long on one. A barrier is
+    not allowed inside a bundle; it goes after (see the app).
+    """
+
+    __slots__ = ("bundle_id", "msgs")
+
+    def __init__(self, bundle_id: int, msgs: list):
+        self.bundle_id = bundle_id
+        self.msgs = msgs
+
+
+def bundled(msgs: list, next_id: Callable[[], int], size: int = BUNDLE_SIZE) -> list:
+    """``msgs`` (flow-mods and group-mods, os-ken's or pre-encoded) as bundles
+    of at most ``size``, in order; a lone message stays as it is."""
+    if len(msgs) <= 1:
+        return list(msgs)
+    return [Bundle(next_id(), msgs[i:i + size]) for i in range(0, len(msgs), size)]
+
+
+def _control(dp, bundle_id: int, kind: int) -> bytes:
+    ofp = dp.ofproto
+    msg = dp.ofproto_parser.ONFBundleCtrlMsg(dp, bundle_id, kind,
+                                             ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED, [])
+    dp.set_xid(msg)
+    msg.serialize()
+    return bytes(msg.buf)
+
+
+def _encode(dp, msg) -> tuple[bytes, int]:
+    """One message on the wire with a fresh xid, and whether it is a flow-mod."""
+    if isinstance(msg, bytes):
+        dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID
+        return msg[:4] + dp.xid.to_bytes(4, "big") + msg[8:], 1
+    dp.set_xid(msg)
+    msg.serialize()
+    return bytes(msg.buf), isinstance(msg, OFPFlowMod)
+
+
+def _bundle_wire(dp, bundle: Bundle) -> tuple[list[bytes], int]:
+    """Open, each message wrapped in a bundle-add (the inner message carries
+    the outer one's xid, as the extension requires), commit."""
+    ofp = dp.ofproto
+    flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
+    bufs = [_control(dp, bundle.bundle_id, ofp.ONF_BCT_OPEN_REQUEST)]
+    flow_mods = 0
+    for msg in bundle.msgs:
+        if not isinstance(msg, (bytes, OFPFlowMod, OFPGroupMod)):
+            raise TypeError(f"{type(msg).__name__} cannot go in a bundle")
+        inner, is_flow_mod = _encode(dp, msg)
+        flow_mods += is_flow_mod
+        bufs.append(_ADD_HEAD.pack(ofp.OFP_VERSION, ofp.OFPT_EXPERIMENTER,
+                                   _ADD_HEAD.size + len(inner), dp.xid,
+                                   ofproto_common.ONF_EXPERIMENTER_ID,
+                                   ofp.ONF_ET_BUNDLE_ADD_MESSAGE, bundle.bundle_id, flags)
+                    + inner)
+    bufs.append(_control(dp, bundle.bundle_id, ofp.ONF_BCT_COMMIT_REQUEST))
+    return bufs, flow_mods
+
+
 def send(dp, msgs: list, chunk: int) -> int:
-    """Send os-ken messages and pre-encoded flow-mods (bytes, xid 0) in few
-    writes: one queue slot and one syscall per ``chunk`` bytes. Returns the
-    number of flow-mods sent.
+    """Send os-ken messages, pre-encoded flow-mods (bytes, xid 0) and
+    :class:`Bundle` s of them in few writes: one queue slot and one syscall
+    per ``chunk`` bytes. Returns the number of flow-mods sent.
 
     Not one write for everything: os-ken's sender gives up the switch when
     one ``sendall`` blocks longer than its socket timeout (5 s), and 65,000
@@ -187,22 +264,19 @@ def send(dp, msgs: list, chunk: int) -> int:
     """
     bufs: list[bytes] = []
     size = flow_mods = 0
-    max_xid = dp.ofproto.MAX_XID
     for msg in msgs:
-        if isinstance(msg, bytes):
-            dp.xid = (dp.xid + 1) & max_xid
-            buf = msg[:4] + dp.xid.to_bytes(4, "big") + msg[8:]
-            flow_mods += 1
+        if isinstance(msg, Bundle):
+            wire, n = _bundle_wire(dp, msg)
         else:
-            dp.set_xid(msg)
-            msg.serialize()
-            buf = bytes(msg.buf)
-            flow_mods += isinstance(msg, OFPFlowMod)
-        bufs.append(buf)
-        size += len(buf)
-        if size >= chunk:
-            dp.send(b"".join(bufs))
-            bufs, size = [], 0
+            buf, n = _encode(dp, msg)
+            wire = [buf]
+        flow_mods += n
+        for buf in wire:
+            bufs.append(buf)
+            size += len(buf)
+            if size >= chunk:
+                dp.send(b"".join(bufs))
+                bufs, size = [], 0
     if bufs:
         dp.send(b"".join(bufs))
     return flow_mods

@@ -2,6 +2,7 @@
 pipeline emits: plain, spoof-checked and security-group ports, uplinks,
 tunnels, conjunction members, and the learned-flow shapes."""
 
+import pytest
 from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 
 from ovsbr.model import Topology
@@ -75,3 +76,50 @@ def test_pieces_are_shared_and_trimmed_past_the_bound(monkeypatch):
     enc.trim()
     assert len(enc._fields) == len(flow.match) > 3
     assert enc.add(1, flow) == _reference(dp, messages.flow_mod(1, dp, flow))
+
+
+class WireDatapath(FakeDatapath):
+    """Gives xids as os-ken's Datapath does and keeps what is sent."""
+
+    def __init__(self):
+        self.xid = 0
+        self.sent: list[bytes] = []
+
+    def set_xid(self, msg):
+        self.xid = (self.xid + 1) & self.ofproto.MAX_XID
+        msg.set_xid(self.xid)
+
+    def send(self, buf: bytes) -> None:
+        self.sent.append(buf)
+
+
+def test_bundles_on_the_wire_equal_os_kens_bundle_messages():
+    """Open, one bundle-add per flow-mod (its inner xid the outer's), commit:
+    byte for byte what os-ken's ONFBundle messages serialize to."""
+    dp = WireDatapath()
+    flows = _all_flows()[:5]
+    enc = encoder.FlowEncoder(dp)
+    ids = iter([40, 41])
+    sent = messages.send(dp, messages.bundled([enc.add(7, f) for f in flows],
+                                              lambda: next(ids), size=3), 1 << 20)
+    assert sent == 5
+
+    ref, parser, ofp = WireDatapath(), ofproto_v1_3_parser, ofproto_v1_3
+    flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
+    expected = []
+    for bundle_id, part in ((40, flows[:3]), (41, flows[3:])):
+        msgs = [parser.ONFBundleCtrlMsg(ref, bundle_id, ofp.ONF_BCT_OPEN_REQUEST, flags, [])]
+        msgs += [parser.ONFBundleAddMsg(ref, bundle_id, flags, messages.flow_mod(7, ref, f), [])
+                 for f in part]
+        msgs.append(parser.ONFBundleCtrlMsg(ref, bundle_id, ofp.ONF_BCT_COMMIT_REQUEST,
+                                            flags, []))
+        expected += [_reference(ref, m) for m in msgs]
+    assert b"".join(dp.sent) == b"".join(expected)
+
+
+def test_a_lone_message_is_not_bundled_and_a_barrier_cannot_be():
+    dp = WireDatapath()
+    assert messages.bundled([b"x"], lambda: 1) == [b"x"]
+    barrier = ofproto_v1_3_parser.OFPBarrierRequest(dp)
+    with pytest.raises(TypeError, match="OFPBarrierRequest cannot go in a bundle"):
+        messages.send(dp, [messages.Bundle(1, [barrier])], 1 << 20)
