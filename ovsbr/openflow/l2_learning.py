@@ -16,7 +16,9 @@ Applied, not sent: a port new on a bridge counts as forwarding only once
 the switch answered a barrier sent after its flows (:meth:`L2LearningApp.
 unapplied`). ovs-vswitchd applies flow-mods at its own pace (a few thousand
 a second on a busy userspace datapath), and a port reported bound while
-its flows still queue behind thousands of others cannot talk yet.
+its flows still queue behind thousands of others cannot talk yet. Ports
+the agent binds before it has taken the switch over (its start) are not
+held back: the flows found on the switch forward them meanwhile.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ovsbr.openflow.learning import FLAP, MOVED, NEW, MacTable
 LOG = logging.getLogger(__name__)
 _ZERO_MAC = bytes(6)
 SEND_CHUNK = 256 * 1024  # bytes per write to the switch (about 1,700 flow-mods)
+BARRIER_PATIENCE = 10.0  # seconds without a barrier reply before asking again
 
 
 class BridgeState:
@@ -77,6 +80,7 @@ class BridgeState:
         self.seq = 0
         self.unapplied: dict[int, int] = {}
         self.barriers: dict[int, int] = {}
+        self.barrier_at = 0.0  # when the last barrier was sent (monotonic)
         self._bundles = 0
 
     def next_bundle(self) -> int:
@@ -126,7 +130,12 @@ class L2LearningApp(app_manager.OSKenApp):
                 self._forget_learned(br, br.macs.forget_port(ofport))
                 br.unapplied.pop(ofport, None)
             added = new_ports.keys() - br.ports.keys()
-            if added:
+            if added and br.synced:
+                # Before this agent took the switch over (start, restart),
+                # the flows found there forward the ports it already had:
+                # waiting for the take-over's whole push (64,000 flow-mods
+                # at 1,000 filtered ports: seconds) would flap them to
+                # waiting. New ports after it wait for their flows.
                 br.seq += 1
                 br.unapplied.update(dict.fromkeys(added, br.seq))
             gone_lids = ({p.lid for p in br.ports.values()} |
@@ -160,7 +169,21 @@ class L2LearningApp(app_manager.OSKenApp):
         not yet confirmed applying (a barrier reply): not forwarding yet."""
         with self.lock:
             br = self.bridges.get(dpid)
-            return [] if br is None else list(br.unapplied)
+            if br is None:
+                return []
+            self._ask_again(br)
+            return list(br.unapplied)
+
+    def _ask_again(self, br: BridgeState) -> None:
+        """A safety net: ports unapplied with no barrier answered for
+        BARRIER_PATIENCE seconds get a fresh barrier, so no port can wait
+        for ever on a reply that will not come (checked on every sync and
+        every introspection, which the agent runs every 2 s)."""
+        if (br.unapplied and br.datapath is not None and br.synced
+                and time.monotonic() - br.barrier_at > BARRIER_PATIENCE):
+            LOG.warning("switch %s: %d port(s) waiting for a barrier reply for over %ss; "
+                        "sending another", br.name, len(br.unapplied), BARRIER_PATIENCE)
+            self._send_then_barrier(br, [], [])
 
     def switches(self) -> dict[str, bool]:
         """Bridge name -> switch connected: cheap, for readiness probes (no MAC
@@ -172,6 +195,7 @@ class L2LearningApp(app_manager.OSKenApp):
         with self.lock:
             result = {}
             for br in self.bridges.values():
+                self._ask_again(br)
                 result[br.name] = {"connected": br.datapath is not None,
                                    "counters": dict(br.macs.counters.to_dict(),
                                                     flow_mods=br.flow_mods),
@@ -233,6 +257,7 @@ class L2LearningApp(app_manager.OSKenApp):
         barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
         self._send(dp, msgs + [barrier] + after)  # the send gives it its xid
         br.barriers[barrier.xid] = br.seq
+        br.barrier_at = time.monotonic()
 
     # -- switch life cycle ---------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -279,11 +304,6 @@ class L2LearningApp(app_manager.OSKenApp):
         """Install this generation, barrier, then delete the older ones."""
         dp = br.datapath
         with self.lock:
-            if br.old_generations and br.unapplied:
-                # The agent restarted: the older generation's flows forward
-                # these ports until this one replaces them (no status flap).
-                br.unapplied.clear()
-                self._notify_applied()
             self._apply_static(br)
             parser, ofp = dp.ofproto_parser, dp.ofproto
             msgs = []
