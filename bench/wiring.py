@@ -329,8 +329,11 @@ def bench_one(dp: Datapath, n: int, env: NetEnv) -> dict:
         for i, dev in enumerate(extra):
             t0 = time.perf_counter()
             appear(dev)
-            wait_for(lambda i=i: watch.bound([f"s{i}"]), 30, interval=0.0005,
-                     what=f"port s{i}")
+            try:
+                wait_for(lambda i=i: watch.bound([f"s{i}"]), 30, interval=0.0005,
+                         what=f"port s{i}")
+            except TimeoutError as e:  # say what it waited for
+                raise TimeoutError(f"{e}; its status: {watch.port(f's{i}')}") from None
             lat.append((time.perf_counter() - t0) * 1000)
             at.append(t0 - started)
         # Its periodic work (introspection, resync) over the phase included.
