@@ -183,7 +183,7 @@ class L2LearningApp(app_manager.OSKenApp):
                 and time.monotonic() - br.barrier_at > BARRIER_PATIENCE):
             LOG.warning("switch %s: %d port(s) waiting for a barrier reply for over %ss; "
                         "sending another", br.name, len(br.unapplied), BARRIER_PATIENCE)
-            self._send_then_barrier(br, [], [])
+            self._send_then_barrier(br, [], [], force=True)
 
     def switches(self) -> dict[str, bool]:
         """Bridge name -> switch connected: cheap, for readiness probes (no MAC
@@ -249,11 +249,23 @@ class L2LearningApp(app_manager.OSKenApp):
         else:
             self._send(dp, msgs)
 
-    def _send_then_barrier(self, br: BridgeState, msgs: list, after: list) -> None:
+    def _send_then_barrier(self, br: BridgeState, msgs: list, after: list,
+                           force: bool = False) -> None:
         """Send ``msgs``, a barrier whose reply confirms every change so far
         (:meth:`_barrier_reply`), then ``after``. The caller holds the lock,
-        so the reply cannot be handled before the barrier is known."""
+        so the reply cannot be handled before the barrier is known.
+
+        One barrier at a time (unless ``force``): while one is unanswered,
+        the next goes when it is (its reply handler asks again). A barrier
+        per push let replies pile up when the app was slow to read them,
+        and ovs-vswitchd stops reading a connection with 100 replies
+        queued: the agent's send then blocked holding the lock the reply
+        handler needed (seen once per few hundred single ports in bench).
+        """
         dp = br.datapath
+        if br.barriers and not force:
+            self._send(dp, msgs + after)
+            return
         barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
         self._send(dp, msgs + [barrier] + after)  # the send gives it its xid
         br.barriers[barrier.xid] = br.seq
@@ -316,7 +328,7 @@ class L2LearningApp(app_manager.OSKenApp):
             # the agent was down).
             for gid in br.existing_groups - set(br.groups):
                 msgs.append(parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
-            self._send_then_barrier(br, [], msgs)
+            self._send_then_barrier(br, [], msgs, force=True)
             if br.old_generations:
                 LOG.info("switch %s: generation %d installed, removed generations %s",
                          br.name, self.generation, sorted(br.old_generations))
@@ -336,6 +348,8 @@ class L2LearningApp(app_manager.OSKenApp):
             done = [p for p, s in br.unapplied.items() if s <= seq]
             for ofport in done:
                 del br.unapplied[ofport]
+            if br.unapplied and not br.barriers and br.synced:
+                self._send_then_barrier(br, [], [])  # for the flows sent since
             if done:
                 self._notify_applied()
 

@@ -60,8 +60,18 @@ def test_a_new_port_is_unapplied_until_its_barrier_is_answered(monkeypatch):
     assert app.unapplied(dp.id) == [5] and not woken
     _reply(app, dp, xid)
     assert app.unapplied(dp.id) == [] and woken == [True]
+    # One barrier at a time: a port pushed while one is unanswered waits
+    # for the next, which that reply sends.
+    app.set_bindings(dp.id, "br-test", [pl.PortBinding(5, 1), pl.PortBinding(6, 1)], [])
+    (xid2,) = _barriers(dp)[1:]
+    app.set_bindings(dp.id, "br-test", [pl.PortBinding(p, 1) for p in (5, 6, 7)], [])
+    assert len(_barriers(dp)) == 2 and sorted(app.unapplied(dp.id)) == [6, 7]
+    _reply(app, dp, xid2)
+    assert app.unapplied(dp.id) == [7]
+    _reply(app, dp, _barriers(dp)[2])
+    assert app.unapplied(dp.id) == []
     # A port already there is not held back when its binding changes.
-    app.set_bindings(dp.id, "br-test", [pl.PortBinding(5, 2)], [])
+    app.set_bindings(dp.id, "br-test", [pl.PortBinding(p, 2) for p in (5, 6, 7)], [])
     assert app.unapplied(dp.id) == []
 
 
