@@ -175,10 +175,10 @@ class L2LearningApp(app_manager.OSKenApp):
             return list(br.unapplied)
 
     def _ask_again(self, br: BridgeState) -> None:
-        """A safety net: ports unapplied with no barrier answered for
-        BARRIER_PATIENCE seconds get a fresh barrier, so no port can wait
-        for ever on a reply that will not come (checked on every sync and
-        every introspection, which the agent runs every 2 s)."""
+        """A safety net: ports still unapplied BARRIER_PATIENCE seconds after
+        the last barrier was sent get a fresh one, so no port can wait for
+        ever on a reply that will not come (checked on every sync and every
+        introspection, which the agent runs every 2 s)."""
         if (br.unapplied and br.datapath is not None and br.synced
                 and time.monotonic() - br.barrier_at > BARRIER_PATIENCE):
             LOG.warning("switch %s: %d port(s) waiting for a barrier reply for over %ss; "

@@ -210,10 +210,8 @@ def bundled(msgs: list, next_id: Callable[[], int], size: int = BUNDLE_SIZE) -> 
     return [Bundle(next_id(), msgs[i:i + size]) for i in range(0, len(msgs), size)]
 
 
-def _control(dp, bundle_id: int, kind: int) -> bytes:
-    ofp = dp.ofproto
-    msg = dp.ofproto_parser.ONFBundleCtrlMsg(dp, bundle_id, kind,
-                                             ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED, [])
+def _control(dp, bundle_id: int, kind: int, flags: int) -> bytes:
+    msg = dp.ofproto_parser.ONFBundleCtrlMsg(dp, bundle_id, kind, flags, [])
     dp.set_xid(msg)
     msg.serialize()
     return bytes(msg.buf)
@@ -234,7 +232,7 @@ def _bundle_wire(dp, bundle: Bundle) -> tuple[list[bytes], int]:
     the outer one's xid, as the extension requires), commit."""
     ofp = dp.ofproto
     flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
-    bufs = [_control(dp, bundle.bundle_id, ofp.ONF_BCT_OPEN_REQUEST)]
+    bufs = [_control(dp, bundle.bundle_id, ofp.ONF_BCT_OPEN_REQUEST, flags)]
     flow_mods = 0
     for msg in bundle.msgs:
         if not isinstance(msg, (bytes, OFPFlowMod, OFPGroupMod)):
@@ -246,7 +244,7 @@ def _bundle_wire(dp, bundle: Bundle) -> tuple[list[bytes], int]:
                                    ofproto_common.ONF_EXPERIMENTER_ID,
                                    ofp.ONF_ET_BUNDLE_ADD_MESSAGE, bundle.bundle_id, flags)
                     + inner)
-    bufs.append(_control(dp, bundle.bundle_id, ofp.ONF_BCT_COMMIT_REQUEST))
+    bufs.append(_control(dp, bundle.bundle_id, ofp.ONF_BCT_COMMIT_REQUEST, flags))
     return bufs, flow_mods
 
 
