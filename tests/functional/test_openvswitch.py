@@ -36,6 +36,13 @@ def _learned(h, mac: str) -> list[str]:
             and (SRC in f or DST in f)]
 
 
+def _plug_as_libvirt(ovsh, tap: str, iface_id: str) -> None:
+    """What libvirt/os-vif does: add the tap with the Neutron port id."""
+    ovsh.ovs.vsctl("add-port", ovsh.br_int, tap, "--", "set", "Interface", tap,
+                   f"external_ids:iface-id={iface_id}")
+    ovsh.ovs._cmd(["ip", "link", "set", tap, "up"])
+
+
 def test_interface_plugged_by_libvirt_with_only_iface_id_is_wired(ovsh):
     agent = ovsh.agent()
     agent.cli("network", "create", "n1", "--type", "local")
@@ -46,10 +53,7 @@ def test_interface_plugged_by_libvirt_with_only_iface_id_is_wired(ovsh):
     agent.start()
     agent.wait_ports(["p1"])
     assert agent.port_status("nova") == "waiting"
-    # What libvirt/os-vif does: add the tap with the Neutron port id.
-    ovsh.ovs.vsctl("add-port", ovsh.br_int, vm2.tap, "--", "set", "Interface", vm2.tap,
-                   "external_ids:iface-id=3f7b1c2e-aaaa-bbbb-cccc-000000000001")
-    ovsh.ovs._cmd(["ip", "link", "set", vm2.tap, "up"])
+    _plug_as_libvirt(ovsh, vm2.tap, "3f7b1c2e-aaaa-bbbb-cccc-000000000001")
     agent.wait_ports(["nova"], timeout=5)
     assert ovsh.wired_into(vm2.tap) == "n1"
     ids = ovsh.ovs.get("Interface", vm2.tap, "external_ids")
@@ -330,7 +334,6 @@ def test_port_declared_before_its_tap_is_held_ready(ovsh):
     ovsh.assert_converged(agent)
 
 
-
 def test_bound_waits_for_the_switch_to_apply_the_ports_flows(ovsh):
     """"bound" once ovs-vswitchd confirmed the port's flows (a barrier's
     reply), not once they were sent: with ovs-vswitchd stopped after the
@@ -343,15 +346,13 @@ def test_bound_waits_for_the_switch_to_apply_the_ports_flows(ovsh):
     agent.start()
     agent.wait_ports(["p1"])
     iface_id = "3f7b1c2e-aaaa-bbbb-cccc-000000000003"
-    ovsh.ovs.vsctl("add-port", ovsh.br_int, vm2.tap, "--", "set", "Interface", vm2.tap,
-                   f"external_ids:iface-id={iface_id}")
-    ovsh.ovs._cmd(["ip", "link", "set", vm2.tap, "up"])
+    _plug_as_libvirt(ovsh, vm2.tap, iface_id)
     wait_for(lambda: ovsh.ovs.get("Interface", vm2.tap, "ofport") not in ("", "[]", "-1"),
              10, what="ovs-vswitchd gave the tap an OpenFlow port")
     with ovsh.ovs.vswitchd_paused():
         agent.cli("port", "create", "p2", "--network", "n1", "--iface-id", iface_id,
                   "--mac", vm2.mac)
-        wait_for(lambda: "barrier" in (agent.status()["ports"].get("p2") or {}).get(
+        wait_for(lambda: "barrier" in agent.status().get("ports", {}).get("p2", {}).get(
             "reason", ""), 10, what="p2 waiting for the switch's confirmation")
         time.sleep(1)
         assert agent.port_status("p2") == "waiting"
