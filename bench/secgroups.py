@@ -11,8 +11,9 @@ dataplane  iperf3 TCP between two VMs whose ports have a group that
            allows the traffic, and between two without, on one agent,
            runs alternated. Target: with/without >= 0.9.
 flows      OpenFlow flows one port costs as its groups and their remote
-           groups' members grow, and the member flows the bridge holds
-           once for all its ports (compiled, no switch).
+           groups' members grow, and what the bridge holds once for all
+           ports in the same groups (their profile's rules) and for all
+           ports naming a remote group (its members) (compiled, no switch).
 
 linuxbridge rows need bridge conntrack (nf_conntrack_bridge): where the
 kernel lacks it they are skipped with the reason.
@@ -104,12 +105,14 @@ def flows_per_port() -> list[list]:
         binding = pl.PortBinding(5, 1, port.mac, port_policy(port, topo))
         t0 = time.perf_counter()
         flows = pl.port_flows(binding)
+        rules = pl.profile_flows(binding)
         ms = (time.perf_counter() - t0) * 1000
         fw = binding.firewall
         keys = sgf.conj_keys(fw) if fw else set()
         shared = sgf.member_flows({k: fw.members(k[0], k[2]) for k in keys},
-                                  sgf.conj_ids(keys))
-        rows.append([n_groups, n_groups * 10, members, len(flows), len(shared), ms])
+                                  sgf.stable_ids(keys))
+        rows.append([n_groups, n_groups * 10, members, len(flows), len(rules), len(shared),
+                     ms])
     return rows
 
 
@@ -157,7 +160,7 @@ def main(sizes: list[int], drivers: list[str], codes: list[tuple] | None = None)
     flow_rows = flows_per_port()
     print(common.table("Security groups: OpenFlow flows per port (compiled)",
                        ["groups", "rules", "remote-group members", "flows per port",
-                        "shared per bridge", "compile ms"],
+                        "profile rules per bridge", "member flows per bridge", "compile ms"],
                        flow_rows))
     variants = list(VARIANTS)
     ref = codes[1] if codes and len(codes) > 1 else None

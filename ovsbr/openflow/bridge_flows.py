@@ -1,15 +1,17 @@
 """A bridge's static flows and groups, kept current binding by binding.
 
 :func:`pipeline.static_state` builds a bridge's whole state from its
-bindings; with security groups that is some 65 flows per port, 65,000 at
-1,000 ports, and rebuilding and diffing them on every reconcile cost
-30-60 ms of the agent's single-port wiring, growing with the bridge. Here a
-change costs what it touches: the flows of bindings that came, went or
-changed, the member flows of remote groups (shared by the bridge's ports,
-so compared whole), and the flood flow and group of networks whose
-membership changed. The result is the same state ``static_state`` builds
-(a property test checks it over random sequences); ``update`` also says
-which flows changed and which went, which is what the switch is sent.
+bindings, some 15 flows per port and, with security groups, each
+profile's rules and each remote group's members; rebuilding and diffing
+them on every reconcile cost 30-60 ms of the agent's single-port wiring,
+growing with the bridge. Here a change costs what it touches: the flows of
+bindings that came, went or changed (a profile's rules are counted by the
+ports that provide them, and go with the last), the member flows of
+remote groups (shared by the bridge's ports, so compared whole), and the
+flood flow and group of networks whose membership changed. The result is
+the same state ``static_state`` builds (a property test checks it over
+random sequences); ``update`` also says which flows changed and which
+went, which is what the switch is sent.
 
 Pure: values in, values out; the app (:mod:`.l2_learning`) does the I/O.
 """
@@ -68,17 +70,18 @@ class BridgeFlows:
     def update(self, ports: list[pl.PortBinding], uplinks: list[pl.UplinkBinding],
                tunnels: list[pl.TunnelBinding] = ()) -> Delta:
         self._before = {}
+        ports = pl.number_profiles(ports)
         ids, shared = self._members(ports)
         wanted: dict[object, object] = {}
         by_lid: dict[int, tuple[list, list, list]] = {}
         for kind, bindings in enumerate((ports, uplinks, tunnels)):
             for b in bindings:
                 fw = getattr(b, "firewall", None)
-                # A filtered port's flows depend on its rules and its
-                # conjunctions' ids, not on the remote groups' members.
+                # A filtered port's flows depend on its profile, its rules
+                # and its conjunctions' ids, not on the remote groups' members.
                 ckey = b if not fw else (
-                    b.ofport, b.lid, b.mac, b.policy.mac, b.policy.admit, fw.rules_only,
-                    tuple(ids[k] for k in sorted(sgf.conj_keys(fw))))
+                    b.ofport, b.lid, b.mac, b.policy.mac, b.policy.admit, b.profile,
+                    fw.rules_only, tuple(ids[k] for k in sorted(sgf.conj_keys(fw))))
                 wanted[ckey] = b
                 by_lid.setdefault(b.lid, ([], [], []))[kind].append(b)
         for ckey in self._bindings.keys() - wanted.keys():
@@ -117,7 +120,7 @@ class BridgeFlows:
         each remote group's members (the same for every port that names it)."""
         members = pl.remote_members(ports)
         if members != self._members_seen[0]:
-            ids = sgf.conj_ids(set(members))
+            ids = sgf.stable_ids(set(members))
             flows = {f.key(): f for f in pl.base_flows()}
             flows.update((f.key(), f) for f in sgf.member_flows(members, ids))
             self._members_seen = (members, ids, flows)

@@ -43,6 +43,7 @@ for frames that came from a tunnel.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from ovsbr.openflow import secgroup_flows as sgf
 from ovsbr.openflow.tables import (  # noqa: F401 - the pipeline's names, in one place
@@ -96,13 +97,16 @@ class PortBinding:
     """A VM port on the bridge, as the driver bound it.
 
     ``mac`` is the declared MAC (known to the tables from plug time);
-    ``policy`` what port security enforces (None: nothing).
+    ``policy`` what port security enforces (None: nothing); ``profile``
+    the number of its security groups' rules on the bridge
+    (:func:`number_profiles`; 0: not numbered yet).
     """
 
     ofport: int
     lid: int
     mac: str | None = None
     policy: pp.PortPolicy | None = None
+    profile: int = 0
 
     @property
     def firewall(self) -> pp.Firewall | None:
@@ -164,22 +168,42 @@ def base_flows() -> list[Flow]:
     ]
 
 
-def port_flows(p: PortBinding, conj_ids: dict | None = None) -> list[Flow]:
-    """A VM port's flows; ``conj_ids`` numbers its remote-group conjunctions
-    (the bridge's, from :func:`static_state`; alone, the port's own)."""
+def number_profiles(ports: list[PortBinding]) -> list[PortBinding]:
+    """The ports with their profiles numbered for one bridge: each set of
+    security groups gets a number derived from its names
+    (:func:`.secgroup_flows.stable_ids`), which its ports' entry flows load
+    and its rules match."""
+    ids = sgf.stable_ids({p.firewall.profile for p in ports if p.firewall is not None})
+    return [p if p.firewall is None or p.profile == ids[p.firewall.profile]
+            else dataclasses.replace(p, profile=ids[p.firewall.profile]) for p in ports]
+
+
+def _profile(p: PortBinding) -> int:
+    """The port's profile number; a port not numbered with its bridge is
+    numbered alone (unit tests, the compiled flow count)."""
+    if p.profile or p.firewall is None:
+        return p.profile
+    return number_profiles([p])[0].profile
+
+
+def port_flows(p: PortBinding) -> list[Flow]:
+    """A VM port's own flows: entry, anti-spoofing, its MAC. Its rules are its
+    profile's, shared with the bridge's other ports in the same groups
+    (:func:`keyed_flows` adds them)."""
     # Every VM port is an access port, secured or not: a tagged frame from
     # a VM would otherwise meet the trunk's VLAN translation.
     flows = [Flow(INGRESS, PRIO_DROP_TAGGED,
                   _m(in_port=p.ofport, vlan_vid=(OFPVID_PRESENT, OFPVID_PRESENT)))]
     policy = p.policy
     if policy is not None and policy.admit is not None:
-        flows += _anti_spoof_flows(p.ofport, p.lid, policy)
+        flows += _anti_spoof_flows(p.ofport, p.lid, policy, _profile(p))
     elif p.firewall is not None:
         # Nothing to check the sources against, but IP still goes through
         # the port's security groups.
         flows += [Flow(INGRESS, PRIO_PORT_IP, _m(in_port=p.ofport, eth_src=policy.mac,
                                                  eth_type=t),
-                       actions=sgf.enter(p.ofport), metadata=p.lid, goto=EGRESS_CT)
+                       actions=sgf.enter(p.ofport, _profile(p)), metadata=p.lid,
+                       goto=EGRESS_CT)
                   for t in (ETH_IPV4, ETH_IPV6)]
     if policy is not None and policy.mac:
         flows.append(Flow(INGRESS, PRIO_PORT_MAC, _m(in_port=p.ofport, eth_src=policy.mac),
@@ -196,15 +220,32 @@ def port_flows(p: PortBinding, conj_ids: dict | None = None) -> list[Flow]:
         else:
             flows.append(Flow(ETH_DST, PRIO_LEARNED,
                               _m(metadata=(p.lid, METADATA_MASK), eth_dst=p.mac),
-                              actions=sgf.enter(p.ofport), goto=INGRESS_CT))
-    if p.firewall is not None:
-        if conj_ids is None:
-            conj_ids = sgf.conj_ids(sgf.conj_keys(p.firewall))
-        flows += sgf.port_flows(p.ofport, p.firewall, conj_ids)
+                              actions=sgf.enter(p.ofport, _profile(p)), goto=INGRESS_CT))
     return flows
 
 
-def _anti_spoof_flows(ofport: int, lid: int, policy: pp.PortPolicy) -> list[Flow]:
+def profile_flows(p: PortBinding, conj_ids: dict | None = None) -> tuple[Flow, ...]:
+    """The rules of a filtered port's profile; ``conj_ids`` numbers the
+    remote-group conjunctions (the bridge's, from :func:`static_state`;
+    alone, the port's own)."""
+    fw = p.firewall
+    if fw is None:
+        return ()
+    if conj_ids is None:
+        conj_ids = sgf.stable_ids(sgf.conj_keys(fw))
+    return _profile_flows(_profile(p), fw.rules_only,
+                          tuple((k, conj_ids[k]) for k in sorted(sgf.conj_keys(fw))))
+
+
+@functools.lru_cache(maxsize=4096)
+def _profile_flows(profile: int, rules: pp.Firewall, ids: tuple) -> tuple[Flow, ...]:
+    """Once per profile, not per port: a thousand ports in the same groups
+    hand the bridge the same values."""
+    return tuple(sgf.profile_flows(profile, rules, dict(ids)))
+
+
+def _anti_spoof_flows(ofport: int, lid: int, policy: pp.PortPolicy,
+                      profile: int) -> list[Flow]:
     """The policy's admitted sources go on; other ARP/IPv4/IPv6 frames drop.
 
     Everything not ARP/IP falls through to the MAC rule of :func:`port_flows`.
@@ -219,7 +260,7 @@ def _anti_spoof_flows(ofport: int, lid: int, policy: pp.PortPolicy) -> list[Flow
         filtered = policy.firewall is not None and a.ethertype != ETH_ARP
         flows.append(Flow(INGRESS, PRIO_PORT_IP,
                           _m(in_port=ofport, eth_type=a.ethertype, **mac, **match),
-                          actions=sgf.enter(ofport) if filtered else (),
+                          actions=sgf.enter(ofport, profile) if filtered else (),
                           metadata=lid, goto=EGRESS_CT if filtered else ETH_SRC))
     flows += [Flow(INGRESS, PRIO_PORT_IP_DROP, _m(in_port=ofport, eth_type=t))
               for t in pp.SOURCE_CHECKED]
@@ -258,7 +299,7 @@ def flood_flow(lid: int) -> Flow:
 def flood_group(lid: int, ports: list[PortBinding], uplinks: list[UplinkBinding],
                 tunnels: list[TunnelBinding] = ()) -> Group:
     """All of the network's ports; OVS never sends a bucket back out in_port."""
-    buckets = [_out(p.ofport, None) if p.firewall is None else sgf.deliver(p.ofport)
+    buckets = [_out(p.ofport, None) if p.firewall is None else sgf.deliver(p.ofport, _profile(p))
                for p in sorted(ports, key=lambda p: p.ofport)]
     buckets += [_out(u.ofport, u.vid) for u in sorted(uplinks, key=lambda u: u.ofport)]
     buckets += [_tun_out(t) for t in sorted(tunnels, key=lambda t: t.ofport)]
@@ -286,9 +327,9 @@ def learned_dst(lid: int, mac: str, ofport: int, vid: int | None, idle: int,
                 actions=_out(ofport, vid), idle_timeout=idle, kind=kind)
 
 
-def _binding_flows(binding, conj_ids: dict) -> list[Flow]:
+def _binding_flows(binding, conj_ids: dict | None) -> list[Flow]:
     if isinstance(binding, PortBinding):
-        return port_flows(binding, conj_ids)
+        return [*port_flows(binding), *profile_flows(binding, conj_ids)]
     if isinstance(binding, UplinkBinding):
         return uplink_flows(binding)
     return tunnel_flows(binding)
@@ -296,7 +337,9 @@ def _binding_flows(binding, conj_ids: dict) -> list[Flow]:
 
 def keyed_flows(binding: PortBinding | UplinkBinding | TunnelBinding,
                 conj_ids: dict | None = None) -> tuple[tuple[tuple, Flow], ...]:
-    """A binding's flows with their keys."""
+    """A binding's flows with their keys; a filtered port's include its
+    profile's rules, which every port of the profile provides (equal keys,
+    equal flows)."""
     return tuple((f.key(), f) for f in _binding_flows(binding, conj_ids))
 
 
@@ -336,8 +379,9 @@ def static_state(ports: list[PortBinding], uplinks: list[UplinkBinding],
     the two equal.
     """
     flows = {f.key(): f for f in base_flows()}
+    ports = number_profiles(ports)
     members = remote_members(ports)
-    ids = sgf.conj_ids(set(members))
+    ids = sgf.stable_ids(set(members))
     flows.update((f.key(), f) for f in sgf.member_flows(members, ids))
     by_lid: dict[int, tuple[list, list, list]] = {}
     for kind, bindings in enumerate((ports, uplinks, tunnels)):

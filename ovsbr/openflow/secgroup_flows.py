@@ -19,16 +19,25 @@ forwarding flow or its flood bucket. In both directions:
 * ``*_ACCEPT``: new connections are committed; then on to learning
   (egress) or out of the port (ingress).
 
+Rules belong to a port's *profile*, its set of security groups, not to the
+port: they match ``REG_PROFILE``, which the port's entry flows load with
+``REG_PORT``. Ports in the same groups share one copy of the rules
+(:func:`profile_flows`), so a port with three groups of ten rules costs its
+few entry flows, as a port without groups does, and a rule change rewrites
+its profiles' rules and no port's flows (the shape of Calico's profiles;
+Neutron's openvswitch firewall writes every rule for every port). A
+profile's number is derived from its groups' names (:func:`stable_ids`),
+not from its rules, for the same reason the conjunctions' ids are.
+
 Remote-group rules are conjunctions, one per (remote group, direction,
 ethertype) on the bridge: the members' addresses are one clause, shared by
-every port (:func:`member_flows`), and each port's rules naming that group
-the other (matched on the port), so N members, P ports and M rules cost
-N + P x M flows instead of P x N x M (the shape of Neutron's openvswitch
-firewall). A conjunction's id is derived from its key (:func:`conj_ids`),
-never read back from the switch, and stays put while other groups come and
-go: an id that moved would, for a moment, leave a conjunction without its
-other half, and established connections checked in that moment would be
-cut.
+every profile (:func:`member_flows`), and each profile's rules naming that
+group the other (matched on the profile), so N members, P profiles and M
+rules cost N + P x M flows instead of P x N x M. A conjunction's id is
+derived from its key (:func:`stable_ids`), never read back from the switch,
+and stays put while other groups come and go: an id that moved would, for
+a moment, leave a conjunction without its other half, and established
+connections checked in that moment would be cut.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from ovsbr.openflow.tables import (
     INGRESS_CT,
     INGRESS_RULES,
     REG_PORT,
+    REG_PROFILE,
     Flow,
     m,
 )
@@ -85,14 +95,15 @@ ACCEPT = {pp.INGRESS: INGRESS_ACCEPT, pp.EGRESS: EGRESS_ACCEPT}
 _OUT = (("output_reg", REG_PORT),)
 
 
-def enter(ofport: int) -> tuple[tuple, ...]:
-    """Actions that take a frame into a filtered port's tables."""
-    return (("set_field", REG_PORT, ofport),)
+def enter(ofport: int, profile: int) -> tuple[tuple, ...]:
+    """Actions that take a frame into a filtered port's tables: its zone and
+    output port, and its profile's rules."""
+    return (("set_field", REG_PORT, ofport), ("set_field", REG_PROFILE, profile))
 
 
-def deliver(ofport: int) -> tuple[tuple, ...]:
+def deliver(ofport: int, profile: int) -> tuple[tuple, ...]:
     """A flood bucket to a filtered port: through its ingress tables."""
-    return (("set_field", REG_PORT, ofport), ("resubmit", INGRESS_CT))
+    return (*enter(ofport, profile), ("resubmit", INGRESS_CT))
 
 
 def _ct(table: int | None = None, commit: bool = False, mark: int | None = None) -> tuple:
@@ -195,10 +206,11 @@ def conj_keys(firewall: pp.Firewall) -> frozenset[ConjKey]:
     return firewall.remote_keys
 
 
-def conj_ids(keys: set[ConjKey]) -> dict[ConjKey, int]:
-    """A conjunction id per key: its digest, probing on in key order when two
-    collide (about one bridge in four million with a thousand keys), so an
-    id moves only in that case, never because another key came or went."""
+def stable_ids(keys: set[tuple]) -> dict[tuple, int]:
+    """A number per key (a conjunction's, a profile's): its digest, probing on
+    in key order when two collide (about one bridge in four million with a
+    thousand keys), so a number moves only in that case, never because
+    another key came or went. Never 0 (an unloaded register)."""
     taken: set[int] = set()
     ids = {}
     for key in sorted(keys):
@@ -231,10 +243,11 @@ def member_flows(groups: dict[ConjKey, tuple[str, ...]], ids: dict[ConjKey, int]
     return flows
 
 
-def port_flows(ofport: int, firewall: pp.Firewall, ids: dict[ConjKey, int]) -> list[Flow]:
-    """One filtered port's rules, in both directions; its remote-group rules as
-    the per-port clause of the conjunctions ``ids`` numbers."""
-    port = {REG_PORT: ofport}
+def profile_flows(profile: int, firewall: pp.Firewall, ids: dict[ConjKey, int]) -> list[Flow]:
+    """A profile's rules, in both directions, once per bridge for all its
+    ports; its remote-group rules as the profile's clause of the
+    conjunctions ``ids`` numbers."""
+    port = {REG_PROFILE: profile}
     flows = [Flow(RULES[r.direction], PRIO_RULE, m(**port, **match), goto=ACCEPT[r.direction])
              for r in firewall.rules if r.group is None for match in rule_matches(r)]
     clauses: dict[tuple[int, tuple], list[tuple]] = {}

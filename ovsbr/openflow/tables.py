@@ -8,7 +8,8 @@ field its table does not expect fails before it reaches a switch.
 
 Frames from a VM port with security groups take a detour before learning
 (``EGRESS_*``), and frames to such a port one before output
-(``INGRESS_*``): conntrack in the port's own zone, its rules, then commit.
+(``INGRESS_*``): conntrack in the port's own zone, its profile's rules,
+then commit.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ TABLES = (INGRESS, EGRESS_CT, EGRESS_RULES, EGRESS_ACCEPT, ETH_SRC, ETH_DST, ING
 # and where INGRESS_ACCEPT outputs. One zone per port, as OVN gives each
 # logical port its own: a port's connections are its own state machine.
 REG_PORT = "reg6"
+# The port's profile (its set of security groups), loaded with REG_PORT: the
+# rules tables match it, so ports in the same groups share one copy of their
+# rules, and a port costs its entry flows alone (Calico's profiles in
+# OpenFlow). Numbered per bridge, never 0.
+REG_PROFILE = "reg7"
 METADATA_MASK = 0xFFF
 KIND_STATIC, KIND_LEARNED = 1, 2
 
@@ -39,7 +45,7 @@ _L2 = ("in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid", "metadata")
 _L3 = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "arp_spa",
        "udp_src", "udp_dst", "tcp_dst", "sctp_dst", "icmpv4_type", "icmpv4_code",
        "icmpv6_type", "icmpv6_code")
-_CT = ("ct_state", "ct_mark", "conj_id", "eth_type", REG_PORT)
+_CT = ("ct_state", "ct_mark", "conj_id", "eth_type", REG_PORT, REG_PROFILE)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -97,11 +97,15 @@ class Firewall:
     """A port's stateful filter: what no rule allows is dropped both ways.
 
     ``groups``: (remote group, its members' addresses of both families),
-    for the groups the rules name, sorted.
+    for the groups the rules name, sorted. ``profile``: the names of the
+    security groups the rules come from, sorted: what ports with the same
+    rules share, and stays the same when a rule changes (the OpenFlow
+    compiler numbers a bridge's profiles, and keeps each one's rules once).
     """
 
     rules: tuple[Allow, ...]
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    profile: tuple[str, ...] = ()
 
     def __hash__(self) -> int:
         # Cached: the pipeline's caches hash every port's binding at every
@@ -110,7 +114,7 @@ class Firewall:
         # was most of a warm 1,000-port reconcile (cProfile, 0.2 s).
         h = self.__dict__.get("_hash")
         if h is None:
-            h = hash((self.rules, self.groups))
+            h = hash((self.rules, self.groups, self.profile))
             object.__setattr__(self, "_hash", h)
         return h
 
@@ -123,9 +127,9 @@ class Firewall:
     def rules_only(self) -> Firewall:
         """The same rules without members: what a port's own flows depend on.
         A remote group's membership changes every port's firewall value but
-        none of their own flows (members are the bridge's shared clause), so
-        the OpenFlow compiler caches per-port flows under this."""
-        return _bare(self.rules) if self.groups else self
+        none of their rule flows (members are the bridge's shared clause), so
+        the OpenFlow compiler caches a profile's flows under this."""
+        return _bare(self.rules) if self.groups or self.profile else self
 
     def members(self, group: str, ethertype: int) -> tuple[str, ...]:
         """A remote group's members' addresses of one family."""
@@ -216,15 +220,16 @@ def port_policy(port: Port, topo: Topology | None = None) -> PortPolicy | None:
         members = topo.group_members()
         remote = sorted({r.remote_group for r in rules if r.remote_group})
         firewall = topo.firewalls[port.security_groups] = _firewall(
-            rules, tuple((g, members.get(g, ())) for g in remote))
+            rules, tuple((g, members.get(g, ())) for g in remote),
+            tuple(sorted(set(port.security_groups))))
     return _policy(port.mac, port.ips, firewall)
 
 
 @functools.lru_cache(maxsize=1024)
-def _firewall(rules: tuple[Rule, ...], groups: tuple) -> Firewall:
+def _firewall(rules: tuple[Rule, ...], groups: tuple, profile: tuple[str, ...]) -> Firewall:
     """Memoised across topologies, so a revision that changed nothing of a
     group set's hands the compilers the same value (an identity check)."""
-    return Firewall(allows(rules), groups)
+    return Firewall(allows(rules), groups, profile)
 
 
 @functools.lru_cache(maxsize=1024)

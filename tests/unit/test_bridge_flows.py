@@ -9,10 +9,22 @@ from hypothesis import strategies as st
 from ovsbr.openflow import pipeline as pl
 from ovsbr.openflow.bridge_flows import BridgeFlows
 from ovsbr.secgroups.policy import port_policy
-from tests.unit.test_secgroup_flows import _topo
+from ovsbr.model import Topology
+from tests.unit.test_secgroup_flows import MAC, WEB_RULES, _topo
 
 # Two versions of the topology: remote-group membership differs between them.
 _SMALL, _BIG = _topo(members=2), _topo(members=4)
+# Ports in two more group sets (profiles) beside the web ports above.
+_MIXED = Topology.from_dict({
+    "networks": [{"name": "n", "type": "local"}],
+    "security_groups": [{"name": "web", "rules": WEB_RULES},
+                        {"name": "db", "rules": [{"direction": "ingress", "protocol": "tcp",
+                                                  "port_range_min": 5432,
+                                                  "remote_group": "web"}]}],
+    "ports": [{"name": f"p{i}", "network": "n", "device": f"t{i}", "mac": MAC.format(i),
+               "ips": [f"192.0.2.{i + 10}"], "security_groups": groups}
+              for i, groups in ((1, ["web"]), (2, ["web"]), (3, ["web"]), (4, ["web"]),
+                                (5, ["db"]), (6, ["db", "web"]))]})
 
 
 def _port(topo, i: int, ofport: int, lid: int) -> pl.PortBinding:
@@ -24,6 +36,7 @@ UNIVERSE = (
     [_port(_SMALL, i, i, 1) for i in (1, 2)]
     + [_port(_BIG, i, i, 1) for i in (1, 2, 3, 4)]
     + [_port(_BIG, 3, 3, 2)]  # the same ofport on another network
+    + [_port(_MIXED, 5, 5, 1), _port(_MIXED, 6, 6, 2), _port(_MIXED, 6, 7, 1)]
     + [pl.PortBinding(10, 2, "52:54:00:00:01:01"), pl.PortBinding(11, 2, None),
        pl.PortBinding(12, 3, None)]
     + [pl.UplinkBinding(20, 2, 100), pl.UplinkBinding(21, 1, None),
@@ -70,3 +83,16 @@ def test_one_port_more_sends_only_its_flows():
                for f in delta.changed.values()), delta.changed
     assert 0 < len(delta.changed) < len(state.flows) / 3
     assert state.update(ports + [_port(_BIG, 4, 4, 1)], []).changed == {}
+
+
+def test_a_rule_change_sends_its_profiles_rules_and_no_ports_flows():
+    state = BridgeFlows()
+    state.update([_port(_BIG, i, i, 1) for i in (1, 2, 3, 4)], [])
+    changed = [dict(r) for r in WEB_RULES]
+    changed[0]["port_range_min"] = 23  # tcp 22 -> 23
+    topo = _topo(members=4, rules=changed)
+    delta = state.update([_port(topo, i, i, 1) for i in (1, 2, 3, 4)], [])
+    [old] = delta.removed.values()
+    [new] = delta.changed.values()
+    assert dict(old.match)["tcp_dst"] == 22 and dict(new.match)["tcp_dst"] == 23
+    assert dict(new.match)["reg7"] == dict(old.match)["reg7"]
