@@ -6,10 +6,10 @@ import collections
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ovsbr.model import Topology
 from ovsbr.openflow import pipeline as pl
 from ovsbr.openflow.bridge_flows import BridgeFlows
 from ovsbr.secgroups.policy import port_policy
-from ovsbr.model import Topology
 from tests.unit.test_secgroup_flows import MAC, WEB_RULES, _topo
 
 # Two versions of the topology: remote-group membership differs between them.
