@@ -261,6 +261,8 @@ class L2LearningApp(app_manager.OSKenApp):
         and ovs-vswitchd stops reading a connection with 100 replies
         queued: the agent's send then blocked holding the lock the reply
         handler needed (seen once per few hundred single ports in bench).
+        Sends no longer wait (``runtime._Datapath``); one barrier at a time
+        still keeps the replies, and the app's work for them, few.
         """
         dp = br.datapath
         if br.barriers and not force:

@@ -257,8 +257,9 @@ def send(dp, msgs: list, chunk: int) -> int:
     one ``sendall`` blocks longer than its socket timeout (5 s), and 65,000
     security-group flows (10 MB) at a busy ovs-vswitchd took longer: the
     connection dropped, the reconnect sent everything again, and so on
-    (seen in bench secgroups at 1,000 ports). The queue holds 16 chunks; a
-    full one makes this wait, which is the back-pressure.
+    (seen in bench secgroups at 1,000 ports). Queuing never waits (see
+    ``runtime._Datapath``): the connection's send thread writes the chunks
+    at the switch's pace.
     """
     bufs: list[bytes] = []
     size = flow_mods = 0

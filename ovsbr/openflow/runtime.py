@@ -28,13 +28,40 @@ LOG = logging.getLogger(__name__)
 _STOCK_HANDLER = "os_ken.controller.ofp_handler"
 
 
+class _NeverWait:
+    """os-ken's send-queue semaphore, for a queue without a bound."""
+
+    def acquire(self, *args, **kwargs) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
 class _Datapath(of_controller.Datapath):
-    """A switch connection whose threads all end when the socket does.
+    """A switch connection whose threads all end when the socket does, and
+    whose ``send`` never waits.
 
     On the native hub the stock ``serve()`` joins its send thread, which is
     blocked on an empty queue forever once the switch is gone: every
     disconnect would leak two threads. A sentinel message wakes it.
+
+    The stock send queue holds 16 messages and ``send`` waits when it is
+    full. The app sends while holding its lock, and so do its event
+    handlers; ovs-vswitchd stops reading a connection whose replies (barrier
+    replies, flow-removed messages) the controller is slow to take, and
+    the controller takes them on the thread that waits for that lock. A
+    full queue then stops both sides for good (seen as a port waiting for
+    its barrier for ever in bench wiring). Unbounded, a send only queues:
+    the most it holds is one push of the static pipeline (10 MB at 1,000
+    filtered ports, sent in 256 KB writes), and a switch that reads nothing
+    for long is dropped by the echo check, which empties the queue.
     """
+
+    def __init__(self, sock, address):
+        super().__init__(sock, address)
+        self.send_q = hub.Queue()
+        self._send_q_sem = _NeverWait()
 
     def serve(self):
         send_thr = hub.spawn(self._send_loop)
