@@ -46,6 +46,9 @@ class BridgeFlows:
         self._before: dict[Key, pl.Flow | None] = {}
         # (remote-group members, their conjunction ids, base + member flows)
         self._members_seen: tuple[dict, dict, dict[Key, pl.Flow]] = (None, {}, {})
+        # (the profiles on the bridge, their numbers); binding -> numbered copy
+        self._profiles: tuple[frozenset, dict] = (frozenset(), {})
+        self._copies: dict[pl.PortBinding, pl.PortBinding] = {}
 
     # -- one key at a time, remembering what it was -----------------------------
     def _touch(self, key: Key) -> None:
@@ -70,18 +73,24 @@ class BridgeFlows:
     def update(self, ports: list[pl.PortBinding], uplinks: list[pl.UplinkBinding],
                tunnels: list[pl.TunnelBinding] = ()) -> Delta:
         self._before = {}
-        ports = pl.number_profiles(ports)
+        ports = self._numbered(ports)
         ids, shared = self._members(ports)
         wanted: dict[object, object] = {}
         by_lid: dict[int, tuple[list, list, list]] = {}
+        conj: dict[frozenset, tuple[int, ...]] = {}
         for kind, bindings in enumerate((ports, uplinks, tunnels)):
             for b in bindings:
                 fw = getattr(b, "firewall", None)
-                # A filtered port's flows depend on its profile, its rules
-                # and its conjunctions' ids, not on the remote groups' members.
-                ckey = b if not fw else (
-                    b.ofport, b.lid, b.mac, b.policy.mac, b.policy.admit, b.profile,
-                    fw.rules_only, tuple(ids[k] for k in sorted(sgf.conj_keys(fw))))
+                if not fw:
+                    ckey = b
+                else:
+                    # A filtered port's flows depend on its profile, its rules
+                    # and its conjunctions' ids, not on the remote groups'
+                    # members.
+                    keys = fw.remote_keys
+                    if keys not in conj:
+                        conj[keys] = tuple(ids[k] for k in sorted(keys))
+                    ckey = (b.ofport, b.lid, b.mac, b.profile, b.policy.rules_only, conj[keys])
                 wanted[ckey] = b
                 by_lid.setdefault(b.lid, ([], [], []))[kind].append(b)
         for ckey in self._bindings.keys() - wanted.keys():
@@ -114,6 +123,26 @@ class BridgeFlows:
         removed = {k: old for k, old in self._before.items()
                    if old is not None and k not in self.flows}
         return Delta(changed, removed)
+
+    def _numbered(self, ports: list[pl.PortBinding]) -> list[pl.PortBinding]:
+        """``pipeline.number_profiles``, remembering each binding's numbered
+        copy while the bridge's profile numbers stay the same (the driver
+        hands the same binding objects sync after sync)."""
+        profiles = frozenset(p.firewall.profile for p in ports if p.firewall is not None)
+        if profiles != self._profiles[0]:
+            ids = pl.profile_ids(ports)
+            if ids != self._profiles[1]:
+                self._copies = {}
+            self._profiles = (profiles, ids)
+        ids, copies, out = self._profiles[1], {}, []
+        for p in ports:
+            q = self._copies.get(p)
+            if q is None:
+                q = pl.numbered(p, ids)
+            copies[p] = q
+            out.append(q)
+        self._copies = copies
+        return out
 
     def _members(self, ports: list[pl.PortBinding]) -> tuple[dict, dict[Key, pl.Flow]]:
         """Conjunction ids and the bridge's shared flows: the base pipeline and

@@ -108,6 +108,9 @@ class PortBinding:
     policy: pp.PortPolicy | None = None
     profile: int = 0
 
+    def __hash__(self) -> int:
+        return pp.hash_once(self)
+
     @property
     def firewall(self) -> pp.Firewall | None:
         return None if self.policy is None else self.policy.firewall
@@ -168,14 +171,24 @@ def base_flows() -> list[Flow]:
     ]
 
 
+def profile_ids(ports: list[PortBinding]) -> dict[tuple[str, ...], int]:
+    """A number for each set of security groups on one bridge, derived from
+    its names (:func:`.secgroup_flows.stable_ids`): its ports' entry flows
+    load it and its rules match it."""
+    return sgf.stable_ids({p.firewall.profile for p in ports if p.firewall is not None})
+
+
+def numbered(p: PortBinding, ids: dict[tuple[str, ...], int]) -> PortBinding:
+    """The port with its profile's number from ``ids`` (:func:`profile_ids`)."""
+    if p.firewall is None or p.profile == ids[p.firewall.profile]:
+        return p
+    return dataclasses.replace(p, profile=ids[p.firewall.profile])
+
+
 def number_profiles(ports: list[PortBinding]) -> list[PortBinding]:
-    """The ports with their profiles numbered for one bridge: each set of
-    security groups gets a number derived from its names
-    (:func:`.secgroup_flows.stable_ids`), which its ports' entry flows load
-    and its rules match."""
-    ids = sgf.stable_ids({p.firewall.profile for p in ports if p.firewall is not None})
-    return [p if p.firewall is None or p.profile == ids[p.firewall.profile]
-            else dataclasses.replace(p, profile=ids[p.firewall.profile]) for p in ports]
+    """The ports with their profiles numbered for one bridge."""
+    ids = profile_ids(ports)
+    return [numbered(p, ids) for p in ports]
 
 
 def _profile(p: PortBinding) -> int:
