@@ -238,7 +238,8 @@ class L2LearningApp(app_manager.OSKenApp):
         msgs += messages.bundled(
             [br.encoder.add(self.generation, flow) for flow in changed.values()] +
             [br.encoder.delete_strict(flow) for flow in removed.values()], br.next_bundle)
-        for gid in set(br.groups) - set(groups):
+        # Networks' own groups before the chunks they chain to (lower ids).
+        for gid in sorted(set(br.groups) - set(groups)):
             msgs.append(dp.ofproto_parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
             br.existing_groups.discard(gid)
         br.groups, br.pushed = groups, True
@@ -328,7 +329,7 @@ class L2LearningApp(app_manager.OSKenApp):
                     out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY))
             # Groups this generation does not use (a network deleted while
             # the agent was down).
-            for gid in br.existing_groups - set(br.groups):
+            for gid in sorted(br.existing_groups - set(br.groups)):
                 msgs.append(parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
             self._send_then_barrier(br, [], msgs, force=True)
             if br.old_generations:

@@ -80,6 +80,8 @@ OFPVID_NONE = 0x0000
 FROM_TUNNEL = 0x1000  # metadata bit; also marks the local-only flood group id
 TUNNEL_META_MASK = METADATA_MASK | FROM_TUNNEL
 PACKET_IN_BYTES = 128  # enough for Ethernet + 802.1Q + ARP/IP headers
+FLOOD_CHUNK = 128  # ports per flood group before a network's ports go in chunks
+CHUNK_SHIFT = 16  # chunk group ids: (chunk + 1) << 16 | network id
 
 # Cookies: the top 32 bits name the agent generation, so a restarted agent
 # can install its flows and then delete exactly the previous generation's.
@@ -309,20 +311,60 @@ def flood_flow(lid: int) -> Flow:
                 actions=(("group", lid),))
 
 
+def _port_bucket(p: PortBinding) -> tuple[tuple, ...]:
+    return _out(p.ofport, None) if p.firewall is None else sgf.deliver(p.ofport, _profile(p))
+
+
+def chunk_group_id(lid: int, chunk: int) -> int:
+    """The id of a network's flood chunk: above every network's own ids."""
+    return ((chunk + 1) << CHUNK_SHIFT) | lid
+
+
+def port_buckets(lid: int, ports: list[PortBinding]) -> tuple[dict[int, Group], tuple]:
+    """A network's ports as flood buckets: one each, or, past FLOOD_CHUNK
+    ports, one per chunk group (the ports whose OpenFlow numbers share
+    ``ofport // FLOOD_CHUNK``), which the network's groups chain to.
+
+    Why chunks: a group-mod is one OpenFlow message, at most 65,535 bytes,
+    and a bucket into a filtered port's tables is 64 bytes (output alone
+    32): one group could not hold more than about 1,000 ports; and one
+    port more would rewrite every bucket of its network, in the agent and
+    in ovs-vswitchd. A chunk changes alone; its number range keeps a port
+    in one chunk for its life. Chunk groups are memoised, so unchanged
+    ones are the same values (the app compares by identity first).
+    """
+    ports = sorted(ports, key=lambda p: p.ofport)
+    if len(ports) <= FLOOD_CHUNK:
+        return {}, tuple(_port_bucket(p) for p in ports)
+    chunks: dict[int, list[PortBinding]] = {}
+    for p in ports:
+        chunks.setdefault(p.ofport // FLOOD_CHUNK, []).append(p)
+    children = {}
+    for chunk, members in sorted(chunks.items()):
+        group = _chunk_group(chunk_group_id(lid, chunk), tuple(members))
+        children[group.group_id] = group
+    return children, tuple((("group", gid),) for gid in children)
+
+
+@functools.lru_cache(maxsize=8192)
+def _chunk_group(group_id: int, members: tuple[PortBinding, ...]) -> Group:
+    return Group(group_id, tuple(_port_bucket(p) for p in members))
+
+
 def flood_group(lid: int, ports: list[PortBinding], uplinks: list[UplinkBinding],
-                tunnels: list[TunnelBinding] = ()) -> Group:
-    """All of the network's ports; OVS never sends a bucket back out in_port."""
-    buckets = [_out(p.ofport, None) if p.firewall is None else sgf.deliver(p.ofport, _profile(p))
-               for p in sorted(ports, key=lambda p: p.ofport)]
-    buckets += [_out(u.ofport, u.vid) for u in sorted(uplinks, key=lambda u: u.ofport)]
-    buckets += [_tun_out(t) for t in sorted(tunnels, key=lambda t: t.ofport)]
-    return Group(lid, tuple(buckets))
+                tunnels: list[TunnelBinding] = (), buckets: tuple | None = None) -> Group:
+    """All of the network's ports; OVS never sends a bucket back out in_port.
+    ``buckets``: the ports' as :func:`port_buckets` gave them."""
+    if buckets is None:
+        buckets = port_buckets(lid, ports)[1]
+    return Group(lid, (*buckets,
+                       *(_out(u.ofport, u.vid) for u in sorted(uplinks, key=lambda u: u.ofport)),
+                       *(_tun_out(t) for t in sorted(tunnels, key=lambda t: t.ofport))))
 
 
-def local_flood(lid: int, ports: list[PortBinding], uplinks: list[UplinkBinding]) -> tuple[
-        Flow, Group]:
+def local_flood(lid: int, uplinks: list[UplinkBinding], buckets: tuple) -> tuple[Flow, Group]:
     """Split horizon: what came from a tunnel floods to local ports only."""
-    group = flood_group(lid | FROM_TUNNEL, ports, uplinks)
+    group = flood_group(lid | FROM_TUNNEL, [], uplinks, buckets=buckets)
     flow = Flow(ETH_DST, PRIO_FLOOD_LOCAL, _m(metadata=(lid | FROM_TUNNEL, TUNNEL_META_MASK)),
                 actions=(("group", lid | FROM_TUNNEL),))
     return flow, group
@@ -374,9 +416,13 @@ def network_floods(lid: int, ports: list[PortBinding], uplinks: list[UplinkBindi
                    tunnels: list[TunnelBinding]) -> tuple[list[Flow], dict[int, Group]]:
     """A network's flood flows and groups: to all its ports, and, where it has
     tunnels, to its local ports only (for frames that came from a tunnel)."""
-    flows, groups = [flood_flow(lid)], {lid: flood_group(lid, ports, uplinks, tunnels)}
+    # Chunks first: a group may only chain to groups the switch has.
+    groups, buckets = port_buckets(lid, ports)
+    groups = dict(groups)
+    groups[lid] = flood_group(lid, ports, uplinks, tunnels, buckets)
+    flows = [flood_flow(lid)]
     if tunnels:
-        flow, group = local_flood(lid, ports, uplinks)
+        flow, group = local_flood(lid, uplinks, buckets)
         flows.append(flow)
         groups[group.group_id] = group
     return flows, groups

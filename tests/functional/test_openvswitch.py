@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -358,3 +359,35 @@ def test_bound_waits_for_the_switch_to_apply_the_ports_flows(ovsh):
         assert agent.port_status("p2") == "waiting"
     agent.wait_ports(["p2"], timeout=10)
     assert vm1.can_ping(vm2.ip)
+
+
+def test_a_network_past_one_flood_groups_size_floods_through_chunks(ovsh):
+    """Past FLOOD_CHUNK ports a network floods through chained chunk groups
+    (one group-mod holds at most ~1,000 filtered ports' buckets): a VM
+    numbered before the filler ports and a filtered VM numbered after them,
+    in different chunks, find each other by ARP broadcast both ways."""
+    agent = ovsh.agent()
+    agent.cli("network", "create", "n1", "--type", "local")
+    agent.cli("security-group", "create", "g")
+    for rule in (("ingress", "--protocol", "icmp"), ("egress",)):
+        agent.cli("security-group", "rule", "create", "g", "--direction", *rule)
+    vm1 = ovsh.vm("a", 1)
+    agent.cli("port", "create", "p1", "--network", "n1", "--device", vm1.tap)
+    agent.start()
+    agent.wait_ports(["p1"])
+    fillers = ovsh.env.veths(pl.FLOOD_CHUNK + 10, role="f")
+    doc = agent.cli_json("export")
+    doc["ports"] += [{"name": f"f{i}", "network": "n1", "device": tap}
+                     for i, tap in enumerate(fillers)]
+    agent.cli("apply", "-", stdin=json.dumps(doc))
+    agent.wait_ports([f"f{i}" for i in range(len(fillers))], timeout=60)
+    vm2 = ovsh.vm("b", 2)
+    agent.cli("port", "create", "p2", "--network", "n1", "--device", vm2.tap,
+              "--mac", vm2.mac, "--ip", vm2.ip, "--security-group", "g")
+    agent.wait_ports(["p2"])
+    chunks = {int(ovsh.ovs.get("Interface", vm.tap, "ofport")) // pl.FLOOD_CHUNK
+              for vm in (vm1, vm2)}
+    assert len(chunks) == 2, "the two VMs should be in different chunks"
+    groups = ovsh.ovs.ofctl("-O", "OpenFlow13", "dump-groups", ovsh.br_int).stdout
+    assert re.search(r"actions=group:\d{5,}", groups), groups
+    assert vm1.can_ping(vm2.ip) and vm2.can_ping(vm1.ip)

@@ -2,6 +2,7 @@
 build (pipeline.static_state) does, and each delta takes the switch there."""
 
 import collections
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,8 +54,14 @@ def _split(chosen):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.lists(st.sampled_from(UNIVERSE), unique=True), min_size=1, max_size=6))
-def test_any_sequence_ends_where_a_full_build_does(steps):
+@given(st.lists(st.lists(st.sampled_from(UNIVERSE), unique=True), min_size=1, max_size=6),
+       st.sampled_from([2, pl.FLOOD_CHUNK]))
+def test_any_sequence_ends_where_a_full_build_does(steps, chunk):
+    with mock.patch.object(pl, "FLOOD_CHUNK", chunk):  # 2: networks flood in chunks
+        _sequence(steps)
+
+
+def _sequence(steps):
     state = BridgeFlows()
     switch: dict = {}
     for chosen in steps:
@@ -96,3 +103,45 @@ def test_a_rule_change_sends_its_profiles_rules_and_no_ports_flows():
     [new] = delta.changed.values()
     assert dict(old.match)["tcp_dst"] == 22 and dict(new.match)["tcp_dst"] == 23
     assert dict(new.match)["reg7"] == dict(old.match)["reg7"]
+
+
+def _filtered_ports(count: int) -> list[pl.PortBinding]:
+    """``count`` ports of one network, all in the web group (ofports 1..count)."""
+    topo = _topo(members=1)
+    policy = port_policy(topo.ports["p1"], topo)
+    return [pl.PortBinding(i, 1, MAC.format(i % 256), policy) for i in range(1, count + 1)]
+
+
+def test_a_large_network_floods_through_chunks_each_one_group_mod():
+    from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+
+    from ovsbr.openflow import messages
+
+    class Datapath:
+        ofproto, ofproto_parser, xid = ofproto_v1_3, ofproto_v1_3_parser, 0
+
+        def set_xid(self, msg):
+            self.xid += 1
+            msg.set_xid(self.xid)
+
+    dp = Datapath()
+    ports = _filtered_ports(2000)  # one group of 2,000 such buckets: 128,000 bytes
+    _, groups = pl.static_state(ports, [pl.UplinkBinding(3000, 1, 100)])
+    for group in groups.values():  # os-ken refuses a message over 65,535 bytes
+        assert len(messages._encode(dp, messages.group_mod(dp, group, 0))[0]) < 65536
+        assert len(group.buckets) <= pl.FLOOD_CHUNK
+    chained = [a for b in groups[1].buckets for a in b if a[0] == "group"]
+    assert len(chained) == -(-2001 // pl.FLOOD_CHUNK)  # ofports 1-2000 by 128
+    assert all(gid in groups and gid > pl.MAX_LID | pl.FROM_TUNNEL for _, gid in chained)
+    # The chunks come before the group chaining to them (the order they are sent).
+    assert list(groups).index(1) > max(list(groups).index(gid) for _, gid in chained)
+
+
+def test_one_port_more_in_a_large_network_rewrites_one_chunk():
+    state = BridgeFlows()
+    ports = _filtered_ports(1000)
+    state.update(ports[:999], [])
+    before = dict(state.groups)
+    state.update(ports, [])
+    changed = {gid for gid, g in state.groups.items() if before.get(gid) != g}
+    assert changed == {pl.chunk_group_id(1, 1000 // pl.FLOOD_CHUNK)}
