@@ -209,15 +209,15 @@ def port_flows(p: PortBinding) -> list[Flow]:
     # a VM would otherwise meet the trunk's VLAN translation.
     flows = [Flow(INGRESS, PRIO_DROP_TAGGED,
                   _m(in_port=p.ofport, vlan_vid=(OFPVID_PRESENT, OFPVID_PRESENT)))]
-    policy = p.policy
+    policy, profile = p.policy, _profile(p)
     if policy is not None and policy.admit is not None:
-        flows += _anti_spoof_flows(p.ofport, p.lid, policy, _profile(p))
+        flows += _anti_spoof_flows(p.ofport, p.lid, policy, profile)
     elif p.firewall is not None:
         # Nothing to check the sources against, but IP still goes through
         # the port's security groups.
         flows += [Flow(INGRESS, PRIO_PORT_IP, _m(in_port=p.ofport, eth_src=policy.mac,
                                                  eth_type=t),
-                       actions=sgf.enter(p.ofport, _profile(p)), metadata=p.lid,
+                       actions=sgf.enter(p.ofport, profile), metadata=p.lid,
                        goto=EGRESS_CT)
                   for t in (ETH_IPV4, ETH_IPV6)]
     if policy is not None and policy.mac:
@@ -235,7 +235,7 @@ def port_flows(p: PortBinding) -> list[Flow]:
         else:
             flows.append(Flow(ETH_DST, PRIO_LEARNED,
                               _m(metadata=(p.lid, METADATA_MASK), eth_dst=p.mac),
-                              actions=sgf.enter(p.ofport, _profile(p)), goto=INGRESS_CT))
+                              actions=sgf.enter(p.ofport, profile), goto=INGRESS_CT))
     return flows
 
 
@@ -351,20 +351,25 @@ def _chunk_group(group_id: int, members: tuple[PortBinding, ...]) -> Group:
     return Group(group_id, tuple(_port_bucket(p) for p in members))
 
 
+def _flood(group_id: int, buckets: tuple, uplinks: list[UplinkBinding],
+           tunnels: list[TunnelBinding] = ()) -> Group:
+    """Ports' buckets (:func:`port_buckets`), then uplinks and tunnels; OVS
+    never sends a bucket back out in_port."""
+    uplinks = sorted(uplinks, key=lambda u: u.ofport)
+    return Group(group_id, (*buckets, *(_out(u.ofport, u.vid) for u in uplinks),
+                            *(_tun_out(t) for t in sorted(tunnels, key=lambda t: t.ofport))))
+
+
 def flood_group(lid: int, ports: list[PortBinding], uplinks: list[UplinkBinding],
-                tunnels: list[TunnelBinding] = (), buckets: tuple | None = None) -> Group:
-    """All of the network's ports; OVS never sends a bucket back out in_port.
-    ``buckets``: the ports' as :func:`port_buckets` gave them."""
-    if buckets is None:
-        buckets = port_buckets(lid, ports)[1]
-    return Group(lid, (*buckets,
-                       *(_out(u.ofport, u.vid) for u in sorted(uplinks, key=lambda u: u.ofport)),
-                       *(_tun_out(t) for t in sorted(tunnels, key=lambda t: t.ofport))))
+                tunnels: list[TunnelBinding] = ()) -> Group:
+    """All of the network's ports (past FLOOD_CHUNK, as the chunk groups
+    :func:`network_floods` also returns), uplinks and tunnels."""
+    return _flood(lid, port_buckets(lid, ports)[1], uplinks, tunnels)
 
 
 def local_flood(lid: int, uplinks: list[UplinkBinding], buckets: tuple) -> tuple[Flow, Group]:
     """Split horizon: what came from a tunnel floods to local ports only."""
-    group = flood_group(lid | FROM_TUNNEL, [], uplinks, buckets=buckets)
+    group = _flood(lid | FROM_TUNNEL, buckets, uplinks)
     flow = Flow(ETH_DST, PRIO_FLOOD_LOCAL, _m(metadata=(lid | FROM_TUNNEL, TUNNEL_META_MASK)),
                 actions=(("group", lid | FROM_TUNNEL),))
     return flow, group
@@ -418,8 +423,7 @@ def network_floods(lid: int, ports: list[PortBinding], uplinks: list[UplinkBindi
     tunnels, to its local ports only (for frames that came from a tunnel)."""
     # Chunks first: a group may only chain to groups the switch has.
     groups, buckets = port_buckets(lid, ports)
-    groups = dict(groups)
-    groups[lid] = flood_group(lid, ports, uplinks, tunnels, buckets)
+    groups[lid] = _flood(lid, buckets, uplinks, tunnels)
     flows = [flood_flow(lid)]
     if tunnels:
         flow, group = local_flood(lid, uplinks, buckets)
