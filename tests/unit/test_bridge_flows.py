@@ -113,18 +113,10 @@ def _filtered_ports(count: int) -> list[pl.PortBinding]:
 
 
 def test_a_large_network_floods_through_chunks_each_one_group_mod():
-    from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
-
     from ovsbr.openflow import messages
+    from tests.unit.test_barriers import RecordingDatapath
 
-    class Datapath:
-        ofproto, ofproto_parser, xid = ofproto_v1_3, ofproto_v1_3_parser, 0
-
-        def set_xid(self, msg):
-            self.xid += 1
-            msg.set_xid(self.xid)
-
-    dp = Datapath()
+    dp = RecordingDatapath()
     ports = _filtered_ports(2000)  # one group of 2,000 such buckets: 128,000 bytes
     _, groups = pl.static_state(ports, [pl.UplinkBinding(3000, 1, 100)])
     for group in groups.values():  # os-ken refuses a message over 65,535 bytes
