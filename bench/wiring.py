@@ -9,9 +9,11 @@ single    with N ports wired, 200 more declared, their devices created one by
           one (up, as libvirt brings a tap up), each as soon as the last is
           bound; latency from the device's creation to the agent's report
           ("bound": on openvswitch, numbered by ovs-vswitchd and its flows
-          sent). Next to it: the baseline's last ports, and on openvswitch
+          sent). Next to it: the baseline's last ports, and the datapath's
+          floor, the same arrival with no agent: on openvswitch
           ovs-vswitchd's own time from a device appearing to its OpenFlow
-          port, rows already there and no agent running (the floor).
+          port (rows already there), on linuxbridge a plain pyroute2 loop
+          that puts each device in its bridge when the kernel announces it.
 restart   the agent is stopped (SIGTERM) and started again with N ports wired;
           time until the new agent reports all bound, and pings lost by a
           steady 20/s stream between two VMs across it.
@@ -35,7 +37,7 @@ from ovsbr.testing.agent import Agent
 from ovsbr.testing.netns import NetEnv, delete_links, make_veths, run, wait_for
 
 SINGLE = 200
-FLOOR = 50  # ports timed for ovs-vswitchd's own cost
+FLOOR = 50  # ports timed for the datapath's own cost (the floor)
 
 
 make_devices, delete_devices = make_veths, delete_links
@@ -147,12 +149,66 @@ class LinuxBridge(Datapath):
                 t0 = time.perf_counter()
                 subprocess.run(["ip", "link", "set", "dev", dev, "master", bridge], check=True)
                 times.append(time.perf_counter() - t0)
+            time.sleep(1.0)  # quiet first, as before the single phase
+            self.floor_ms = self.floor(bridges[-1])
             return times
         finally:
             for bridge in bridges:
                 run(["ip", "link", "del", bridge], check=False)
 
     baseline_name = "ip link set DEV master BR, per port"
+
+    def floor(self, bridge: str) -> list[float]:
+        """ms from a device appearing to its being in ``bridge``, by plain
+        pyroute2 alone: the counterpart of :meth:`OpenvSwitch.floor`.
+
+        The same arrival as the single phase (:func:`appear`, with the N
+        devices already in bridges), and the least any agent must do: hear
+        the kernel announce the link (RTM_NEWLINK on a socket bound to link
+        events) and set its master. No lookups, no state, no report. The
+        ``ip link set master`` baseline left out the device's creation,
+        which the agent's figure includes, and added an ``ip`` process's
+        start, which no agent pays.
+        """
+        import threading
+
+        from pyroute2 import IPRoute
+
+        extra = [f"{self.prefix}f{i}" for i in range(SINGLE)]  # cheap: as many as the agent's
+        wired = {dev: threading.Event() for dev in extra}
+        ready, stop = threading.Event(), threading.Event()
+
+        def wire() -> None:
+            # pyroute2's sockets belong to the thread that made them.
+            with IPRoute() as events, IPRoute() as ipr:
+                events.bind()
+                master = ipr.link_lookup(ifname=bridge)[0]
+                ready.set()
+                while not stop.is_set():  # get() blocks; the teardown's events wake it
+                    for msg in events.get():
+                        done = wired.get(msg.get_attr("IFLA_IFNAME"))
+                        if (msg["event"] == "RTM_NEWLINK" and done is not None
+                                and not done.is_set()):
+                            ipr.link("set", index=msg["index"], master=master)
+                            done.set()
+
+        thread = threading.Thread(target=wire, daemon=True)
+        thread.start()
+        try:
+            if not ready.wait(10):
+                raise TimeoutError("the floor's pyroute2 loop did not start")
+            times = []
+            for dev in extra:
+                t0 = time.perf_counter()
+                appear(dev)
+                if not wired[dev].wait(30):
+                    raise TimeoutError(f"{dev} not put in {bridge} by the floor's loop")
+                times.append((time.perf_counter() - t0) * 1000)
+            return times
+        finally:
+            stop.set()
+            delete_devices(extra)
+            thread.join(5)
 
     def cleanup(self) -> None:
         out = run(["ip", "-o", "link", "show", "type", "bridge"]).stdout
@@ -417,7 +473,7 @@ def main(sizes: list[int], drivers: list[str],
                 ovs.stop()
     cols = ["driver", "code", "N", "bulk s", "ports/s", "baseline s", "ovsbr/baseline speed",
             "single p50 ms", "p95", "p99", "baseline single p50/p99 ms",
-            "ovs-vswitchd alone p50/p99 ms",
+            "floor p50/p99 ms",
             "restart adopt s", "pings lost",
             "RSS MB 0", "RSS MB N", "agent CPU ms/port bulk/single"]
     rows = [[r["driver"], r["code"], r["n"], r["bulk_s"], r["bulk_ports_per_s"], r["baseline_s"],
