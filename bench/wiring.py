@@ -37,7 +37,6 @@ from ovsbr.testing.agent import Agent
 from ovsbr.testing.netns import NetEnv, delete_links, make_veths, run, wait_for
 
 SINGLE = 200
-FLOOR = 50  # ports timed for the datapath's own cost (the floor)
 
 
 make_devices, delete_devices = make_veths, delete_links
@@ -174,7 +173,7 @@ class LinuxBridge(Datapath):
 
         from pyroute2 import IPRoute
 
-        extra = [f"{self.prefix}f{i}" for i in range(SINGLE)]  # cheap: as many as the agent's
+        extra = [f"{self.prefix}f{i}" for i in range(SINGLE)]
         wired = {dev: threading.Event() for dev in extra}
         ready, stop = threading.Event(), threading.Event()
 
@@ -252,11 +251,15 @@ class OpenvSwitch(Datapath):
         """ms from a device appearing to its OpenFlow port, ovs-vswitchd alone.
 
         The same arrival as the single phase, with no agent: the Port rows
-        exist first (as ovsbr prepares them for declared ports, and as
-        os-vif plugs before a guest boots), devices appear one by one, and
-        each is timed until ovs-vswitchd has numbered it, read through a
-        client that keeps its OVSDB replica (ovsdbapp, as the agent). No
-        agent can report a port wired before this.
+        of as many ports exist first (as ovsbr prepares them for declared
+        ports, and as os-vif plugs before a guest boots), devices appear one
+        by one, and each is timed until ovs-vswitchd has numbered it, read
+        through a client that keeps its OVSDB replica (ovsdbapp, as the
+        agent). No agent can report a port wired before this. As many
+        samples as the single phase: ovs-vswitchd's time per port grows with
+        the ports it has (it reconfigures them all when a device appears),
+        and the single phase's last port arrives with N + 200 on the bridge;
+        a floor of 50 ended at N + 50 and looked cheaper than it is.
         """
         with warnings.catch_warnings():  # python-ovs imports eventlet, deprecated
             warnings.simplefilter("ignore")
@@ -267,7 +270,7 @@ class OpenvSwitch(Datapath):
         helper.register_all()
         conn = connection.Connection(connection.OvsdbIdl(self.ovs.connection, helper), 60)
         api = impl_idl.OvsdbIdl(conn)
-        extra = [f"{self.prefix}f{i}" for i in range(FLOOR)]
+        extra = [f"{self.prefix}f{i}" for i in range(SINGLE)]
         try:
             with api.transaction(check_error=True) as txn:
                 for dev in extra:
