@@ -243,7 +243,10 @@ class OpenvSwitch(Datapath):
         measured the loop), then the floor (no per-port baseline: the floor
         is that)."""
         bridge = f"{self.prefix}base"
-        self.ovs.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev")
+        # ovs-vswitchd may still be tearing the agent's bridge down (minutes
+        # at 5,000 ports on a userspace datapath).
+        self.ovs.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev",
+                       wait=600)
         try:
             with self._ovsdb() as api:
                 wanted = set(devices)

@@ -161,9 +161,11 @@ class OvsSandbox:
             shutil.rmtree(self.rundir, ignore_errors=True)
 
     # -- observation -----------------------------------------------------------
-    def vsctl(self, *args: str, check: bool = True):
-        return self._cmd(["ovs-vsctl", f"--db={self.connection}", "--timeout=10", *args],
-                         check=check)
+    def vsctl(self, *args: str, check: bool = True, wait: int = 10):
+        """ovs-vsctl on the sandbox; ``wait``: seconds it may wait for
+        ovs-vswitchd (longer after a teardown of thousands of ports)."""
+        return self._cmd(["ovs-vsctl", f"--db={self.connection}", f"--timeout={wait}", *args],
+                         check=check, timeout=wait + 20)
 
     def ofctl(self, *args: str, check: bool = True):
         return self._cmd(["ovs-ofctl", "-O", "OpenFlow13", *args], check=check)
