@@ -28,8 +28,11 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
+
+from pyroute2 import IPRoute
 
 from bench import common
 from ovsbr.model import Topology
@@ -171,10 +174,6 @@ class LinuxBridge(Datapath):
         which the agent's figure includes, and added an ``ip`` process's
         start, which no agent pays.
         """
-        import threading
-
-        from pyroute2 import IPRoute
-
         extra = [f"{self.prefix}f{i}" for i in range(SINGLE)]
         wired = {dev: threading.Event() for dev in extra}
         ready, stop = threading.Event(), threading.Event()
