@@ -187,3 +187,25 @@ class OvsSandbox:
 
     def bridges(self) -> list[str]:
         return self.vsctl("list-br").stdout.split()
+
+    def report(self, bridge: str, log_lines: int = 40) -> str:
+        """The switch as it stands, for a failure report: is its controller
+        connected (and what ovs-vswitchd says about the connection), its
+        OpenFlow ports, flows and groups, the datapath's flows, and the end of
+        ovs-vswitchd's log (where a controller connection's failures are)."""
+        parts = []
+        for cmd, args in ((self.vsctl, ("--columns=target,is_connected,status",
+                                        "list", "Controller")),
+                          (self.ofctl, ("dump-ports-desc", bridge)),
+                          (self.ofctl, ("dump-flows", bridge)),
+                          (self.ofctl, ("dump-groups", bridge)),
+                          (self.appctl, ("dpctl/dump-flows",))):
+            res = cmd(*args, check=False)
+            parts.append(f"$ {' '.join(args)}\n{res.stdout}{res.stderr}")
+        try:
+            with open(self._path("ovs-vswitchd.log")) as f:
+                tail = f.readlines()[-log_lines:]
+        except OSError as e:
+            tail = [f"({e})\n"]
+        parts.append("ovs-vswitchd.log:\n" + "".join(tail))
+        return "\n".join(parts)

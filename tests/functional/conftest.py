@@ -42,12 +42,14 @@ def pytest_runtest_makereport(item, call):
     if report.when != "call" or not report.failed:
         return
     for value in getattr(item, "funcargs", {}).values():
-        if isinstance(value, Harness):
+        # A Harness, or multihost.MultiHost (which imports this module).
+        if callable(getattr(value, "diagnose", None)):
             try:
                 text = value.diagnose()
             except Exception as e:  # the report must not hide the failure
                 text = f"(could not read the datapath: {e})"
-            report.sections.append((f"datapath {value.name}", text))
+            name = getattr(value, "name", type(value).__name__)
+            report.sections.append((f"datapath {name}", text))
 
 
 @pytest.fixture(autouse=True)
@@ -193,8 +195,10 @@ class Harness:
             agent.close()
 
     def diagnose(self) -> str:
-        """The datapath's forwarding state, as text for a failure report."""
-        return "\n".join(self._diagnostics())
+        """The datapath's forwarding state and the agents' logs, as text for
+        a failure report."""
+        logs = (f"agent log {agent.log}:\n{agent.tail(40)}" for agent in self.agents)
+        return "\n".join([*self._diagnostics(), *logs])
 
     def _diagnostics(self):
         return ()

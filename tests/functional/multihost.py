@@ -74,6 +74,17 @@ class MultiHost:
         for ovs in self.sandboxes:
             ovs.stop()
 
+    def diagnose(self) -> str:
+        """Each host's switch (openvswitch) and agent log, for a failure report
+        (conftest's pytest_runtest_makereport)."""
+        parts = []
+        for name, agent in self.agents.items():
+            ovs = getattr(self.hosts[name], "ovs", None)
+            if ovs is not None:
+                parts.append(f"== {name}: switch br-int\n{ovs.report('br-int')}")
+            parts.append(f"== {name}: agent log\n{agent.tail(40)}")
+        return "\n".join(parts)
+
     def cli(self, *args):
         return next(iter(self.agents.values())).cli(*args)
 

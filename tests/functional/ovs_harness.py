@@ -41,10 +41,7 @@ class OvsHarness(Harness):
         }
 
     def _diagnostics(self):
-        ovs, br = self.ovs, self.br_int
-        for cmd, args in ((ovs.ofctl, ("dump-ports-desc", br)), (ovs.ofctl, ("dump-flows", br)),
-                          (ovs.ofctl, ("dump-groups", br)), (ovs.appctl, ("dpctl/dump-flows",))):
-            yield self._shown(args, cmd(*args, check=False))
+        yield self.ovs.report(self.br_int)
 
     def wired_into(self, tap: str) -> str | None:
         res = self.ovs.vsctl("--if-exists", "get", "Port", tap, "external_ids:ovsbr-network",
