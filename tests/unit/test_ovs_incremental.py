@@ -62,7 +62,7 @@ class World:
         if status:
             ids["iface-status"] = status
         iface = NS(uuid=f"i{self.serial}", name=name, type=itype, ofport=[], error=[],
-                   external_ids=ids)
+                   external_ids=ids, ofport_request=[])
         port_ids = {"ovsbr-network": network, "ovsbr-added": "true"} if network else {}
         port = NS(uuid=f"p{self.serial}", name=name if same_name else f"port-{name}",
                   interfaces=[iface], external_ids=port_ids)
@@ -102,11 +102,12 @@ class World:
         self._moved(src, befores[0])
         self._moved(dst, befores[1])
 
-    def set_iface(self, k, ofport, error, status):
+    def set_iface(self, k, ofport, error, status, request=None):
         if not self.ifaces:
             return
         iface = sorted(self.ifaces.values(), key=lambda i: i.uuid)[k % len(self.ifaces)]
         iface.ofport = [ofport] if ofport else []
+        iface.ofport_request = [request] if request else []
         iface.error = [error] if error else []
         ids = dict(iface.external_ids)
         ids.pop("iface-status", None)
@@ -161,7 +162,8 @@ change = st.one_of(
     st.tuples(st.just("move_port"), st.integers(0, 9)),
     st.tuples(st.just("set_iface"), st.integers(0, 9), st.sampled_from([None, 1, 2, 7]),
               st.sampled_from([None, "No such device"]),
-              st.sampled_from([None, "active", "inactive"])),
+              st.sampled_from([None, "active", "inactive"]),
+              st.sampled_from([None, 32768, 32769])),
     st.tuples(st.just("mark_port"), st.integers(0, 9), st.sampled_from([None, "n1", "n2"])),
     st.tuples(st.just("record_network"), st.integers(3, 4)),
     st.tuples(st.just("set_link"), st.sampled_from(NAMES), st.booleans(), st.booleans(),
@@ -179,7 +181,8 @@ def test_moved_on_equals_a_whole_look(steps):
             getattr(world, name)(*args)
         view, seen = world.look()
         whole = RowCache().view(world.tables(), "br-int")
-        for field in ("networks", "vm_ifaces", "ofports", "errors", "tunnels", "names"):
+        for field in ("networks", "vm_ifaces", "ofports", "errors", "tunnels", "names",
+                      "at", "requests"):
             assert getattr(view, field) == getattr(whole, field), field
         full = observe.observe(whole, world.links.values())
         assert dataclasses.asdict(seen) == dataclasses.asdict(full)

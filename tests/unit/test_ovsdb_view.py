@@ -11,9 +11,10 @@ def _tables(*bridges, ports=(), ifaces=()):
             "Interface": NS(rows={i.uuid: i for i in ifaces})}
 
 
-def _iface(uuid, name, ofport=None, itype="", error=None, **ids):
+def _iface(uuid, name, ofport=None, itype="", error=None, request=None, **ids):
     return NS(uuid=uuid, name=name, type=itype, ofport=[ofport] if ofport else [],
-              error=[error] if error else [], external_ids=ids)
+              error=[error] if error else [], external_ids=ids,
+              ofport_request=[request] if request else [])
 
 
 def _port(uuid, name, ifaces, **ids):
@@ -122,3 +123,25 @@ def test_changed_names_follow_row_notices():
     cache.forget("Interface", "i1", "vnet0")
     assert cache.take_changed() is None
     assert cache.take_changed() == set()
+
+
+def test_requested_numbers_and_who_has_a_number():
+    br, ports, ifaces = _world()
+    prepared = _iface("i4", "vnet1", request=32768, **{"iface-status": "inactive"})
+    pprep = _port("p4", "vnet1", [prepared], **{"ovsbr-network": "n1", "ovsbr-added": "true",
+                                                "ovsbr-port": "web1"})
+    br.ports.append(pprep)
+    cache = RowCache()
+    tables = _tables(br, ports=[*ports, pprep], ifaces=[*ifaces, prepared])
+    view = cache.view(tables, "br-int")
+    assert (view.vm_ifaces["vnet1"].port, view.vm_ifaces["vnet1"].requested) == ("web1", 32768)
+    assert view.requests == {32768: 1}
+    assert view.at == {5: {"vnet0"}, 1: {"int-br-ex"}, 2: {"vx-c0000202"}}
+    # ovs-vswitchd numbers it as asked; then the row goes.
+    prepared.ofport = [32768]
+    cache.forget("Interface", "i4", "vnet1")
+    assert cache.view(tables, "br-int").at[32768] == {"vnet1"}
+    br.ports.remove(pprep)
+    cache.forget("Bridge", "b1", "br-int", {"vnet1"})
+    view = cache.view(tables, "br-int")
+    assert 32768 not in view.at and not view.requests

@@ -23,6 +23,7 @@ from ovsbr.drivers.openvswitch.view import (
     NET_KEY,
     OWNED,
     PHYSNET,
+    PORT_NAME,
     PORT_NET,
     TUNNEL_KEY,
     BridgeView,
@@ -32,7 +33,6 @@ from ovsbr.drivers.openvswitch.view import (
 from ovsbr.exceptions import DriverError
 from ovsbr.privileges import group_of
 
-PORT_NAME = "ovsbr-port"
 # Only the columns ovsbr reads: Interface statistics change every few
 # seconds and would wake the agent for nothing.
 COLUMNS = {
@@ -41,8 +41,8 @@ COLUMNS = {
     "Bridge": ["name", "ports", "external_ids", "datapath_type", "fail_mode",
                "protocols", "controller", "other_config"],
     "Port": ["name", "interfaces", "external_ids"],
-    "Interface": ["name", "type", "ofport", "error", "external_ids", "options",
-                  "mtu_request"],
+    "Interface": ["name", "type", "ofport", "ofport_request", "error", "external_ids",
+                  "options", "mtu_request"],
     "Controller": ["target", "connection_mode", "controller_rate_limit",
                    "controller_burst_limit"],
 }
@@ -289,14 +289,18 @@ class Ovsdb:
         self.api.del_port(name, if_exists=True).execute(check_error=True)
 
     def write_port(self, name: str, add: bool, port_ids: Mapping[str, str],
-                   iface_ids: Mapping[str, str], mtu: int | None) -> None:
-        """Add the Port (if ``add``) and set its and its Interface's columns."""
+                   iface_ids: Mapping[str, str], mtu: int | None,
+                   ofport_request: int | None = None) -> None:
+        """Add the Port (if ``add``) and set its and its Interface's columns;
+        ``ofport_request``: the OpenFlow port to ask ovs-vswitchd for."""
         if add:
             self._add(self.api.add_port(self.bridge, name, may_exist=True))
         self._add(self.api.db_set("Port", name, ("external_ids", dict(port_ids))))
         cols = [("external_ids", dict(iface_ids))]
         if mtu:
             cols.append(("mtu_request", mtu))
+        if ofport_request is not None:
+            cols.append(("ofport_request", ofport_request))
         self._add(self.api.db_set("Interface", name, *cols))
 
     def release_port(self, name: str) -> None:

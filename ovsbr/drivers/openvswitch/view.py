@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 NET_KEY = "ovsbr-net-"
 OWNED = "ovsbr-owned"
 PORT_NET = "ovsbr-network"
+PORT_NAME = "ovsbr-port"
 ADDED = "ovsbr-added"
 PHYSNET = "ovsbr-physnet"
 TUNNEL_KEY = "ovsbr-tunnel"  # external_ids of a tunnel port: its remote endpoint
@@ -61,6 +62,7 @@ class IfaceRow(NamedTuple):
     ofport: int | None
     error: str | None
     status: str | None  # external_ids:iface-status
+    ofport_request: int | None
 
 
 def uuids(row, column: str) -> tuple:
@@ -87,7 +89,8 @@ def _port(row) -> PortRow:
 def _iface(row) -> IfaceRow:
     ids = row.external_ids
     return IfaceRow(row.name, row.type, ids.get("attached-mac"), ids.get("iface-id"),
-                    _scalar(row.ofport), _scalar(row.error), ids.get("iface-status"))
+                    _scalar(row.ofport), _scalar(row.error), ids.get("iface-status"),
+                    _scalar(row.ofport_request))
 
 
 EXTRACT: dict[str, Callable[[Any], tuple]] = {
@@ -116,6 +119,8 @@ class VmIface:
     network: str | None  # the ovsbr network its Port is marked with
     added: bool  # ovsbr created the Port row (and removes it)
     status: str | None = None  # iface-status: "inactive" while only prepared
+    port: str | None = None  # the ovsbr port its Port row is marked with
+    requested: int | None = None  # ofport_request: the OpenFlow port asked for
 
 
 @dataclasses.dataclass
@@ -132,6 +137,12 @@ class BridgeView:
     errors: dict[str, str]  # interfaces ovs-vswitchd could not open, and why
     tunnels: set[str]  # names of ovsbr's tunnel ports
     names: collections.Counter  # every interface name in OVSDB, on any bridge
+    # OpenFlow port -> the br-int interfaces that have it (one, in any
+    # snapshot OVS gives); and the numbers VM interfaces asked for
+    # (ofport_request), counted: no number in either is free for another
+    # port (bindings.OfportRequests).
+    at: dict[int, set[str]] = dataclasses.field(default_factory=dict)
+    requests: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
 
 class PortEntry(NamedTuple):
@@ -235,7 +246,8 @@ class RowCache:
             vm_iface = None
             if vm and iface.type not in NOT_VM:
                 vm_iface = VmIface(iface.name, iface.type, iface.mac, iface.iface_id,
-                                   ids.get(PORT_NET), ids.get(ADDED) == "true", iface.status)
+                                   ids.get(PORT_NET), ids.get(ADDED) == "true", iface.status,
+                                   ids.get(PORT_NAME), iface.ofport_request)
             ifaces.append((iface.name, ofport, iface.error, vm_iface))
         return PortEntry(port.name if TUNNEL_KEY in ids else None, tuple(ifaces))
 
@@ -248,10 +260,13 @@ class RowCache:
             self._holder[name] = puuid
             if ofport is not None:
                 view.ofports[name] = ofport
+                view.at.setdefault(ofport, set()).add(name)
             elif error:
                 view.errors[name] = error
             if vm_iface is not None:
                 view.vm_ifaces[name] = vm_iface
+                if vm_iface.requested is not None:
+                    view.requests[vm_iface.requested] += 1
 
     def _take(self, puuid) -> None:
         """Take a port's part out of the view (what another port holds stays)."""
@@ -264,9 +279,18 @@ class RowCache:
         for name, *_ in entry.ifaces:
             if self._holder.get(name) == puuid:
                 del self._holder[name]
-                view.ofports.pop(name, None)
+                ofport = view.ofports.pop(name, None)
+                holders = view.at.get(ofport)
+                if holders is not None:
+                    holders.discard(name)
+                    if not holders:
+                        del view.at[ofport]
                 view.errors.pop(name, None)
-                view.vm_ifaces.pop(name, None)
+                vm_iface = view.vm_ifaces.pop(name, None)
+                if vm_iface is not None and vm_iface.requested is not None:
+                    view.requests[vm_iface.requested] -= 1
+                    if not view.requests[vm_iface.requested]:
+                        del view.requests[vm_iface.requested]
 
     def _count(self, iuuid, iface_rows) -> None:
         names = self._view.names
