@@ -92,9 +92,14 @@ class OvsHarness(Harness):
             problems.append(f"flows of {len(gens)} agent generations: {sorted(gens)}")
         ingress = [int(m) for f in flows if "table=0," in f
                    for m in re.findall(r"in_port=(\d+)", f)]
-        stale = sorted({p for p in ingress if p not in ofports})
+        # A held row's flows are in place, under the number it asked for.
+        requested = {n for name, n in self._rows("Interface", "name,ofport_request").items()
+                     if name in held and n != -1}
+        stale = sorted({p for p in ingress if p not in ofports and p not in requested})
         if stale:
             problems.append(f"ingress flows for ports no longer there: {stale}")
+        if requested - set(ingress):
+            problems.append(f"held ports without their flows: {sorted(requested - set(ingress))}")
         return problems
 
     def _rows(self, table: str, columns: str) -> dict:

@@ -371,6 +371,65 @@ def test_port_declared_before_its_tap_is_held_ready(ovsh):
     ovsh.assert_converged(agent)
 
 
+def _in_port_flows(ovsh, ofport: int) -> list[str]:
+    return [f for f in ovsh.ovs.flows(ovsh.br_int) if f"in_port={ofport}," in f]
+
+
+def _declared_late(ovsh):
+    """An agent with p1 bound and p2 declared for a tap not there yet; p2's
+    requested OpenFlow port."""
+    agent = ovsh.agent()
+    agent.cli("network", "create", "n1", "--type", "local")
+    vm1 = ovsh.vm("a", 1)
+    late = f"{ovsh.env.prefix}b"  # ovsh.vm("b", ...)'s tap
+    agent.cli("port", "create", "p1", "--network", "n1", "--device", vm1.tap)
+    agent.cli("port", "create", "p2", "--network", "n1", "--device", late)
+    agent.start()
+    agent.wait_ports(["p1"])
+    wait_for(lambda: ovsh.ovs.get("Interface", late, "ofport_request") not in ("", "[]"),
+             10, what="p2's row asking for an OpenFlow port")
+    return agent, vm1, late, int(ovsh.ovs.get("Interface", late, "ofport_request"))
+
+
+def test_a_prepared_ports_flows_are_in_place_before_its_tap(ovsh):
+    """A declared port's row asks for an OpenFlow port from the upper half
+    (ovs-vswitchd picks none there itself), and its flows go to the switch
+    under that number before the tap exists: when the tap appears,
+    ovs-vswitchd gives it that number and the port forwards without waiting
+    for flows."""
+    agent, vm1, late, request = _declared_late(ovsh)
+    assert request >= 32768
+    wait_for(lambda: _in_port_flows(ovsh, request), 10, what="p2's flows before its tap")
+    assert ovsh.ovs.get("Interface", late, "ofport") == "-1"  # no tap: not opened
+    assert agent.port_status("p2") == "waiting"
+    vm2 = ovsh.vm("b", 2)
+    agent.wait_ports(["p2"], timeout=10)
+    assert ovsh.ovs.get("Interface", late, "ofport") == str(request)
+    assert vm1.can_ping(vm2.ip)
+    ovsh.assert_converged(agent)
+
+
+def test_a_number_another_interface_takes_is_given_up(ovsh):
+    """Someone else asks for the number a prepared port asked for, and gets
+    it (its device exists): the port's flows for that number go, and the
+    port takes the number ovs-vswitchd gives its tap instead."""
+    agent, vm1, late, request = _declared_late(ovsh)
+    wait_for(lambda: _in_port_flows(ovsh, request), 10, what="p2's flows before its tap")
+    other = ovsh.env.veths(1, "o")[0]
+    ovsh.ovs.vsctl("add-port", ovsh.br_int, other, "--", "set", "Interface", other,
+                   f"ofport_request={request}")
+    wait_for(lambda: ovsh.ovs.get("Interface", other, "ofport") == str(request), 10,
+             what="the other interface numbered as it asked")
+    wait_for(lambda: not _in_port_flows(ovsh, request), 10,
+             what="p2's flows off the number another interface has")
+    vm2 = ovsh.vm("b", 2)
+    agent.wait_ports(["p2"], timeout=10)
+    ofport = int(ovsh.ovs.get("Interface", late, "ofport"))
+    assert ofport not in (request, -1)
+    assert _in_port_flows(ovsh, ofport) and not _in_port_flows(ovsh, request)
+    assert vm1.can_ping(vm2.ip)
+
+
 def test_bound_waits_for_the_switch_to_apply_the_ports_flows(ovsh):
     """"bound" once ovs-vswitchd confirmed the port's flows (a barrier's
     reply), not once they were sent: with ovs-vswitchd stopped after the

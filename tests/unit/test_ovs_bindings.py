@@ -62,12 +62,14 @@ def test_stale_rows_ovsbr_added_are_the_vanished_ones():
 def test_port_bindings_and_who_cannot_forward_yet():
     desired = topo()
     bound = {"p0": Device("vnet0"), "p3": Device("vnet3")}
-    ports, cache, not_ready = bindings.port_bindings(desired, bound, view(), {}, "br-int")
+    ports, cache, not_ready, devices = bindings.port_bindings(
+        desired, bound, view(), {}, "br-int")
     assert [(b.ofport, b.lid, b.mac) for b in ports] == [(5, 3, "52:54:00:00:00:01")]
+    assert devices == {"p0": "vnet0", "p3": "vnet3"}
     assert ports[0].policy.mac == "52:54:00:00:00:01"  # port security, from the policy
     assert not_ready["p3"].failed and "No such device" in not_ready["p3"].reason
     # Unchanged next time: the very same binding object comes back.
-    again, _, _ = bindings.port_bindings(desired, bound, view(), cache, "br-int")
+    again, *_ = bindings.port_bindings(desired, bound, view(), cache, "br-int")
     assert again[0] is ports[0]
 
 
@@ -114,7 +116,7 @@ def test_bindings_moved_on_for_the_ports_a_change_reached():
     del v.errors["vnet3"]
     bound = {"p3": Device("vnet3"), "p8": Device("vnet0")}
     assert kept.update(desired, bound, v, "br-int", frozenset({"p0", "p3", "p8"}))
-    ports, _, not_ready = bindings.port_bindings(desired, bound, v, {}, "br-int")
+    ports, _, not_ready, _ = bindings.port_bindings(desired, bound, v, {}, "br-int")
     assert sorted(kept.bindings(), key=lambda b: b.ofport) == sorted(
         ports, key=lambda b: b.ofport)
     assert kept.not_ready == not_ready == {}
@@ -122,3 +124,115 @@ def test_bindings_moved_on_for_the_ports_a_change_reached():
     assert kept.update(topo(), bound, view(), "br-int", frozenset())
     assert [b.ofport for b in kept.bindings()] == [5]
     assert set(kept.not_ready) == {"p3"}
+
+
+def prepared_view(request=32768, *, other=None):
+    """view() with p8's row prepared on vnet8 asking for ``request``
+    (``other``: (name, ofport) of another interface on br-int)."""
+    v = view()
+    v.vm_ifaces["vnet8"] = VmIface("vnet8", "", None, None, "n1", True, "inactive",
+                                   "p8", request)
+    v.errors["vnet8"] = "could not open network device vnet8 (No such device)"
+    v.requests[request] += 1
+    v.at.update({n: {name} for name, n in v.ofports.items()})
+    if other:
+        v.ofports[other[0]] = other[1]
+        v.at[other[1]] = {other[0]}
+    return v
+
+
+def test_a_prepared_port_is_bound_by_the_number_it_asked_for_before_its_tap():
+    desired, bound = topo(), {"p0": Device("vnet0")}
+    ports, cache, not_ready, devices = bindings.port_bindings(
+        desired, bound, prepared_view(), {}, "br-int")
+    assert sorted(b.ofport for b in ports) == [5, 32768]
+    assert devices == {"p0": "vnet0", "p8": "vnet8"}
+    assert not_ready == {}  # waiting for its tap: the reconciler's status, not ours
+    # The tap appears: bound, not numbered yet, then numbered as asked: the
+    # same binding object all along, so the app has nothing to send.
+    v = prepared_view()
+    del v.errors["vnet8"]
+    bound = {"p0": Device("vnet0"), "p8": Device("vnet8")}
+    tap, *_ = bindings.port_bindings(desired, bound, v, cache, "br-int")
+    assert next(b for b in tap if b.ofport == 32768) is next(b for b in ports if b.ofport == 32768)
+    v.ofports["vnet8"], v.at[32768] = 32768, {"vnet8"}
+    numbered, _, not_ready, _ = bindings.port_bindings(desired, bound, v, cache, "br-int")
+    assert not_ready == {}
+    assert next(b for b in numbered if b.ofport == 32768) is next(
+        b for b in ports if b.ofport == 32768)
+
+
+def test_a_port_given_another_number_than_it_asked_for_follows_it():
+    desired, bound = topo(), {"p0": Device("vnet0"), "p8": Device("vnet8")}
+    v = prepared_view()
+    del v.errors["vnet8"]
+    v.ofports["vnet8"], v.at[7] = 7, {"vnet8"}  # ovs-vswitchd could not give 32768
+    ports, _, not_ready, _ = bindings.port_bindings(desired, bound, v, {}, "br-int")
+    assert sorted(b.ofport for b in ports) == [5, 7] and not_ready == {}
+
+
+def test_a_number_someone_else_has_binds_nothing_until_numbered():
+    desired = topo()
+    # Another interface holds the number, or asked for it too: flows for it
+    # would be that interface's.
+    for v in (prepared_view(other=("tap-x", 32768)), prepared_view()):
+        if "tap-x" not in v.ofports:
+            v.requests[32768] += 1
+        ports, *_ = bindings.port_bindings(desired, {"p0": Device("vnet0")}, v, {}, "br-int")
+        assert [b.ofport for b in ports] == [5]
+        bound = {"p0": Device("vnet0"), "p8": Device("vnet8")}
+        ports, _, not_ready, _ = bindings.port_bindings(desired, bound, v, {}, "br-int")
+        assert [b.ofport for b in ports] == [5] and "p8" in not_ready
+
+
+def test_a_prepared_port_is_bound_when_a_change_reaches_it():
+    desired, v = topo(), view()
+    kept = bindings.PortBindings()
+    bound = {"p0": Device("vnet0")}
+    kept.update(desired, bound, v, "br-int", None)
+    # p8's row is written (the view moves on in place), then it goes.
+    v.vm_ifaces["vnet8"] = VmIface("vnet8", "", None, None, "n1", True, "inactive", "p8", 32769)
+    v.requests[32769] += 1
+    assert kept.update(desired, bound, v, "br-int", frozenset({"p8"}))
+    assert sorted(b.ofport for b in kept.bindings()) == [5, 32769]
+    assert kept.port_at(32769) == "p8" and kept.not_ready == {}
+    full, *_ = bindings.port_bindings(desired, bound, v, {}, "br-int")
+    assert sorted(b.ofport for b in full) == [5, 32769]
+    gone = Topology.from_dict({**desired.to_dict(), "ports": [
+        p for p in desired.to_dict()["ports"] if p["name"] != "p8"]})
+    kept._for = (gone, v)  # the same desired object as this update's
+    assert kept.update(gone, bound, v, "br-int", frozenset({"p8"}))
+    assert [b.ofport for b in kept.bindings()] == [5]
+
+
+def test_requests_come_from_the_upper_half_and_skip_what_is_taken(monkeypatch):
+    v = prepared_view(32770, other=("tap-x", 32769))
+    req = bindings.OfportRequests()
+    assert req.pick("a", v) == 32768
+    assert req.pick("b", v) == 32771  # 32769 numbered, 32770 asked for
+    assert req.pick("a", v) == 32772  # asked again: a new number, the old one freed
+    assert req.pick("c", v) == 32773
+    # Rows the view shows are forgotten here (the view keeps them taken);
+    # a forgotten row's number is free again once the picks wrap around.
+    v.vm_ifaces["a"] = VmIface("a", "", None, None, "n1", True, "inactive", "pa", 32772)
+    v.requests[32772] += 1
+    req.seen(v)
+    req.forget("b")
+    monkeypatch.setattr(bindings, "REQUEST_LAST", 32773)
+    assert req.pick("d", v) == 32768  # after 32773: wraps to the first free one
+    assert req.pick("e", v) == 32771
+    assert req.pick("f", v) is None  # 32768-32773 all taken
+
+
+def test_a_prepared_port_whose_number_another_interface_takes_is_unbound():
+    desired, v = topo(), prepared_view()
+    kept = bindings.PortBindings()
+    bound = {"p0": Device("vnet0")}
+    kept.update(desired, bound, v, "br-int", None)
+    assert kept.port_at(32768) == "p8"
+    assert kept.displaced(v, {"vnet8", "vnet0"}) == set()  # its own row, another number
+    # Someone adds an interface asking for the same number, and gets it.
+    v.ofports["tap-x"], v.at[32768] = 32768, {"tap-x"}
+    assert kept.displaced(v, {"tap-x"}) == {"p8"}
+    kept.update(desired, bound, v, "br-int", frozenset({"p8"}))
+    assert [b.ofport for b in kept.bindings()] == [5] and kept.port_at(32768) is None

@@ -19,6 +19,10 @@ from ovsbr.openflow import pipeline as pl
 from ovsbr.secgroups.policy import port_policy
 
 TUNNEL_PREFIX = {"vxlan": "vx", "geneve": "gn"}
+# The OpenFlow ports ovsbr asks for: ovs-vswitchd chooses numbers itself
+# only below 32768 (ofproto.c, alloc_ofp_port) and keeps the upper half for
+# requests; OFPP_MAX (0xff00) and above are reserved ports.
+REQUEST_FIRST, REQUEST_LAST = 32768, 0xFEFF
 # Device name -> ((port, ofport, lid, groups' policy), binding): last reconcile's.
 BindingCache = dict[str, tuple[tuple, pl.PortBinding]]
 
@@ -47,48 +51,139 @@ def wanted_tunnels(overlays: Mapping[str, Overlay]) -> dict[str, tuple[str, str]
     return wanted
 
 
+class OfportRequests:
+    """The OpenFlow port ovsbr asks ovs-vswitchd for, for a Port row it adds.
+
+    Why ask: a port's flows name its OpenFlow port. Left to ovs-vswitchd,
+    the number is known only once the tap exists and ovs-vswitchd has opened
+    it, and the port then waits for its flows and a barrier's round trip
+    (about 10 ms of a new port's 25-45 at 100 ports, bench wiring). Asked
+    for when the port is prepared, the number is known before the tap: the
+    flows are in place when it appears, and the port forwards as soon as
+    ovs-vswitchd has numbered it.
+
+    Numbers come from the upper half of the range, where ovs-vswitchd never
+    picks one itself, so an interface ovsbr does not know cannot take one
+    while the tap is missing; one already taken or asked for in the view
+    (or asked for here since) is skipped. ovs-vswitchd gives a port whose
+    number is taken another one, and the binding then follows that.
+    """
+
+    def __init__(self) -> None:
+        self._next = REQUEST_FIRST
+        self._asked: dict[str, int] = {}  # interface -> number, not in a view yet
+        self._taken: set[int] = set()  # their numbers
+
+    def pick(self, name: str, view: BridgeView) -> int | None:
+        """A free number for interface ``name`` (None: the range is full)."""
+        span = REQUEST_LAST - REQUEST_FIRST + 1
+        n = self._next if REQUEST_FIRST <= self._next <= REQUEST_LAST else REQUEST_FIRST
+        for _ in range(span):
+            after = REQUEST_FIRST + (n + 1 - REQUEST_FIRST) % span
+            if n not in view.at and n not in view.requests and n not in self._taken:
+                self._next = after
+                old = self._asked.pop(name, None)
+                if old is not None:
+                    self._taken.discard(old)
+                self._asked[name] = n
+                self._taken.add(n)
+                return n
+            n = after
+        return None
+
+    def seen(self, view: BridgeView) -> None:
+        """Forget the rows the view now shows: it keeps their numbers taken
+        (a row not in it yet may be in a transaction not reported yet)."""
+        if self._asked:
+            for name in [n for n in self._asked if n in view.vm_ifaces]:
+                self.forget(name)
+
+    def forget(self, name: str) -> None:
+        """Interface ``name``'s row is gone, or the view has it."""
+        self._taken.discard(self._asked.pop(name, None))
+
+
+def requested_port(view: BridgeView, name: str) -> int | None:
+    """The OpenFlow port interface ``name`` asked for, while it is its own:
+    no other interface has that number or asked for it too."""
+    iface = view.vm_ifaces.get(name)
+    n = iface.requested if iface is not None else None
+    if n is None or view.at.get(n, {name}) != {name} or view.requests[n] != 1:
+        return None
+    return n
+
+
+def prepared_device(pname: str, desired: Topology, view: BridgeView,
+                    bound: Mapping[str, Device]) -> str | None:
+    """The device of a port prepared on br-int with a requested OpenFlow
+    port and no tap yet: its flows can be in place before the tap is."""
+    port = desired.ports.get(pname)
+    if port is None or pname in bound or not port.device or port.device in view.ofports:
+        return None
+    iface = view.vm_ifaces.get(port.device)
+    if (iface is None or iface.port != pname or iface.network != port.network
+            or requested_port(view, port.device) is None):
+        return None
+    return port.device
+
+
 def port_bindings(desired: Topology, bound: Mapping[str, Device], view: BridgeView,
                   last: BindingCache, bridge: str
-                  ) -> tuple[list[pl.PortBinding], BindingCache, dict[str, NotReady]]:
-    """The VM ports' bindings, the cache for next time, and who cannot forward.
+                  ) -> tuple[list[pl.PortBinding], BindingCache, dict[str, NotReady],
+                             dict[str, str]]:
+    """The VM ports' bindings, the cache for next time, who cannot forward,
+    and port -> device of every port bound or prepared.
 
     A port is ready once ovs-vswitchd gave its interface an OpenFlow port.
+    Its flows go out as soon as its number is known: the one it asked for
+    (:class:`OfportRequests`), before the tap exists for a prepared port.
     Most bindings are the same as last time (same Port object, ofport and
     network id): those are reused, which also makes the app's comparison an
     identity check.
     """
     cache: BindingCache = {}
     not_ready: dict[str, NotReady] = {}
+    devices = {}
     for pname, dev in bound.items():
-        _bind(pname, dev, desired, view, last, bridge, cache, not_ready)
-    return [b for _, b in cache.values()], cache, not_ready
+        devices[pname] = dev.name
+        _bind(pname, dev.name, desired, view, last, bridge, cache, not_ready)
+    for iface in view.vm_ifaces.values():
+        device = prepared_device(iface.port, desired, view, bound) if iface.port else None
+        if device == iface.name:
+            devices[iface.port] = device
+            _bind(iface.port, device, desired, view, last, bridge, cache, None)
+    return [b for _, b in cache.values()], cache, not_ready, devices
 
 
-def _bind(pname: str, dev: Device, desired: Topology, view: BridgeView, last: BindingCache,
-          bridge: str, cache: BindingCache, not_ready: dict[str, NotReady]) -> None:
-    """One bound port: its binding into ``cache``, or why not into ``not_ready``."""
+def _bind(pname: str, device: str, desired: Topology, view: BridgeView, last: BindingCache,
+          bridge: str, cache: BindingCache, not_ready: dict[str, NotReady] | None) -> None:
+    """One port: its binding into ``cache``; why it cannot forward yet into
+    ``not_ready`` (None: a prepared port, whose status is the reconciler's)."""
     port = desired.ports[pname]
     lid = view.networks.get(port.network, (None,))[0]
     if lid is None:
         return
-    ofport = view.ofports.get(dev.name)
-    if ofport is not None:
+    ofport = view.ofports.get(device)
+    number = ofport if ofport is not None else requested_port(view, device)
+    if number is not None:
         # A port's groups can change while the port does not (rules,
         # members): a filtered port's policy is part of the key
         # (memoised, so the same value comes back while nothing changed).
         filtered = port_policy(port, desired) if port.security_groups else None
-        key = (port, ofport, lid, filtered)
-        binding = last.get(dev.name)
+        key = (port, number, lid, filtered)
+        binding = last.get(device)
         if binding is None or binding[0] != key:
-            binding = (key, pl.PortBinding(ofport, lid, port.mac,
+            binding = (key, pl.PortBinding(number, lid, port.mac,
                                            filtered or port_policy(port)))
-        cache[dev.name] = binding
-    elif dev.name in view.errors:
+        cache[device] = binding
+    if ofport is not None or not_ready is None:
+        return
+    if device in view.errors:
         not_ready[pname] = NotReady(
-            f"ovs-vswitchd cannot open {dev.name}: {view.errors[dev.name]}", True)
+            f"ovs-vswitchd cannot open {device}: {view.errors[device]}", True)
     else:
         not_ready[pname] = NotReady(
-            f"{dev.name} is on {bridge}; waiting for ovs-vswitchd to give it an "
+            f"{device} is on {bridge}; waiting for ovs-vswitchd to give it an "
             "OpenFlow port")
 
 
@@ -105,7 +200,7 @@ class PortBindings:
     def __init__(self) -> None:
         self.cache: BindingCache = {}  # device -> (key, binding)
         self.not_ready: dict[str, NotReady] = {}
-        self._device: dict[str, str] = {}  # port -> the device bound for it
+        self._device: dict[str, str] = {}  # port -> the device bound (or prepared) for it
         self._at: dict[int, str] = {}  # ofport -> the port bound there
         self._for: tuple = (None, None)  # (desired, view) of the last update
 
@@ -116,8 +211,8 @@ class PortBindings:
         self._for = (desired, view)
         if changed is None or desired is not last_desired or view is not last_view:
             old = self.cache
-            _, self.cache, self.not_ready = port_bindings(desired, bound, view, old, bridge)
-            self._device = {p: d.name for p, d in bound.items()}
+            _, self.cache, self.not_ready, self._device = port_bindings(
+                desired, bound, view, old, bridge)
             self._at = {b.ofport: key[0].name for key, b in self.cache.values()}
             return True
         cache, popped = self.cache, {}
@@ -132,13 +227,29 @@ class PortBindings:
         touched = set(popped)
         for name in changed:
             dev = bound.get(name)
-            if dev is not None:
-                self._device[name] = dev.name
-                touched.add(dev.name)
-                _bind(name, dev, desired, view, popped, bridge, cache, self.not_ready)
-                if dev.name in cache:
-                    self._at[cache[dev.name][1].ofport] = name
+            device = dev.name if dev is not None else prepared_device(name, desired, view, bound)
+            if device is not None:
+                self._device[name] = device
+                touched.add(device)
+                _bind(name, device, desired, view, popped, bridge, cache,
+                      self.not_ready if dev is not None else None)
+                if device in cache:
+                    self._at[cache[device][1].ofport] = name
         return any(cache.get(d) is not popped.get(d) for d in touched)
+
+    def displaced(self, view: BridgeView, names: Iterable[str]) -> set[str]:
+        """The ports bound by a requested number that another of the
+        interfaces ``names`` (which changed) now has or asks for too: bound
+        there, their flows would be that interface's. Reached again, they
+        lose the binding (:func:`requested_port`) until they are numbered."""
+        ports = set()
+        for name in names:
+            iface = view.vm_ifaces.get(name)
+            for n in (view.ofports.get(name), iface.requested if iface else None):
+                port = self._at.get(n) if n is not None else None
+                if port is not None and self._device.get(port) != name:
+                    ports.add(port)
+        return ports
 
     def port_at(self, ofport: int) -> str | None:
         """The port bound at an OpenFlow port number, if any."""

@@ -28,8 +28,8 @@ from ovsbr.drivers.base import (
 )
 from ovsbr.drivers.openvswitch import bindings, controller, kernel, observe
 from ovsbr.drivers.openvswitch.observe import ACTIVE, INACTIVE
-from ovsbr.drivers.openvswitch.ovsdb import PORT_NAME, Ovsdb
-from ovsbr.drivers.openvswitch.view import ADDED, OWNED, PORT_NET, BridgeView
+from ovsbr.drivers.openvswitch.ovsdb import Ovsdb
+from ovsbr.drivers.openvswitch.view import ADDED, OWNED, PORT_NAME, PORT_NET, BridgeView
 from ovsbr.exceptions import ConfigError, DriverError
 from ovsbr.model import IFNAME_RE, NETWORK_TYPES, Network, Port, Topology, effective_mtu
 from ovsbr.openflow import pipeline as pl
@@ -61,6 +61,8 @@ class OpenvSwitchDriver(Driver):
         # vanished taps: only then is the check worth its walk of every row.
         self._taps_gone = True
         self._ports = bindings.PortBindings()
+        self._requests = bindings.OfportRequests()
+        self._names: set[str] | None = None  # interfaces changed, for the next sync
         self._sent: tuple | None = None  # the uplink and tunnel bindings last sent
         # The last observation and the view object it was made from: moved
         # on in place while the view is (see observe.see_change).
@@ -174,6 +176,7 @@ class OpenvSwitchDriver(Driver):
                 if now is None or (old is not None and old.name != now.name):
                     self._taps_gone = True
         view = self._view()
+        self._names = names
         seen = self._seen
         if names is None or links is None or seen is None or seen[0] is not view:
             observed = observe.observe(view, self.links.snapshot().values())
@@ -261,11 +264,16 @@ class OpenvSwitchDriver(Driver):
             iface_ids["attached-mac"] = port.mac
         if iface_id:
             iface_ids["iface-id"] = iface_id
-        self.db.write_port(name, add, port_ids, iface_ids, effective_mtu(net))
+        # A row ovsbr adds asks for its OpenFlow port (bindings.OfportRequests):
+        # its flows can go out before ovs-vswitchd has numbered it.
+        request = (self._requests.pick(name, self.db.last_view() or observe.EMPTY_VIEW)
+                   if add else None)
+        self.db.write_port(name, add, port_ids, iface_ids, effective_mtu(net), request)
 
     def unplug(self, device: Device) -> None:
         with self._batch():
             self.db.release_port(device.name)
+        self._requests.forget(device.name)
 
     def sync(self, desired: Topology, bound: Mapping[str, Device],
              changed: frozenset[str] | None = None) -> dict[str, NotReady]:
@@ -278,12 +286,18 @@ class OpenvSwitchDriver(Driver):
         agent (``on_event``), whose next sync finds the port applied.
         Only the ``changed`` ports' bindings are read again after a device
         event (bindings.PortBindings), and the app hears of them only when
-        a binding moved.
+        a binding moved. Prepared ports are bound too, by the OpenFlow port
+        their row asked for: their flows are applied before their tap
+        appears, and the port is ready once ovs-vswitchd gives it that number.
         """
         self._forget_vanished()
         view = self.db.view()
         if view is None:
             return {}
+        self._requests.seen(view)
+        if changed is not None and self._names:
+            changed = changed | self._ports.displaced(view, self._names)
+        self._names = None
         moved = self._ports.update(desired, bound, view, self.br_int, changed)
         rest = (bindings.uplink_bindings(desired, view, self.mappings),
                 bindings.tunnel_bindings(self._overlay, view))
