@@ -275,9 +275,22 @@ class L2LearningApp(app_manager.OSKenApp):
         br.barrier_at = time.monotonic()
 
     # -- switch life cycle ---------------------------------------------------
-    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
-    def _features(self, ev):
-        dp = ev.msg.datapath
+    @set_ev_cls(ofp_event.EventOFPStateChange, MAIN_DISPATCHER)
+    def _switch_ready(self, ev):
+        """A switch finished os-ken's handshake: read what is on it (for the
+        take-over, :meth:`_flow_stats`).
+
+        Not on the features reply: os-ken's handshake runs on the
+        connection's thread (the features reply sets the switch's id, and
+        the port description reply moves it to MAIN_DISPATCHER), which hands
+        each reply to the handlers of the state it is in when the reply
+        arrives; this app's handlers run on its own thread. Asked for from
+        the features reply, the stats could come back before MAIN and be
+        dropped, and the switch then stayed connected with no flows (seen
+        under TCG; tests/functional/test_controller_runtime.py makes the
+        handshake slow on purpose). From MAIN on, every reply reaches us.
+        """
+        dp = ev.datapath
         with self.lock:
             br = self.bridge(dp.id, f"dpid-{dp.id:016x}")
             br.datapath, br.synced, br.stats_done = dp, False, False
