@@ -100,6 +100,7 @@ class Agent:
         self._port_docs = st.PortDocs()
         self._not_ready: frozenset[str] = frozenset()  # at the last reconcile
         self._overlay_key: tuple | None = None
+        self._overlays_again = False  # program the overlays even if unchanged
         self._say = SayOnce()
         self._actions = Applier(driver, self._say)
 
@@ -198,8 +199,10 @@ class Agent:
             self.driver.resync()
         except Exception:
             LOG.exception("full resync of the datapath failed")
-        # Failed networks are retried; overlays are programmed whole again.
-        self.state = dataclasses.replace(self.state, networks={}, overlays=None)
+        # Failed networks are retried; overlays are programmed whole again
+        # (and logged only where they changed: not every resync_interval).
+        self.state = dataclasses.replace(self.state, networks={})
+        self._overlay_key, self._overlays_again = None, True
         self._say.reset()
         self._resynced = self._full_next = True
 
@@ -327,9 +330,9 @@ class Agent:
         wanted = {name: ov for name, ov in overlays(topo, self.host, self.local_ip).items()
                   if name not in networks and name in desired.networks}
         last = self.state.overlays
-        if wanted != last:
+        if wanted != last or self._overlays_again:
             self.driver.set_overlay(wanted)
-        self._overlay_key = key
+        self._overlay_key, self._overlays_again = key, False
         if wanted == last:
             return last
         last = last or {}

@@ -7,6 +7,7 @@ revision 2 exactly while a reconcile of revision 1 is between planning and
 programming overlays; what the driver is told must still be one revision.
 """
 
+import logging
 import threading
 import time
 
@@ -100,3 +101,29 @@ def test_one_reconcile_sees_one_revision():
     finally:
         agent.stop()
         store.release.set()
+
+
+def test_a_resync_programs_overlays_again_and_logs_only_changes(caplog):
+    store = Store()
+    store.release.set()  # both revisions at once: no race here
+    driver = Driver_(store)
+    agent = Agent(store, driver, "h1", resync_interval=300)
+    driver.agent = agent
+    agent.start()
+    try:
+        deadline = time.monotonic() + 5
+        while (agent.desired is None or agent.desired.revision != 2) and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
+        with caplog.at_level(logging.INFO, logger="ovsbr.agent.service"):
+            agent.reconcile()
+        assert [r for r in caplog.records if r.getMessage().startswith("overlay ")]
+        driver.seen.clear()
+        caplog.clear()
+        agent._full_resync()
+        with caplog.at_level(logging.INFO, logger="ovsbr.agent.service"):
+            agent.reconcile()
+        assert ("overlay", ["198.51.100.2"]) in driver.seen  # programmed whole again
+        assert not [r for r in caplog.records if r.getMessage().startswith("overlay ")]
+    finally:
+        agent.stop()
