@@ -171,6 +171,19 @@ class Agent:
             raise TimeoutError(f"{e}; statuses {[self.port_status(p) for p in ports]}; "
                                f"log:\n{self.tail()}") from None
 
+    def excerpt(self, head: int = 40, tail: int = 20) -> str:
+        """The log's start (startup, connections, first reconciles) and end,
+        for a failure report: a tail alone can be all periodic lines."""
+        try:
+            with open(self.log) as f:
+                lines = f.readlines()
+        except OSError:
+            return ""
+        if len(lines) > head + tail:
+            lines = [*lines[:head], f"... ({len(lines) - head - tail} lines)\n",
+                     *lines[-tail:]]
+        return textwrap.indent("".join(lines), "  ")
+
     def tail(self, lines: int = 30) -> str:
         try:
             with open(self.log) as f:

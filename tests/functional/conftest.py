@@ -197,7 +197,7 @@ class Harness:
     def diagnose(self) -> str:
         """The datapath's forwarding state and the agents' logs, as text for
         a failure report."""
-        logs = (f"agent log {agent.log}:\n{agent.tail(40)}" for agent in self.agents)
+        logs = (f"agent log {agent.log}:\n{agent.excerpt()}" for agent in self.agents)
         return "\n".join([*self._diagnostics(), *logs])
 
     def _diagnostics(self):

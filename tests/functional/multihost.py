@@ -82,7 +82,7 @@ class MultiHost:
             ovs = getattr(self.hosts[name], "ovs", None)
             if ovs is not None:
                 parts.append(f"== {name}: switch br-int\n{ovs.report('br-int')}")
-            parts.append(f"== {name}: agent log\n{agent.tail(40)}")
+            parts.append(f"== {name}: agent log\n{agent.excerpt()}")
         return "\n".join(parts)
 
     def cli(self, *args):
