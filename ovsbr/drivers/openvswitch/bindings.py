@@ -52,7 +52,8 @@ def wanted_tunnels(overlays: Mapping[str, Overlay]) -> dict[str, tuple[str, str]
 
 
 class OfportRequests:
-    """The OpenFlow port ovsbr asks ovs-vswitchd for, for a Port row it adds.
+    """The OpenFlow port ovsbr asks ovs-vswitchd for, for a Port row it
+    prepares (a declared port whose tap is not there yet).
 
     Why ask: a port's flows name its OpenFlow port. Left to ovs-vswitchd,
     the number is known only once the tap exists and ovs-vswitchd has opened

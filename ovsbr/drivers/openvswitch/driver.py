@@ -264,10 +264,13 @@ class OpenvSwitchDriver(Driver):
             iface_ids["attached-mac"] = port.mac
         if iface_id:
             iface_ids["iface-id"] = iface_id
-        # A row ovsbr adds asks for its OpenFlow port (bindings.OfportRequests):
-        # its flows can go out before ovs-vswitchd has numbered it.
+        # A row prepared for a tap not there yet asks for its OpenFlow port
+        # (bindings.OfportRequests): its flows go out before the tap exists.
+        # A tap that exists is numbered in the reconfiguration its row
+        # causes; asking for those too made bulk wiring slower (1,000 ports:
+        # 3.6 s instead of 3.0, agent CPU 2.7 ms a port instead of 2.1).
         request = (self._requests.pick(name, self.db.last_view() or observe.EMPTY_VIEW)
-                   if add else None)
+                   if add and status == INACTIVE else None)
         self.db.write_port(name, add, port_ids, iface_ids, effective_mtu(net), request)
 
     def unplug(self, device: Device) -> None:
