@@ -70,9 +70,7 @@ class Driver_(Driver):
         if not self.store.release.is_set():
             # The store moves on while this reconcile is under way.
             self.store.release.set()
-            deadline = time.monotonic() + 5
-            while self.agent.desired.revision != 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            _until(lambda: self.agent.desired.revision == 2)
         return Observed(networks={"ov": NetworkState("ov", "fp")})
 
     def set_overlay(self, overlays):
@@ -83,16 +81,26 @@ class Driver_(Driver):
         return {}
 
 
-def test_one_reconcile_sees_one_revision():
-    store = Store()
+def _started(store: Store) -> tuple[Agent, Driver_]:
+    """An agent over the store and a recording driver, its loop started."""
     driver = Driver_(store)
     agent = Agent(store, driver, "h1", resync_interval=300)
     driver.agent = agent
     agent.start()
+    return agent, driver
+
+
+def _until(cond, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_one_reconcile_sees_one_revision():
+    store = Store()
+    agent, driver = _started(store)
     try:
-        deadline = time.monotonic() + 5
-        while agent.desired is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _until(lambda: agent.desired is not None)
         agent.reconcile()
         assert agent.desired.revision == 2, "the store did not move on mid-reconcile"
         assert driver.seen == [("overlay", ["198.51.100.1"]), ("sync", 1)]
@@ -106,15 +114,9 @@ def test_one_reconcile_sees_one_revision():
 def test_a_resync_programs_overlays_again_and_logs_only_changes(caplog):
     store = Store()
     store.release.set()  # both revisions at once: no race here
-    driver = Driver_(store)
-    agent = Agent(store, driver, "h1", resync_interval=300)
-    driver.agent = agent
-    agent.start()
+    agent, driver = _started(store)
     try:
-        deadline = time.monotonic() + 5
-        while (agent.desired is None or agent.desired.revision != 2) and \
-                time.monotonic() < deadline:
-            time.sleep(0.01)
+        _until(lambda: agent.desired is not None and agent.desired.revision == 2)
         with caplog.at_level(logging.INFO, logger="ovsbr.agent.service"):
             agent.reconcile()
         assert [r for r in caplog.records if r.getMessage().startswith("overlay ")]
