@@ -67,6 +67,11 @@ class BridgeState:
         # what is installed (flow stats): before that, old flows forward.
         self.bound = False
         self.stats_done = False
+        # Ports new before a take-over wait for it: the switch has no flows
+        # for them (a bridge the agent created, or after a take-over, whose
+        # flows a reconnecting switch keeps). Not at an agent's restart on
+        # a bridge it had: the previous generation's flows forward its ports.
+        self.hold_new = False
         self.static = BridgeFlows()  # what the static pipeline should hold
         self.pushed = False  # sent to the switch on this connection
         self.groups: dict[int, pl.Group] = {}
@@ -135,12 +140,13 @@ class L2LearningApp(app_manager.OSKenApp):
                 self._forget_learned(br, br.macs.forget_port(ofport))
                 br.unapplied.pop(ofport, None)
             added = new_ports.keys() - br.ports.keys()
-            if added and br.synced:
-                # Before this agent took the switch over (start, restart),
-                # the flows found there forward the ports it already had:
+            if added and (br.synced or br.hold_new):
+                # Before this agent took the switch over at a restart, the
+                # flows found there forward the ports it already had:
                 # waiting for the take-over's whole push (64,000 flow-mods
                 # at 1,000 filtered ports: seconds) would flap them to
-                # waiting. New ports after it wait for their flows.
+                # waiting. New ports otherwise wait for their flows (on a
+                # switch not connected yet: for the take-over's barrier).
                 br.seq += 1
                 br.unapplied.update(dict.fromkeys(added, br.seq))
             gone_lids = ({p.lid for p in br.ports.values()} |
@@ -156,6 +162,12 @@ class L2LearningApp(app_manager.OSKenApp):
                 self._apply_static(br)
             elif br.datapath is not None and br.stats_done:
                 self._take_over(br)
+
+    def new_bridge(self, dpid: int, name: str) -> None:
+        """The agent created this bridge: no flows forward its ports until
+        the app has taken the switch over (BridgeState.hold_new)."""
+        with self.lock:
+            self.bridge(dpid, name).hold_new = True
 
     def wait_connected(self, dpid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -413,7 +425,8 @@ class L2LearningApp(app_manager.OSKenApp):
             # the agent was down).
             for gid in sorted(br.existing_groups - set(br.groups)):
                 msgs.append(parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid))
-            self._send_then_barrier(br, [], msgs, force=True)
+            self._send_then_barrier(br, [], msgs, force=True)  # confirms held ports
+            br.hold_new = True
             if br.old_generations:
                 LOG.info("switch %s: generation %d installed, removed generations %s",
                          br.name, self.generation, sorted(br.old_generations))

@@ -5,6 +5,7 @@ import time
 
 from os_ken.controller import ofp_handler
 
+from ovsbr.openflow import pipeline as pl
 from ovsbr.openflow.runtime import ControllerRuntime
 from ovsbr.testing.netns import wait_for
 from tests.functional.conftest import DATAPATH_TYPE, free_port
@@ -63,6 +64,29 @@ def test_the_switch_is_taken_over_however_late_os_ken_reaches_main(ovs, env, mon
         ovs.vsctl("set-controller", bridge, f"tcp:127.0.0.1:{port}")
         assert app.wait_connected(0xAB, 15), "switch connected but never taken over"
         assert any("CONTROLLER:128" in f for f in ovs.flows(bridge))
+    finally:
+        runtime.stop()
+        ovs.vsctl("--if-exists", "del-br", bridge, check=False)
+
+
+def test_ports_of_a_new_bridge_wait_until_the_switch_has_their_flows(ovs, env):
+    """On a bridge the agent created there are no flows to forward its
+    ports: they are not applied (so not reported bound) before the switch
+    connects, and are once the take-over's barrier is answered."""
+    bridge, port = f"{env.prefix}rn", free_port()
+    runtime = ControllerRuntime("ovsbr.openflow.l2_learning", ("127.0.0.1", port))
+    try:
+        app = runtime.start()["ovsbr_l2"]
+        ovs.vsctl("add-br", bridge, "--", "set", "bridge", bridge,
+                  f"datapath_type={DATAPATH_TYPE}", "protocols=OpenFlow13", "fail_mode=secure",
+                  "other_config:datapath-id=00000000000000ac")
+        app.new_bridge(0xAC, bridge)
+        app.set_bindings(0xAC, bridge, [pl.PortBinding(7, 1)], [])
+        time.sleep(1)
+        assert app.unapplied(0xAC) == [7]  # no switch, no flows
+        ovs.vsctl("set-controller", bridge, f"tcp:127.0.0.1:{port}")
+        wait_for(lambda: app.unapplied(0xAC) == [], 15, what="port 7 applied after take-over")
+        assert any("in_port=7" in f for f in ovs.flows(bridge))
     finally:
         runtime.stop()
         ovs.vsctl("--if-exists", "del-br", bridge, check=False)

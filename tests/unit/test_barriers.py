@@ -93,3 +93,22 @@ def test_ports_bound_before_the_take_over_are_not_held(monkeypatch):
     br.synced = False  # the agent's start: the switch's flows forward them
     app.set_bindings(dp.id, "br-test", [pl.PortBinding(5, 1)], [])
     assert app.unapplied(dp.id) == []
+
+
+def test_on_a_bridge_without_flows_ports_wait_for_the_take_over(monkeypatch):
+    """A bridge the agent created has no flows: its ports are held until
+    the take-over's barrier is answered; after a take-over, so are ports new
+    while the switch is away (it keeps the flows it had, not theirs)."""
+    app, br, dp, woken = _app(monkeypatch)
+    br.datapath, br.synced = None, False
+    app.new_bridge(dp.id, "br-test")
+    app.set_bindings(dp.id, "br-test", [pl.PortBinding(5, 1)], [])
+    assert app.unapplied(dp.id) == [5] and not _barriers(dp)
+    br.datapath = dp  # the switch connects; its flow stats said nothing is there
+    app._take_over(br)
+    assert app.unapplied(dp.id) == [5]
+    _reply(app, dp, _barriers(dp)[-1])
+    assert app.unapplied(dp.id) == [] and woken
+    br.datapath, br.synced = None, False  # gone again
+    app.set_bindings(dp.id, "br-test", [pl.PortBinding(5, 1), pl.PortBinding(6, 1)], [])
+    assert app.unapplied(dp.id) == [6]

@@ -149,9 +149,10 @@ class OpenvSwitchDriver(Driver):
                               "controller but Open vSwitch has no SSL key and "
                               "certificate of its own (ovs-vsctl set-ssl KEY CERT CA)")
         with self.db.lock:
-            self.db.ensure_integration_bridge(self.ovs.datapath_type, self.dpid,
-                                              self.controller_target(),
-                                              self.conf.openflow.packet_in_rate)
+            if self.db.ensure_integration_bridge(self.ovs.datapath_type, self.dpid,
+                                                 self.controller_target(),
+                                                 self.conf.openflow.packet_in_rate):
+                self.app.new_bridge(self.dpid, self.br_int)
             for physnet, bridge in sorted(self.mappings.items()):
                 self.db.ensure_patch(physnet, bridge, *bindings.patch_names(bridge))
 
@@ -308,12 +309,19 @@ class OpenvSwitchDriver(Driver):
             self.app.set_bindings(self.dpid, self.br_int, self._ports.bindings(), *rest)
             self._sent = rest
         not_ready = dict(self._ports.not_ready)
-        for ofport in self.app.unapplied(self.dpid):
-            name = self._ports.port_at(ofport)
-            if name is not None:
-                not_ready[name] = NotReady(
-                    f"its flows are sent to {self.br_int}; waiting for ovs-vswitchd "
-                    "to confirm them applied (barrier)")
+        unapplied = self.app.unapplied(self.dpid)
+        if unapplied:
+            why = NotReady(
+                f"its flows are sent to {self.br_int}; waiting for ovs-vswitchd "
+                "to confirm them applied (barrier)")
+            if not self.app.switches().get(self.br_int):
+                why = NotReady(
+                    f"{self.br_int} has no flows for it yet: waiting for ovs-vswitchd "
+                    f"to connect to ovsbr's OpenFlow controller ({self.controller_target()})")
+            for ofport in unapplied:
+                name = self._ports.port_at(ofport)
+                if name is not None:
+                    not_ready[name] = why
         return not_ready
 
     def _forget_vanished(self) -> None:

@@ -245,9 +245,12 @@ class Ovsdb:
             command.execute(check_error=True)
 
     def ensure_integration_bridge(self, datapath_type: str, dpid: int, controller: str,
-                                  rate: int) -> None:
-        """br-int, secure, OpenFlow 1.3, with ovsbr's app as its only controller."""
+                                  rate: int) -> bool:
+        """br-int, secure, OpenFlow 1.3, with ovsbr's app as its only
+        controller; True when it had to be created (it has no flows)."""
         api, br = self.api, self.bridge
+        with self.conn.lock:
+            created = self._bridge_row(br) is None
         with api.transaction(check_error=True) as txn:
             txn.add(api.add_br(br, may_exist=True, datapath_type=datapath_type))
             txn.add(api.db_set(
@@ -264,6 +267,7 @@ class Ovsdb:
         api.db_set("Controller", ctrl.uuid, ("connection_mode", "out-of-band"),
                    ("controller_rate_limit", rate),
                    ("controller_burst_limit", max(25, rate // 4))).execute(check_error=True)
+        return created
 
     def ensure_patch(self, physnet: str, bridge: str, int_side: str, phy_side: str) -> None:
         api = self.api
