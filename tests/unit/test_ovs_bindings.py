@@ -236,3 +236,21 @@ def test_a_prepared_port_whose_number_another_interface_takes_is_unbound():
     assert kept.displaced(v, {"tap-x"}) == {"p8"}
     kept.update(desired, bound, v, "br-int", frozenset({"p8"}))
     assert [b.ofport for b in kept.bindings()] == [5] and kept.port_at(32768) is None
+
+
+def test_a_prepared_port_keeps_its_flows_while_its_tap_is_down_but_not_if_migrating():
+    desired, bound = topo(), {"p0": Device("vnet0")}
+    v = prepared_view()
+    del v.errors["vnet8"]
+    v.ofports["vnet8"], v.at[32768] = 32768, {"vnet8"}  # the tap is there, not up
+    ports, *_ = bindings.port_bindings(desired, bound, v, {}, "br-int")
+    assert sorted(b.ofport for b in ports) == [5, 32768]
+    v.ofports["vnet8"], v.at = 9, {9: {"vnet8"}}  # numbered otherwise: not by the request
+    ports, *_ = bindings.port_bindings(desired, bound, v, {}, "br-int")
+    assert [b.ofport for b in ports] == [5]
+    # Migrating here: its VM still runs on the source, its MAC's frames go there.
+    moving = Topology.from_dict({**desired.to_dict(), "ports": [
+        dict(p, host="h1", migrating_to="h2") if p["name"] == "p8" else p
+        for p in desired.to_dict()["ports"]]})
+    ports, *_ = bindings.port_bindings(moving, bound, prepared_view(), {}, "br-int")
+    assert [b.ofport for b in ports] == [5]
