@@ -17,8 +17,10 @@ the switch answered a barrier sent after its flows (:meth:`L2LearningApp.
 unapplied`). ovs-vswitchd applies flow-mods at its own pace (a few thousand
 a second on a busy userspace datapath), and a port reported bound while
 its flows still queue behind thousands of others cannot talk yet. Ports
-the agent binds before it has taken the switch over (its start) are not
-held back: the flows found on the switch forward them meanwhile.
+the agent binds before it has taken the switch over at a restart are not
+held back: the flows found on the switch forward them meanwhile. On a
+bridge the agent created there are none, and its ports wait for the
+take-over (:meth:`L2LearningApp.new_bridge`).
 """
 
 from __future__ import annotations
