@@ -318,7 +318,7 @@ def test_live_migration_wires_the_destination_before_the_switch(cloud):
              20, interval=0.3, what="source tap unwired")
     stored = {p["name"]: p for p in c.mh.agents[LB_HOST].cli_json("export")["ports"]}
     assert stored[a.id]["host"] == OVS_HOST and "migrating_to" not in stored[a.id]
-    assert lost <= 40, out  # 2 s at 20/s; measured 5-8 here
+    assert lost <= 40, out  # 2 s at 20/s; measured 16-22 here (2026-12-02)
 
 
 def test_neutron_security_groups_filter_on_the_wire(cloud):
