@@ -79,9 +79,15 @@ class MultiHost:
         (conftest's pytest_runtest_makereport)."""
         parts = []
         for name, agent in self.agents.items():
-            ovs = getattr(self.hosts[name], "ovs", None)
+            host = self.hosts[name]
+            ovs = getattr(host, "ovs", None)
             if ovs is not None:
                 parts.append(f"== {name}: switch br-int\n{ovs.report('br-int')}")
+            else:  # linuxbridge: its bridges, forwarding tables and filters
+                for args in (["bridge", "-d", "link", "show"], ["bridge", "fdb", "show"],
+                             ["nft", "list", "ruleset"]):
+                    res = host.exec(args, check=False)
+                    parts.append(f"== {name}: $ {' '.join(args)}\n{res.stdout}{res.stderr}")
             parts.append(f"== {name}: agent log\n{agent.excerpt()}")
         return "\n".join(parts)
 

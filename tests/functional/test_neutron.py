@@ -33,6 +33,7 @@ class Cloud:
     def __init__(self, mh: MultiHost, neutron: neutron_sandbox.Neutron):
         self.mh = mh
         self.neutron = neutron
+        self.diagnose = mh.diagnose  # a failure report shows every host (conftest)
         self.conn = neutron.connection()
         self.vms: dict[str, object] = {}
 
