@@ -69,10 +69,11 @@ class BridgeState:
         # what is installed (flow stats): before that, old flows forward.
         self.bound = False
         self.stats_done = False
-        # Ports new before a take-over wait for it: the switch has no flows
-        # for them (a bridge the agent created, or after a take-over, whose
-        # flows a reconnecting switch keeps). Not at an agent's restart on
-        # a bridge it had: the previous generation's flows forward its ports.
+        # Ports new while the switch is not taken over wait for the take-over
+        # (the switch has no flows for them): on a bridge the agent created,
+        # and after a first take-over (a reconnecting switch keeps only the
+        # flows it had). Not at an agent's restart on a bridge it had: the
+        # previous generation's flows forward the ports it already had.
         self.hold_new = False
         self.static = BridgeFlows()  # what the static pipeline should hold
         self.pushed = False  # sent to the switch on this connection

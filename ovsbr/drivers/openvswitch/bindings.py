@@ -123,7 +123,7 @@ def prepared_device(pname: str, desired: Topology, view: BridgeView,
     Not a port migrating here: until Nova switches it over, its VM and
     MAC are on the source host, and its flows here (frames to that MAC
     out of this port) would take its traffic (seen: 55 of 200 pings lost
-    in the live-migration test, against 5-8).
+    in the live-migration test, against 16-22 without).
     """
     port = desired.ports.get(pname)
     if port is None or pname in bound or not port.device or port.migrating_to:
