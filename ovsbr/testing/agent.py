@@ -174,22 +174,21 @@ class Agent:
     def excerpt(self, head: int = 40, tail: int = 20) -> str:
         """The log's start (startup, connections, first reconciles) and end,
         for a failure report: a tail alone can be all periodic lines."""
-        try:
-            with open(self.log) as f:
-                lines = f.readlines()
-        except OSError:
-            return ""
+        lines = self._lines()
         if len(lines) > head + tail:
             lines = [*lines[:head], f"... ({len(lines) - head - tail} lines)\n",
                      *lines[-tail:]]
         return textwrap.indent("".join(lines), "  ")
 
     def tail(self, lines: int = 30) -> str:
+        return textwrap.indent("".join(self._lines()[-lines:]), "  ")
+
+    def _lines(self) -> list[str]:
         try:
             with open(self.log) as f:
-                return textwrap.indent("".join(f.readlines()[-lines:]), "  ")
+                return f.readlines()
         except OSError:
-            return ""
+            return []
 
 
 def log_text(agent: Agent) -> str:
