@@ -2,10 +2,11 @@ import dataclasses
 
 import pytest
 
+from ovsbr.drivers.base import Device
 from ovsbr.drivers.linuxbridge import portsec
-from ovsbr.drivers.linuxbridge.filters import port_filter
+from ovsbr.drivers.linuxbridge.filters import PortFilters, port_filter
 from ovsbr.exceptions import FeatureMissing
-from ovsbr.model import Port
+from ovsbr.model import Network, Port, Topology
 from ovsbr.secgroups.policy import port_policy
 
 
@@ -114,3 +115,40 @@ def test_security_groups_keep_the_whole_table():
     f = port_filter_of("va", "52:54:00:00:00:01", None)
     stateful = portsec.PortFilter("va", dataclasses.replace(f.policy, firewall=object()))
     assert portsec.port_changes("t", {"va": None}, {"va": stateful}) is None
+
+
+class _RecordingPortSecurity:
+    def check(self, _wanted):
+        pass
+
+    def apply(self, filters, force=False, devices=None):
+        self.filters = dict(filters)
+
+
+def test_a_port_not_bound_on_an_ovsbr_bridge_stays_filtered():
+    """Fail closed: a port whose network or plug failed keeps its filter while
+    its tap is still on an ovsbr bridge; a tap elsewhere, or one a bound port
+    holds, is not filtered for it."""
+    net = Network("n", "local")
+    ports = {name: Port(name, "n", dev, mac=mac, ips=(ip,)) for name, dev, mac, ip in (
+        ("bound", "t1", "52:54:00:00:00:01", "192.0.2.1"),
+        ("stranded", "t2", "52:54:00:00:00:02", "192.0.2.2"),
+        ("loose", "t3", "52:54:00:00:00:03", "192.0.2.3"),
+        ("claims-t1", "t1", "52:54:00:00:00:04", "192.0.2.4"))}
+    topo = Topology(networks={"n": net}, ports=ports)
+    sec = _RecordingPortSecurity()
+    filters = PortFilters(sec)
+    on_bridge = {"t1": "ovsbr-n", "t2": "ovsbr-n"}
+    filters.follow(topo, {"bound": Device("t1", network="n")}, None, lambda n: f"ovsbr-{n}",
+                   on_bridge.get)
+    filters.apply()
+    assert set(sec.filters) == {"t1", "t2"}
+    assert sec.filters["t1"].policy.mac == "52:54:00:00:00:01"
+    assert sec.filters["t2"].policy.mac == "52:54:00:00:00:02"
+    assert sec.filters["t2"].bridge == "ovsbr-n"
+    # Its tap leaves the bridge (a device event): its filter goes.
+    del on_bridge["t2"]
+    filters.follow(topo, {"bound": Device("t1", network="n")}, {"stranded"},
+                   lambda n: f"ovsbr-{n}", on_bridge.get)
+    filters.apply()
+    assert set(sec.filters) == {"t1"}

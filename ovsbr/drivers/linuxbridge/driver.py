@@ -322,9 +322,17 @@ class LinuxBridgeDriver(Driver):
         forwards as soon as it is enslaved: nothing is ever pending.
         """
         with self._lock:
-            self.filters.follow(desired, bound, changed, self.bridge_name)
+            self.filters.follow(desired, bound, changed, self.bridge_name, self._bridge_of)
             self.filters.apply()
         return {}
+
+    def _bridge_of(self, device: str) -> str | None:
+        """The ovsbr bridge ``device`` is a port of, if any."""
+        link = self.links.by_name(device)
+        master = self.links.get(link.master) if link and link.master else None
+        if master is None or layout.bridge_mark(master, self.prefix) is None:
+            return None
+        return master.name
 
     def cleanup(self) -> None:
         self.portsec.remove()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from ovsbr.drivers.base import Device
 from ovsbr.drivers.linuxbridge.portsec import NftPortSecurity, PortFilter
 from ovsbr.exceptions import DriverError, FeatureMissing
-from ovsbr.model import Topology
+from ovsbr.model import Port, Topology
 from ovsbr.secgroups.policy import PortPolicy, port_policy
 
 
@@ -51,28 +51,48 @@ class PortFilters:
         self._touch(device)
 
     def follow(self, desired: Topology, bound: Mapping[str, Device],
-               changed: Iterable[str] | None, bridge_name: Callable[[str], str]) -> None:
+               changed: Iterable[str] | None, bridge_name: Callable[[str], str],
+               bridge_of: Callable[[str], str | None]) -> None:
         """A sync: the ``changed`` ports' filters when ``desired`` is the one
-        they follow (a device event), every bound port's otherwise."""
+        they follow (a device event), every port's otherwise.
+
+        A port not ``bound`` (its network failed to build, its plug failed)
+        whose tap ``bridge_of`` says still sits on an ovsbr bridge keeps being
+        filtered by its declared policy: the tap forwards where it was, and
+        an error must fail closed, not open."""
         if changed is None or desired is not self._for:
             self._filters, self._filtered, self._dirty = {}, {}, None
-            changed = bound.keys()
+            changed = desired.ports.keys()
         for name in changed:
             device = self._filtered.pop(name, None)
             if device is not None:
                 self._filters.pop(device, None)
                 self._touch(device)
+        stranded = []
         for name in changed:
-            dev = bound.get(name)
             port = desired.ports.get(name)
-            if dev is None or port is None:
+            if port is None:
                 continue
-            f = port_filter(dev.name, port_policy(port, desired), bridge_name(port.network))
-            if f is not None:
-                self._filters[dev.name] = f
-                self._filtered[name] = dev.name
-                self._touch(dev.name)
+            dev = bound.get(name)
+            if dev is None:
+                if port.device:
+                    stranded.append((name, port))
+                continue
+            self._set(name, dev.name, port, desired, bridge_name(port.network))
+        # After the bound ports: a device one of them holds is theirs.
+        for name, port in stranded:
+            if port.device not in self._filters and \
+                    (bridge := bridge_of(port.device)) is not None:
+                self._set(name, port.device, port, desired, bridge)
         self._for = desired
+
+    def _set(self, name: str, device: str, port: Port, desired: Topology,
+             bridge: str) -> None:
+        f = port_filter(device, port_policy(port, desired), bridge)
+        if f is not None:
+            self._filters[device] = f
+            self._filtered[name] = device
+            self._touch(device)
 
     def apply(self) -> None:
         """Send nftables what changed since the last apply."""
