@@ -26,7 +26,7 @@ from typing import Any
 from ovsbr.agent import incremental, reconciler
 from ovsbr.agent import state as st
 from ovsbr.agent.actions import Applier, SayOnce
-from ovsbr.agent.overlay import Overlay, overlays
+from ovsbr.agent.overlay import Overlay, OverlayCache
 from ovsbr.agent.reconciler import Mode, Outcome
 from ovsbr.drivers.base import Driver
 from ovsbr.exceptions import OvsbrError
@@ -78,6 +78,7 @@ class Agent:
         self.driver = driver
         self.host = host
         self.local_ip = local_ip
+        self._overlays = OverlayCache(host, local_ip)  # flood lists, per network
         self.resync_interval = resync_interval
         # Written by the store watcher only, read by the loop only.
         self.snapshot = st.DesiredSnapshot()
@@ -327,7 +328,7 @@ class Agent:
             return self.state.overlays
         self._overlay_key = None  # until the driver took them
         topo = snap.topology if snap.topology is not None else desired
-        wanted = {name: ov for name, ov in overlays(topo, self.host, self.local_ip).items()
+        wanted = {name: ov for name, ov in self._overlays(topo).items()
                   if name not in networks and name in desired.networks}
         last = self.state.overlays
         if wanted != last or self._overlays_again:
