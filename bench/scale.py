@@ -23,6 +23,12 @@ at random. Measured:
   has its host's share and overlay flood lists from it (agent_view);
 * flood lists: remote hosts per (host, overlay network) and tunnels per
   host, from the same overlays() the agents run.
+
+``--watchers W`` opens W watch streams instead of one per host: etcd's
+fan-out of each write to every stream (over its gRPC gateway, as etcd3gw
+and so every agent reads it) is what the write and update latencies grow
+with on one machine, and W = 1 shows them without it (side_by_side adds
+that row for this tree).
 """
 
 from __future__ import annotations
@@ -54,11 +60,13 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 if os.environ.get("OVSBR_CODE"):
     sys.path.insert(0, os.environ["OVSBR_CODE"])
 
+from ovsbr.agent import overlay as overlay_mod  # noqa: E402
 from ovsbr.agent.overlay import overlays  # noqa: E402
 from ovsbr.model import port_from_dict  # noqa: E402
 from ovsbr.testing.etcd_sandbox import EtcdSandbox  # noqa: E402
 
 PREFIX = "/bench"
+KEEPALIVE_THREADS = 8
 
 
 def step(what: str) -> None:
@@ -117,20 +125,26 @@ def other_hosts(url: str, conn) -> None:
     leases = conn.recv()
     stop = threading.Event()
 
-    def keepalive():
-        # Every lease renewed every TTL/3 (10 s / 3), spread evenly.
-        chunk, i = max(1, len(leases) // 33), 0
+    def keepalive(mine: list) -> None:
+        # Each lease renewed every TTL/3 (10 s / 3), spread evenly, by one of
+        # several threads as hosts renew in parallel: one thread in turn
+        # fell behind while etcd took 100,000 ports, and leases expired.
+        chunk, i = max(1, len(mine) // 33), 0
         ka = requests.Session()
         while not stop.wait(0.1):
-            for lease in leases[i:i + chunk]:
+            for lease in mine[i:i + chunk]:
                 try:
                     ka.post(url + "/v3/lease/keepalive", json={"ID": lease}, timeout=10)
                 except requests.RequestException:
-                    return  # etcd stopped: the run is over
-            i = (i + chunk) % len(leases)
-    threading.Thread(target=keepalive, daemon=True).start()
-    rev = conn.recv()
-    watchers = [Watcher(url, rev) for _ in leases]
+                    if stop.is_set():
+                        return  # etcd stopped: the run is over
+            i = (i + chunk) % len(mine)
+    for j in range(KEEPALIVE_THREADS):
+        if leases[j::KEEPALIVE_THREADS]:
+            threading.Thread(target=keepalive, args=(leases[j::KEEPALIVE_THREADS],),
+                             daemon=True).start()
+    rev, count = conn.recv()
+    watchers = [Watcher(url, rev) for _ in leases[:count]]
     for w in watchers:
         w.start()
     for w in watchers:
@@ -152,13 +166,17 @@ def main() -> int:
     parser.add_argument("--ports", type=int, default=10000)
     parser.add_argument("--networks", type=int, default=200)
     parser.add_argument("--writes", type=int, default=100)
+    parser.add_argument("--watchers", type=int, default=None,
+                        help="watch streams to open (default: one per host)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     rng = random.Random(7)
     etcd = EtcdSandbox().start()
     session = requests.Session()
     url = etcd.url
-    result: dict = {"hosts": args.hosts, "ports": args.ports, "networks": args.networks}
+    watchers = args.hosts if args.watchers is None else max(1, min(args.watchers, args.hosts))
+    result: dict = {"hosts": args.hosts, "ports": args.ports, "networks": args.networks,
+                    "watchers": watchers}
     # Forked before this process has any thread.
     conn, child_conn = multiprocessing.get_context("fork").Pipe()
     others = multiprocessing.get_context("fork").Process(
@@ -214,9 +232,9 @@ def main() -> int:
         topo = store.load()
         result["load_all_s"] = time.perf_counter() - t0
 
-        step(f"opening {args.hosts} watch streams")
-        # Watch fan-out: one stream per simulated host.
-        conn.send(etcd.revision() + 1)
+        step(f"opening {watchers} watch streams")
+        # Watch fan-out: one stream per simulated host (or --watchers).
+        conn.send((etcd.revision() + 1, watchers))
         conn.recv()  # every watch open
         time.sleep(1.0)
 
@@ -228,6 +246,11 @@ def main() -> int:
         from ovsbr.agent.state import DesiredSnapshot
         hv0_ip = "10.0.0.0"
 
+        # The agent's flood lists as it computes them (a tree from before
+        # the per-network cache computes all of them each time).
+        cache = getattr(overlay_mod, "OverlayCache", None)
+        flood_lists = cache("hv0", hv0_ip) if cache else (lambda t: overlays(t, "hv0", hv0_ip))
+
         def consume():
             # What an agent does with each topology before planning: its
             # host's share (the snapshot) and its overlays' flood lists.
@@ -235,7 +258,7 @@ def main() -> int:
                 if not isinstance(item, Exception):
                     t_yield = time.perf_counter()
                     DesiredSnapshot.of(item, "hv0")
-                    overlays(item, "hv0", hv0_ip)
+                    flood_lists(item)
                     yielded.append((t_yield, item.revision, time.perf_counter()))
         threading.Thread(target=consume, daemon=True).start()
         common_wait = time.monotonic() + 60
@@ -321,8 +344,8 @@ def main() -> int:
         # is reading would block on its buffer lock.
         etcd.remove()
     rows = [[k, v] for k, v in result.items()]
-    print(common.table(f"scale: {args.hosts} simulated hosts, {args.ports} ports, "
-                       f"{args.networks} vxlan networks, one local etcd",
+    print(common.table(f"scale: {args.hosts} simulated hosts ({watchers} watching), "
+                       f"{args.ports} ports, {args.networks} vxlan networks, one local etcd",
                        ["figure", "value"], rows))
     print("json:", common.write("scale", result))
     if args.json:
@@ -338,7 +361,12 @@ def side_by_side(sizes: list[int], codes: list[tuple[str, str | None]],
     results = []
     with tempfile.TemporaryDirectory(prefix="ovsbr-scale-") as tmp:
         for i, n in enumerate(sizes):
-            for label, source in (codes if i % 2 == 0 else codes[::-1]):
+            runs = [(label, source, None) for label, source in codes]
+            runs = runs if i % 2 == 0 else runs[::-1]
+            # This tree again with one watch stream: what the figures are
+            # without etcd's fan-out to every host (see the module's notes).
+            runs.append((f"{codes[0][0]}, 1 watching", codes[0][1], 1))
+            for label, source, watchers in runs:
                 env = dict(os.environ)
                 env.pop("OVSBR_CODE", None)
                 if source is not None:
@@ -346,17 +374,19 @@ def side_by_side(sizes: list[int], codes: list[tuple[str, str | None]],
                 out = os.path.join(tmp, "result.json")
                 print(f"scale: {label}, {hosts} hosts, {n} ports", flush=True)
                 subprocess.run([sys.executable, os.path.abspath(__file__), "--hosts", str(hosts),
-                                "--ports", str(n), "--json", out], env=env, check=True)
+                                "--ports", str(n), "--json", out,
+                                *(["--watchers", str(watchers)] if watchers else [])],
+                               env=env, check=True)
                 with open(out) as f:
                     results.append({"code": label, **json.load(f)})
     figures = ["cli_update_ms_p50", "cli_update_ms_p99", "store_update_ms_p50",
                "agent_update_ms_p50", "agent_update_ms_p99", "agent_view_ms_p99",
                "load_all_s"]
-    rows = [[r["code"], r["ports"], *(r[f] for f in figures)]
+    rows = [[r["code"], r["ports"], r.get("watchers", hosts), *(r[f] for f in figures)]
             for r in sorted(results, key=lambda r: (r["ports"], r["code"]))]
     print(common.table(f"scale side by side: {hosts} simulated hosts on one etcd (lower is "
                        "better; cli = a fresh store per write, store = a long-lived one)",
-                       ["code", "ports", *figures], rows))
+                       ["code", "ports", "watching", *figures], rows))
     print("JSON:", common.write("scale_side_by_side", {"benchmark": "scale",
                                                       "results": results}))
     return results
