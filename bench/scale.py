@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import base64
 import inspect
+import itertools
 import json
 import multiprocessing
 import os
@@ -127,18 +128,20 @@ def other_hosts(url: str, conn) -> None:
 
     def keepalive(mine: list) -> None:
         # Each lease renewed every TTL/3 (10 s / 3), spread evenly, by one of
-        # several threads as hosts renew in parallel: one thread in turn
-        # fell behind while etcd took 100,000 ports, and leases expired.
-        chunk, i = max(1, len(mine) // 33), 0
+        # several threads as hosts renew in parallel. A cycle over the leases
+        # (slices that stopped at the end and started again at chunk
+        # multiples skipped the first leases for rounds: they expired at
+        # 100,000 ports, where renewals are slower).
+        chunk = max(1, len(mine) // 33)
+        turn = itertools.cycle(mine)
         ka = requests.Session()
         while not stop.wait(0.1):
-            for lease in mine[i:i + chunk]:
+            for lease in itertools.islice(turn, chunk):
                 try:
                     ka.post(url + "/v3/lease/keepalive", json={"ID": lease}, timeout=10)
                 except requests.RequestException:
                     if stop.is_set():
                         return  # etcd stopped: the run is over
-            i = (i + chunk) % len(mine)
     for j in range(KEEPALIVE_THREADS):
         if leases[j::KEEPALIVE_THREADS]:
             threading.Thread(target=keepalive, args=(leases[j::KEEPALIVE_THREADS],),
