@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import time
@@ -119,3 +121,26 @@ def median_of(runs: list[dict]) -> dict:
             out[key] = median(values)
     out["runs"] = runs
     return out
+
+
+@contextlib.contextmanager
+def profiled(pid: int, what: str):
+    """py-spy samples ``pid`` for the block when ``OVSBR_BENCH_PROFILE`` names
+    a directory: collapsed stacks in DIR/<what>.txt, the profile a miss gets.
+    py-spy is not a dependency: it is looked up on PATH only when asked."""
+    where = os.environ.get("OVSBR_BENCH_PROFILE")
+    if not where:
+        yield
+        return
+    os.makedirs(where, exist_ok=True)
+    out = os.path.join(where, f"{what}.txt")
+    spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw",
+                            "--rate", "250", "--nonblocking", "--output", out],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached before the block starts
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+        print(f"  profile: {out}", flush=True)

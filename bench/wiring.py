@@ -411,17 +411,19 @@ def bench_one(dp: Datapath, n: int, env: NetEnv) -> dict:
                  interval=0.05, what="the declared ports reconciled")
         time.sleep(1.0)
         lat, at = [], []
-        cpu0 = common.cpu_s(agent.proc.pid)
-        for i, dev in enumerate(extra):
-            t0 = time.perf_counter()
-            appear(dev)
-            try:
-                wait_for(lambda i=i: watch.bound([f"s{i}"]), 30, interval=0.0005,
-                         what=f"port s{i}")
-            except TimeoutError as e:  # say what it waited for
-                raise TimeoutError(f"{e}; its status: {watch.port(f's{i}')}") from None
-            lat.append((time.perf_counter() - t0) * 1000)
-            at.append(t0 - started)
+        label = dp.code[0].replace(" ", "-")
+        with common.profiled(agent.proc.pid, f"single-{dp.name}-{n}-{label}"):
+            cpu0 = common.cpu_s(agent.proc.pid)
+            for i, dev in enumerate(extra):
+                t0 = time.perf_counter()
+                appear(dev)
+                try:
+                    wait_for(lambda i=i: watch.bound([f"s{i}"]), 30, interval=0.0005,
+                             what=f"port s{i}")
+                except TimeoutError as e:  # say what it waited for
+                    raise TimeoutError(f"{e}; its status: {watch.port(f's{i}')}") from None
+                lat.append((time.perf_counter() - t0) * 1000)
+                at.append(t0 - started)
         # Its periodic work (introspection, resync) over the phase included.
         result["single_cpu_ms_per_port"] = (
             (common.cpu_s(agent.proc.pid) - cpu0) * 1000 / len(extra))
