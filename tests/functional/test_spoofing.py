@@ -134,12 +134,16 @@ def test_a_network_that_cannot_be_rebuilt_keeps_its_ports_filtered(secured, data
     """An edit the host cannot build (a flat network on a physical network it
     has no interface for) puts the network's ports in error; their taps stay
     where they were, and must stay filtered: an error fails closed, never
-    open."""
+    open. A port changed meanwhile is filtered as it is now declared."""
     attacker, victim, other = secured
     agent = datapath.agents[-1]
     before = agent.cli("export", "-f", "json").stdout
     doc = json.loads(before)
     doc["networks"] = [{"name": "n1", "type": "flat", "physical_network": "nowhere"}]
+    moved = "192.0.2.77"  # p1's address from now on
+    for port in doc["ports"]:
+        if port["name"] == "p1":
+            port["ips"] = [moved]
     agent.cli("apply", "-", stdin=json.dumps(doc))
     agent.wait_ports(["p1", "p2", "p3"], status="error")
     wait_for(lambda: "nowhere" in agent.status()["ports"]["p1"].get("reason", ""), 10,
@@ -148,17 +152,21 @@ def test_a_network_that_cannot_be_rebuilt_keeps_its_ports_filtered(secured, data
         attacker.scapy(
             f"sendp(Ether(src='{attacker.mac}', dst='{victim.mac}')/IP(src='{other.ip}',"
             f" dst='{victim.ip}')/ICMP(id=1111), iface='eth0', count=3)\n"
-            f"sendp(Ether(src='{FOREIGN_MAC}', dst='{victim.mac}')/IP(src='{attacker.ip}',"
+            f"sendp(Ether(src='{FOREIGN_MAC}', dst='{victim.mac}')/IP(src='{moved}',"
             f" dst='{victim.ip}')/ICMP(id=1112), iface='eth0', count=3)\n"
             f"sendp(Ether(src='{attacker.mac}', dst='{victim.mac}')/IP(src='{attacker.ip}',"
+            f" dst='{victim.ip}')/ICMP(id=1113), iface='eth0', count=3)\n"
+            f"sendp(Ether(src='{attacker.mac}', dst='{victim.mac}')/IP(src='{moved}',"
             f" dst='{victim.ip}')/ICMP(id=2222), iface='eth0')")
-    print(cap.text)
     assert f"{other.ip} >" not in cap.text, cap.text
     assert "id 1112" not in cap.text, cap.text
+    assert "id 1113" not in cap.text, "p1's old address still passes: " + cap.text
     if datapath.name == "linuxbridge":
         # The taps still forward on the bridge they had (the control).
         assert "id 2222" in cap.text, "control frame missing"
         assert datapath.filtered_devices() >= {attacker.tap, victim.tap, other.tap}
+    with open(agent.log) as f:
+        assert "datapath sync failed" not in f.read()
     # Built again as it was: the ports are bound and talk, still filtered.
     agent.cli("apply", "-", stdin=before)
     agent.wait_ports(["p1", "p2", "p3"])

@@ -322,11 +322,11 @@ class LinuxBridgeDriver(Driver):
         forwards as soon as it is enslaved: nothing is ever pending.
         """
         with self._lock:
-            self.filters.follow(desired, bound, changed, self.bridge_name, self._bridge_of)
+            self.filters.follow(desired, bound, changed, self.bridge_name, self._bridge_holding)
             self.filters.apply()
         return {}
 
-    def _bridge_of(self, device: str) -> str | None:
+    def _bridge_holding(self, device: str) -> str | None:
         """The ovsbr bridge ``device`` is a port of, if any."""
         link = self.links.by_name(device)
         master = self.links.get(link.master) if link and link.master else None
