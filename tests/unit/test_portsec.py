@@ -152,3 +152,11 @@ def test_a_port_not_bound_on_an_ovsbr_bridge_stays_filtered():
                    lambda n: f"ovsbr-{n}", on_bridge.get)
     filters.apply()
     assert set(sec.filters) == {"t1"}
+    # A bound port without port security holds its tap unfiltered: a port
+    # in error naming the same tap does not filter it.
+    open_port = dataclasses.replace(ports["bound"], port_security=False)
+    topo = Topology(networks={"n": net}, ports={**ports, "bound": open_port})
+    filters.follow(topo, {"bound": Device("t1", network="n")}, None, lambda n: f"ovsbr-{n}",
+                   {"t1": "ovsbr-n"}.get)
+    filters.apply()
+    assert set(sec.filters) == set()

@@ -79,9 +79,10 @@ class PortFilters:
                     stranded.append((name, port))
                 continue
             self._set(name, dev.name, port, desired, bridge_name(port.network))
-        # After the bound ports: a device one of them holds is theirs.
+        # A device a bound port holds is that port's, filtered or not.
+        held = {dev.name for dev in bound.values()} if stranded else set()
         for name, port in stranded:
-            if port.device not in self._filters and \
+            if port.device not in held and port.device not in self._filters and \
                     (bridge := bridge_of(port.device)) is not None:
                 self._set(name, port.device, port, desired, bridge)
         self._for = desired
