@@ -21,7 +21,8 @@ DEFAULT_OPTS = [
                     "hosts share one desired state)."),
     cfg.StrOpt("state_path", default="/var/lib/ovsbr",
                help="Directory for ovsbr's own state: the file store's "
-                    "topology.json and the agent's status.json."),
+                    "topology.json and the agent's status (status.json, the "
+                    "head, and one file per port under status.d/)."),
     cfg.StrOpt("host", default=socket.gethostname(), sample_default="<hostname>",
                help="Name of this host: the agent wires the ports declared "
                     "for it, registers under it in a shared store, and the CLI "

@@ -12,6 +12,8 @@ import tempfile
 import textwrap
 from typing import Any
 
+from ovsbr.exceptions import StoreError
+from ovsbr.store.file import FileStore
 from ovsbr.testing.netns import TIME_SCALE, run, wait_for
 from ovsbr.testing.privileges import AGENT_CAPS, Identity
 
@@ -152,9 +154,8 @@ class Agent:
             except (ValueError, KeyError):
                 return {}
         try:
-            with open(os.path.join(self.state_path, "status.json")) as f:
-                hosts = json.load(f)["hosts"]
-        except (OSError, ValueError, KeyError):
+            hosts = FileStore(path=self.state_path).read_status()
+        except StoreError:
             return {}
         return next(iter(hosts.values()), {})
 

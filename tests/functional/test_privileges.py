@@ -34,8 +34,10 @@ def test_agent_holds_net_admin_alone_and_writes_nothing_for_others(datapath):
     assert st["NoNewPrivs"] == ["1"]
     assert f"as uid {ident.uid}, gid {ident.gid}, CAP_NET_ADMIN" in open(agent.log).read()
     # What it wrote is its own or its group's, never everyone's.
-    written = [os.path.join(agent.state_path, f) for f in os.listdir(agent.state_path)]
+    written = [os.path.join(top, f) for top, dirs, files in os.walk(agent.state_path)
+               for f in dirs + files]
     assert any(p.endswith("status.json") for p in written)
+    assert any(p.endswith(".json") and "/status.d/" in p for p in written)  # a port's
     for path in written:
         mode = os.stat(path).st_mode
         assert mode & 0o007 == 0, f"{path} is {oct(mode)}"

@@ -1,5 +1,6 @@
 import json
 import os
+import tempfile
 import threading
 
 import pytest
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 
 from ovsbr.exceptions import StoreError
 from ovsbr.model import Network, Port, ValidationError
-from ovsbr.store.file import FileStore, StatusText
+from ovsbr.store.file import FileStore
 
 
 @pytest.fixture
@@ -92,34 +93,75 @@ def test_watch_yields_changes_and_errors(store):
 def test_status_round_trip(store):
     store.write_status("h1", {"ports": {"p": {"status": "bound"}}})
     assert store.read_status() == {"h1": {"ports": {"p": {"status": "bound"}}}}
-    assert json.load(open(store.status_path))["hosts"]["h1"]
+    assert json.load(open(store.status_path)) == {"hosts": {"h1": {}}}  # the head
 
 
 port_doc = st.fixed_dictionaries({"status": st.sampled_from(["bound", "waiting", "error"])},
                                  optional={"device": st.text(max_size=5),
                                            "reason": st.text(max_size=20)})
+port_name = st.sampled_from(["a", "b", "c", "p.1", "tap-x_2"])  # few: ports come and go
 
 
 @given(host=st.text(max_size=8),
-       rounds=st.lists(st.dictionaries(st.text(max_size=6), st.one_of(st.none(), port_doc),
+       rounds=st.lists(st.dictionaries(port_name, st.one_of(st.none(), port_doc),
                                        max_size=6), min_size=1, max_size=5),
        extra=st.dictionaries(st.sampled_from(["driver", "store_error", "networks", "poRts",
                                               "updated"]), st.text(max_size=8)),
-       hinted=st.sampled_from([None, 0, 1]))
+       hinted=st.sampled_from([None, 0, 1]), restart=st.integers(0, 5))
 @settings(max_examples=300, deadline=None)
-def test_status_text_is_what_json_dumps_writes(host, rounds, extra, hinted):
-    """Kept port texts are reused only for the very dict they came from;
-    told which ports changed (some rounds), only those are looked at."""
-    text = StatusText()
-    ports: dict = {}
-    for changes in rounds:
-        ports = dict(ports)
-        for name, doc in changes.items():
-            if doc is None:
-                ports.pop(name, None)
-            else:
-                ports[name] = dict(doc)  # a new object: the agent's rule for a change
-        status = dict(extra, ports=ports)
-        hint = None if hinted is None or len(changes) % 2 == hinted else set(changes)
-        assert text.encode(host, status, hint) == json.dumps({"hosts": {host: status}},
-                                                             sort_keys=True)
+def test_status_read_back_is_the_last_written(host, rounds, extra, hinted, restart):
+    """Told which ports changed (some rounds), only those are written; the
+    head and the port files read back as the last status, also by another
+    process, and an agent restarting (round ``restart``) removes the files
+    of ports that left while it was down."""
+    with tempfile.TemporaryDirectory() as d:
+        store = FileStore(path=d)
+        ports: dict = {}
+        for i, changes in enumerate(rounds):
+            if i == restart:
+                store = FileStore(path=d)
+            ports = dict(ports)
+            for name, doc in changes.items():
+                if doc is None:
+                    ports.pop(name, None)
+                else:
+                    ports[name] = dict(doc)
+            status = dict(extra, ports=ports)
+            hint = None if hinted is None or len(changes) % 2 == hinted else set(changes)
+            store.write_status(host, status, hint)
+            assert FileStore(path=d).read_status() == {host: status}
+            assert sorted(os.listdir(store.status_ports)) == sorted(f"{n}.json" for n in ports)
+
+
+def test_one_port_change_writes_one_port_file(store):
+    ports = {f"p{i}": {"status": "waiting"} for i in range(50)}
+    store.write_status("h1", {"driver": "x", "ports": ports})
+    before = {n: os.stat(os.path.join(store.status_ports, n)).st_ino
+              for n in os.listdir(store.status_ports)}
+    ports = dict(ports, p7={"status": "bound", "device": "tap7"})
+    store.write_status("h1", {"driver": "x", "ports": ports}, {"p7"})
+    after = {n: os.stat(os.path.join(store.status_ports, n)).st_ino
+             for n in os.listdir(store.status_ports)}
+    assert {n for n in after if after[n] != before[n]} == {"p7.json"}
+    assert store.read_status()["h1"]["ports"]["p7"]["device"] == "tap7"
+
+
+def test_status_from_before_port_files_reads_as_it_was(store):
+    os.makedirs(store.dir)
+    doc = {"driver": "x", "ports": {"p": {"status": "bound"}}}
+    with open(store.status_path, "w") as f:
+        json.dump({"hosts": {"h1": doc}}, f)
+    assert store.read_status() == {"h1": doc}
+
+
+def test_status_leftovers_of_a_dead_writer_are_removed(store):
+    store.write_status("h1", {"ports": {"p": {"status": "bound"}}})
+    open(os.path.join(store.status_ports, ".p.jsonab12"), "w").close()
+    again = FileStore(path=store.dir)
+    again.write_status("h1", {"ports": {"p": {"status": "bound"}}})
+    assert os.listdir(store.status_ports) == ["p.json"]
+
+
+def test_status_port_name_that_is_not_a_name_is_refused(store):
+    with pytest.raises(StoreError, match="port name '../x'"):
+        store.write_status("h1", {"ports": {"../x": {"status": "bound"}}})
