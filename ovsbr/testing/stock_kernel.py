@@ -101,8 +101,8 @@ cd {shlex.quote(top)}
 export PYTHONDONTWRITEBYTECODE=1 OVSBR_STOCK_KERNEL=1 OVSBR_OVS_DATAPATH=system
 export TMPDIR=/tmp OVSBR_TEST_TIME_SCALE={time_scale}
 echo "guest: kernel $(uname -r), $(nproc) cpu(s)"
-.venv/bin/pytest -p no:cacheprovider -q -ra --junitxml={shlex.quote(results)}/junit.xml \\
-    {args} 2>&1 | tee {shlex.quote(results)}/pytest.log
+.venv/bin/pytest -p no:cacheprovider -q -ra --durations=0 \\
+    --junitxml={shlex.quote(results)}/junit.xml {args} 2>&1 | tee {shlex.quote(results)}/pytest.log
 rc=${{PIPESTATUS[0]}}
 if [ "$rc" != 0 ]; then
     mkdir -p {shlex.quote(results)}/logs
