@@ -81,6 +81,9 @@ def test_bridges_are_secure_and_point_at_the_agent(ovsh):
     # Packet-in protection: OVS rate-limits what reaches the controller.
     rate = ovsh.ovs.vsctl("get", "Controller", br, "controller_rate_limit").stdout.strip()
     assert rate == "2000"
+    # A burst of new MACs waits for the controller instead of being dropped.
+    queue = ovsh.ovs.vsctl("get", "Controller", br, "controller_queue_size").stdout.strip()
+    assert queue == "512"
 
 
 def test_learned_macs_age_out_and_the_table_follows(ovsh):

@@ -151,7 +151,8 @@ class OpenvSwitchDriver(Driver):
         with self.db.lock:
             if self.db.ensure_integration_bridge(self.ovs.datapath_type, self.dpid,
                                                  self.controller_target(),
-                                                 self.conf.openflow.packet_in_rate):
+                                                 self.conf.openflow.packet_in_rate,
+                                                 self.conf.openflow.packet_in_queue):
                 self.app.new_bridge(self.dpid, self.br_int)
             for physnet, bridge in sorted(self.mappings.items()):
                 self.db.ensure_patch(physnet, bridge, *bindings.patch_names(bridge))

@@ -44,7 +44,7 @@ COLUMNS = {
     "Interface": ["name", "type", "ofport", "ofport_request", "error", "external_ids",
                   "options", "mtu_request"],
     "Controller": ["target", "connection_mode", "controller_rate_limit",
-                   "controller_burst_limit"],
+                   "controller_burst_limit", "controller_queue_size"],
 }
 
 
@@ -245,9 +245,10 @@ class Ovsdb:
             command.execute(check_error=True)
 
     def ensure_integration_bridge(self, datapath_type: str, dpid: int, controller: str,
-                                  rate: int) -> bool:
+                                  rate: int, queue: int) -> bool:
         """br-int, secure, OpenFlow 1.3, with ovsbr's app as its only
-        controller; True when it had to be created (it has no flows)."""
+        controller (``rate`` packet-ins a second, ``queue`` held while it is
+        busy); True when it had to be created (it has no flows)."""
         api, br = self.api, self.bridge
         with self.conn.lock:
             created = self._bridge_row(br) is None
@@ -266,7 +267,8 @@ class Ovsdb:
             ctrl = self._bridge_row(br).controller[0]
         api.db_set("Controller", ctrl.uuid, ("connection_mode", "out-of-band"),
                    ("controller_rate_limit", rate),
-                   ("controller_burst_limit", max(25, rate // 4))).execute(check_error=True)
+                   ("controller_burst_limit", max(25, rate // 4)),
+                   ("controller_queue_size", queue)).execute(check_error=True)
         return created
 
     def ensure_patch(self, physnet: str, bridge: str, int_side: str, phy_side: str) -> None:
