@@ -106,11 +106,13 @@ def first_ping(vm1, vm2) -> float:
     return rtt1 - avg
 
 
-def rconn_overflow(ovs) -> int:
-    """ovs-vswitchd's count of messages it dropped because a controller's
-    send queue was full (coverage counter ``rconn_overflow``)."""
+def drops(ovs) -> tuple[int, int]:
+    """Where ovs-vswitchd lost frames so far: messages dropped because a
+    controller's send queue was full (coverage counter ``rconn_overflow``),
+    and upcalls the datapath lost (``lost`` of ``dpctl/show``)."""
     out = ovs.appctl("coverage/read-counter", "rconn_overflow", check=False).stdout
-    return int(out.strip() or 0)
+    lost = re.findall(r"lost:(\d+)", ovs.appctl("dpctl/show", check=False).stdout)
+    return int(out.strip() or 0), sum(int(n) for n in lost)
 
 
 def run_case(kind: str, ovs, tmp: str, extra: dict | None = None,
@@ -152,7 +154,7 @@ def run_case(kind: str, ovs, tmp: str, extra: dict | None = None,
             assert vm1.can_ping(vm2.ip), f"{kind}: VMs do not talk"
             result["first_packet_extra_ms"] = first_ping(vm1, vm2)
             before = count_learned(kind, ovs, bridge)
-            overflow = rconn_overflow(ovs)
+            dropped = drops(ovs)
             receiver = vm2.popen([shutil.which("python3") or "python3", "-c", RECEIVER,
                                   str(ETHERTYPE)], stdout=subprocess.PIPE, text=True)
             receiver.stdout.readline()
@@ -171,10 +173,11 @@ def run_case(kind: str, ovs, tmp: str, extra: dict | None = None,
                 result.update(learn_s=learned_s, macs_per_s=learned / learned_s)
             if last is not None:
                 result["delivery_s"] = last - (time.time() - (time.perf_counter() - t0))
-            if kind != "normal":
-                # Packet-ins ovs-vswitchd dropped, its queue to the
-                # controller full (counted switch-wide: one bridge runs).
-                result["packet_ins_dropped"] = rconn_overflow(ovs) - overflow
+            # Counted switch-wide: one bridge runs at a time.
+            after = drops(ovs)
+            result["upcalls_lost"] = after[1] - dropped[1]
+            if kind != "normal":  # packet-ins, its queue to the controller full
+                result["packet_ins_dropped"] = after[0] - dropped[0]
             if agent is not None:
                 time.sleep(2.5)
                 table = agent.cli_json("mac-table").get("testhost", {}).get(bridge, {})
@@ -220,9 +223,10 @@ def main(codes: list[tuple[str, str | None]] | None = None) -> dict:
             for i in runs:
                 median = common.median_of(runs[i])
                 median["worst_delivered"] = min(r.get("delivered", 0) for r in runs[i])
-                if any("packet_ins_dropped" in r for r in runs[i]):
-                    median["most_dropped"] = max(r.get("packet_ins_dropped", 0)
-                                                 for r in runs[i])
+                for key, most in (("packet_ins_dropped", "most_dropped"),
+                                  ("upcalls_lost", "most_lost")):
+                    if any(key in r for r in runs[i]):
+                        median[most] = max(r.get(key, 0) for r in runs[i])
                 results.append(median)
         finally:
             ovs.stop()
@@ -230,12 +234,14 @@ def main(codes: list[tuple[str, str | None]] | None = None) -> dict:
              r.get("macs_per_s", "-"),
              f"{r['delivered']}/{r['k']}", f"{r['worst_delivered']}/{r['k']}",
              r.get("first_packet_extra_ms", "-"),
-             r.get("packet_ins", "-"), r.get("most_dropped", "-")] for r in results]
+             r.get("packet_ins", "-"), r.get("most_dropped", "-"),
+             r.get("most_lost", "-")] for r in results]
     print(common.table(f"L2 learning: {K} new source MACs, broadcast frames, median of "
                        f"{REPEATS} (target >= 5000 MACs/s; delivered = offered)",
                        ["controller", "K", "offered pps", "learned", "MACs learned/s",
                         f"delivered (median of {REPEATS})", "delivered (worst)",
                         "first-packet extra ms", "packet-ins",
-                        "packet-ins dropped by OVS (worst)"], rows))
+                        "packet-ins dropped by OVS (worst)",
+                        "upcalls lost (worst)"], rows))
     print("JSON:", common.write("learning", {"benchmark": "learning", "results": results}))
     return {"results": results}
