@@ -59,9 +59,10 @@ _DECODER = json.JSONDecoder()
 class StatusWatch:
     """Follow the agent's status: cheap stat polling, read only what changed.
 
-    Either layout: one file per port under status.d (this tree; the head,
-    status.json, is written after its ports) or every port in status.json
-    (trees before it, measured side by side).
+    Either layout: one file per port under status.d (this tree; a port
+    file replaced changes the directory's time, the head changes when more
+    than its time does) or every port in status.json (trees before it,
+    measured side by side).
     """
 
     def __init__(self, agent: Agent):
@@ -77,9 +78,13 @@ class StatusWatch:
         except FileNotFoundError:
             return self.ports
         key = (st.st_ino, st.st_mtime_ns)
+        try:
+            key += (os.stat(self.dir).st_mtime_ns,)
+        except FileNotFoundError:
+            pass
         if key == self.key:
             return self.ports
-        if os.path.isdir(self.dir):
+        if len(key) == 3:
             self._scan()
             self.key = key
             return self.ports

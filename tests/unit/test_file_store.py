@@ -2,6 +2,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -165,3 +166,19 @@ def test_status_leftovers_of_a_dead_writer_are_removed(store):
 def test_status_port_name_that_is_not_a_name_is_refused(store):
     with pytest.raises(StoreError, match="port name '../x'"):
         store.write_status("h1", {"ports": {"../x": {"status": "bound"}}})
+
+
+def test_a_port_change_leaves_the_head_and_still_dates_the_status(store):
+    ports = {"p1": {"status": "waiting"}}
+    store.write_status("h1", {"driver": "x", "updated": 1.0, "ports": ports})
+    head = os.stat(store.status_path).st_ino
+    before = time.time()
+    ports = {"p1": {"status": "bound", "device": "tap1"}}
+    store.write_status("h1", {"driver": "x", "updated": before, "ports": ports}, {"p1"})
+    assert os.stat(store.status_path).st_ino == head  # only its time would change
+    doc = FileStore(path=store.dir).read_status()["h1"]
+    assert doc["ports"] == ports
+    assert doc["updated"] >= before - 0.05  # status.d's time (a kernel clock tick)
+    store.write_status("h1", {"driver": "y", "updated": 2.0, "ports": ports}, ())
+    assert os.stat(store.status_path).st_ino != head
+    assert FileStore(path=store.dir).read_status()["h1"]["driver"] == "y"
