@@ -197,10 +197,11 @@ class FileStore(Store):
         One agent per file store: the head names this host only. Rewritten
         on change and rebuilt by the agent after a crash: each file is
         replaced atomically, but not worth an fsync on the wiring path. A
-        replace is the costly step (on ext4 it starts the new file's
-        writeback: ~1 ms a file while ovsdb-server syncs its own, py-spy at
-        1,000 openvswitch ports), so a port's change replaces its file
-        alone; readers take ``updated`` from status.d's time as well.
+        replace is the costly step (a rename over an existing file on this
+        ext4: ~0.25 ms at p50 and over 1 ms at p95, against 0.03 ms onto a
+        new name; ~1 ms a file in py-spy at 1,000 openvswitch ports), so a
+        port's change replaces its file alone; readers take ``updated``
+        from status.d's time as well.
         """
         ports = status.get("ports", {})
         head = {k: v for k, v in status.items() if k != "ports"}
