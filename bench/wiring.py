@@ -77,14 +77,14 @@ class StatusWatch:
             st = os.stat(self.path)
         except FileNotFoundError:
             return self.ports
-        key = (st.st_ino, st.st_mtime_ns)
         try:
-            key += (os.stat(self.dir).st_mtime_ns,)
+            dir_time = os.stat(self.dir).st_mtime_ns
         except FileNotFoundError:
-            pass
+            dir_time = None  # a tree before status.d
+        key = (st.st_ino, st.st_mtime_ns, dir_time)
         if key == self.key:
             return self.ports
-        if len(key) == 3:
+        if dir_time is not None:
             self._scan()
             self.key = key
             return self.ports

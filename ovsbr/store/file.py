@@ -70,12 +70,14 @@ class FileStore(Store):
         except PermissionError:
             raise self.denied(path) from None
 
-    def _ensure_dir(self) -> None:
-        if os.path.isdir(self.dir):
+    def _ensure_dir(self, path: str | None = None) -> None:
+        """``path`` (the store's directory if None), 2770 like it."""
+        path = path or self.dir
+        if os.path.isdir(path):
             return
-        with self._access(self.dir):
-            os.makedirs(self.dir, exist_ok=True)
-            os.chmod(self.dir, DIR_MODE)
+        with self._access(path):
+            os.makedirs(path, exist_ok=True)
+            os.chmod(path, DIR_MODE)
 
     def _share(self, fd: int, gid: int | None = None) -> None:
         """0660 and the directory's group (``gid``, if the caller has it),
@@ -206,16 +208,14 @@ class FileStore(Store):
         ports = status.get("ports", {})
         head = {k: v for k, v in status.items() if k != "ports"}
         written = self._written
-        if written is None:  # first write since start: what an earlier run left
+        if written is None:  # first write since start (or since a failed
+            # one): what an earlier run left, and the directories
+            self._ensure_dir()
+            self._ensure_dir(self.status_ports)
             written = dict.fromkeys(self._port_files(stale=True))
             changed = None
             self._head = None
         self._written = None  # unknown until every step has landed
-        self._ensure_dir()
-        if not os.path.isdir(self.status_ports):
-            with self._access(self.status_ports):
-                os.makedirs(self.status_ports, exist_ok=True)
-                os.chmod(self.status_ports, DIR_MODE)
         gid = os.stat(self.dir).st_gid
         for name in (set(ports) | set(written)) if changed is None else changed:
             doc = ports.get(name)

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -182,3 +183,14 @@ def test_a_port_change_leaves_the_head_and_still_dates_the_status(store):
     store.write_status("h1", {"driver": "y", "updated": 2.0, "ports": ports}, ())
     assert os.stat(store.status_path).st_ino != head
     assert FileStore(path=store.dir).read_status()["h1"]["driver"] == "y"
+
+
+def test_status_directory_removed_underneath_comes_back_on_the_next_write(store):
+    status = {"driver": "x", "ports": {"p1": {"status": "bound"}}}
+    store.write_status("h1", status)
+    shutil.rmtree(store.status_ports)
+    status = {"driver": "x", "ports": {"p1": {"status": "error", "reason": "r"}}}
+    with pytest.raises(OSError):  # the agent logs it and publishes again later
+        store.write_status("h1", status, {"p1"})
+    store.write_status("h1", status, {"p1"})
+    assert FileStore(path=store.dir).read_status() == {"h1": status}
