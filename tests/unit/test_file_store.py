@@ -1,3 +1,4 @@
+import fcntl
 import json
 import os
 import shutil
@@ -135,17 +136,59 @@ def test_status_read_back_is_the_last_written(host, rounds, extra, hinted, resta
             assert sorted(os.listdir(store.status_ports)) == sorted(f"{n}.json" for n in ports)
 
 
-def test_one_port_change_writes_one_port_file(store):
+def _port_files(store) -> dict[str, tuple[int, bytes]]:
+    """Each port file's inode and bytes."""
+    files = {}
+    for n in os.listdir(store.status_ports):
+        path = os.path.join(store.status_ports, n)
+        with open(path, "rb") as f:
+            files[n] = (os.fstat(f.fileno()).st_ino, f.read())
+    return files
+
+
+def test_one_port_change_writes_one_port_file_in_place(store):
     ports = {f"p{i}": {"status": "waiting"} for i in range(50)}
     store.write_status("h1", {"driver": "x", "ports": ports})
-    before = {n: os.stat(os.path.join(store.status_ports, n)).st_ino
-              for n in os.listdir(store.status_ports)}
+    before = _port_files(store)
     ports = dict(ports, p7={"status": "bound", "device": "tap7"})
     store.write_status("h1", {"driver": "x", "ports": ports}, {"p7"})
-    after = {n: os.stat(os.path.join(store.status_ports, n)).st_ino
-             for n in os.listdir(store.status_ports)}
-    assert {n for n in after if after[n] != before[n]} == {"p7.json"}
+    after = _port_files(store)
+    assert {n for n in after if after[n][1] != before[n][1]} == {"p7.json"}
+    assert {n: ino for n, (ino, _) in after.items()} == \
+        {n: ino for n, (ino, _) in before.items()}  # rewritten, not replaced
     assert store.read_status()["h1"]["ports"]["p7"]["device"] == "tap7"
+    ports = dict(ports, p7={"status": "waiting"})  # shorter than what it holds
+    store.write_status("h1", {"driver": "x", "ports": ports}, {"p7"})
+    assert _port_files(store)["p7.json"][0] == before["p7.json"][0]
+    assert FileStore(path=store.dir).read_status()["h1"]["ports"] == ports
+
+
+def test_a_port_file_a_reader_holds_is_replaced_not_waited_for(store):
+    ports = {"p1": {"status": "waiting"}}
+    store.write_status("h1", {"ports": ports})
+    path = os.path.join(store.status_ports, "p1.json")
+    held = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_SH)  # a reader, mid-read
+        ports = {"p1": {"status": "bound", "device": "tap1"}}
+        writer = threading.Thread(target=store.write_status,
+                                  args=("h1", {"ports": ports}, {"p1"}), daemon=True)
+        writer.start()
+        writer.join(10)
+        assert not writer.is_alive(), "the agent waited for a reader's lock"
+        assert os.stat(path).st_ino != os.fstat(held).st_ino
+        assert json.loads(os.pread(held, 4096, 0)) == {"status": "waiting"}  # its copy
+    finally:
+        os.close(held)
+    assert store.read_status()["h1"]["ports"] == ports
+
+
+def test_a_port_file_from_before_a_restart_is_replaced(store):
+    store.write_status("h1", {"ports": {"p1": {"status": "waiting"}}})
+    ino = _port_files(store)["p1.json"][0]
+    again = FileStore(path=store.dir)
+    again.write_status("h1", {"ports": {"p1": {"status": "bound"}}})
+    assert _port_files(store)["p1.json"][0] != ino  # made this run's again (mode, group)
 
 
 def test_status_from_before_port_files_reads_as_it_was(store):
