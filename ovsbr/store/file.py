@@ -10,7 +10,7 @@ bound on a host of 5,000 rewrites one small file, not the host's whole
 document (which was a third of the agent's CPU per event at 5,000 ports).
 A port's file, once it exists, is rewritten in place under its flock
 (:func:`read_port_file` takes the shared lock), not replaced: see
-:meth:`FileStore._rewrite_port` for why and for what readers can rely on.
+:meth:`FileStore._write_port` for why and for what readers can rely on.
 
 Who may read and write: root, the agent's user and operators in the
 directory's group (``ovsbr`` as installed), nobody else, since the topology
@@ -202,7 +202,7 @@ class FileStore(Store):
         One agent per file store: the head names this host only. Rewritten
         on change and rebuilt by the agent after a crash, so not worth an
         fsync on the wiring path. A port's change writes its file alone
-        (in place when it exists, :meth:`_rewrite_port`); the head is
+        (in place, :meth:`_write_port`); the head is
         replaced when more than its time changed, and readers take
         ``updated`` from the port files' times as well.
         """
@@ -225,7 +225,9 @@ class FileStore(Store):
                     raise StoreError(f"status: port name {name!r} is not {NAME_RULE}")
                 text = json.dumps(doc, sort_keys=True)
                 # A file from before this start is replaced, made ours again.
-                if written.get(name) is None or not self._rewrite_port(name, text):
+                before = name in written
+                if (before and written[name] is None) or \
+                        not self._write_port(name, text, None if before else gid):
                     self._write_text(self._port_path(name), text, durable=False, gid=gid)
                 written[name] = dict(doc)
             elif doc is None and name in written:
@@ -244,32 +246,41 @@ class FileStore(Store):
     def _port_path(self, name: str) -> str:
         return os.path.join(self.status_ports, name + ".json")
 
-    def _rewrite_port(self, name: str, text: str) -> bool:
-        """Write an existing port file in place; False when it must be
-        replaced instead (it is gone, or a reader holds its lock).
+    def _write_port(self, name: str, text: str, gid: int | None) -> bool:
+        """Write a port's file in place, creating it (0660, group ``gid``)
+        when ``gid`` is given; False when it must be replaced instead (it
+        is gone, it is there when it should not be, or a reader holds its
+        lock).
 
-        Why not a replace: renaming over an existing file was the agent's
+        Why not a temporary file renamed into place: that was the agent's
         costliest step per event, in the profile at 1,000 openvswitch ports
-        (os.replace: 118 of 498 busy samples, ~2 ms an event) and measured
-        alone on this ext4 (0.3 ms p50, 1.3 ms p99 next to an fsync load,
-        against 0.03 ms for one pwrite): a new inode, a directory entry and
-        ext4's flush-on-replace for every status change.
+        (os.replace: 118 of 498 busy samples, ~2 ms an event), and alone on
+        this ext4 a rename over an existing file takes 0.3 ms p50 (1.3 ms
+        p99 next to an fsync load): a new inode, a directory entry and
+        ext4's flush-on-replace for every status change. In place, one
+        port's change costs 0.04 ms and 1,000 new ports' files 30 ms
+        instead of 190 (/tmp scripts, noted in the commit).
 
         What readers get is still a whole document: the one write happens
-        under the file's exclusive flock and readers take the shared one;
-        a shorter document is padded with spaces (JSON's whitespace), never
-        truncated, so no reader or crash sees new text with an old tail. The
-        agent never waits for a reader: if one holds the lock, the file is
-        replaced as before and that reader finishes on the old inode.
+        under the file's exclusive flock and readers take the shared one
+        (:func:`read_port_file`); a shorter document is padded with spaces
+        (JSON's whitespace), never truncated, so no reader or crash sees new
+        text with an old tail; a file still empty is a port not there yet.
+        The agent never waits for a reader: if one holds the lock, the file
+        is replaced and that reader finishes on the old inode.
         """
         path = self._port_path(name)
         data = text.encode() + b"\n"
+        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             with self._access(path):
-                fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
+                fd = os.open(path, flags if gid is None else flags | os.O_CREAT | os.O_EXCL,
+                             FILE_MODE)
+        except (FileNotFoundError, FileExistsError):
             return False
         try:
+            if gid is not None:
+                self._share(fd, gid)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -333,6 +344,8 @@ class FileStore(Store):
             path = self._port_path(name)
             try:
                 text, st = read_port_file(path)
+                if not text:
+                    continue  # being created: not there yet
                 ports[name] = json.loads(text)
             except FileNotFoundError:
                 continue  # the port left between listing and reading
@@ -344,7 +357,7 @@ class FileStore(Store):
 
 def read_port_file(path: str) -> tuple[str, os.stat_result]:
     """A port's status file whole, under the shared lock its in-place
-    rewrite takes exclusively (:meth:`FileStore._rewrite_port`), and its
+    rewrite takes exclusively (:meth:`FileStore._write_port`), and its
     stat as read."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:

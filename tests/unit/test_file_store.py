@@ -183,6 +183,17 @@ def test_a_port_file_a_reader_holds_is_replaced_not_waited_for(store):
     assert store.read_status()["h1"]["ports"] == ports
 
 
+def test_a_new_port_file_is_the_store_group_s_and_empty_reads_as_absent(store):
+    store.write_status("h1", {"ports": {"p1": {"status": "waiting"}}})
+    store.write_status("h1", {"ports": {"p1": {"status": "waiting"},
+                                        "p2": {"status": "bound"}}}, {"p2"})
+    st = os.stat(os.path.join(store.status_ports, "p2.json"))
+    assert (st.st_mode & 0o777, st.st_gid) == (0o660, os.stat(store.dir).st_gid)
+    open(os.path.join(store.status_ports, "p3.json"), "w").close()  # being created
+    assert store.read_status()["h1"]["ports"] == {"p1": {"status": "waiting"},
+                                                  "p2": {"status": "bound"}}
+
+
 def test_a_port_file_from_before_a_restart_is_replaced(store):
     store.write_status("h1", {"ports": {"p1": {"status": "waiting"}}})
     ino = _port_files(store)["p1.json"][0]
