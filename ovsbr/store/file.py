@@ -258,8 +258,9 @@ class FileStore(Store):
         this ext4 a rename over an existing file takes 0.3 ms p50 (1.3 ms
         p99 next to an fsync load): a new inode, a directory entry and
         ext4's flush-on-replace for every status change. In place, one
-        port's change costs 0.04 ms and 1,000 new ports' files 30 ms
-        instead of 190 (/tmp scripts, noted in the commit).
+        port's change costs 0.03-0.05 ms at p50 in write_status against
+        0.4-0.7 ms replaced (a script calling it as the agent does; the
+        commits have the figures).
 
         What readers get is still a whole document: the one write happens
         under the file's exclusive flock and readers take the shared one
