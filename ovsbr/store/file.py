@@ -202,9 +202,9 @@ class FileStore(Store):
         One agent per file store: the head names this host only. Rewritten
         on change and rebuilt by the agent after a crash, so not worth an
         fsync on the wiring path. A port's change writes its file alone
-        (in place, :meth:`_write_port`); the head is
-        replaced when more than its time changed, and readers take
-        ``updated`` from the port files' times as well.
+        (in place, :meth:`_write_port`); the head is replaced when more
+        than its time changed, and readers take ``updated`` from the port
+        files' times as well.
         """
         ports = status.get("ports", {})
         head = {k: v for k, v in status.items() if k != "ports"}
