@@ -87,15 +87,19 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def machine_cpu() -> tuple[int, int, int]:
+    """All CPUs' jiffies so far (/proc/stat): total, idle + iowait, and
+    steal (time the hypervisor gave this machine's vCPUs to others)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return sum(fields), fields[3] + fields[4], fields[7] if len(fields) > 7 else 0
+
+
 def _cpu_busy(interval: float) -> float:
     """Fraction of all CPUs busy over ``interval`` (from /proc/stat)."""
-    def sample():
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-    t0, i0 = sample()
+    t0, i0, _ = machine_cpu()
     time.sleep(interval)
-    t1, i1 = sample()
+    t1, i1, _ = machine_cpu()
     return 1 - (i1 - i0) / max(1, t1 - t0)
 
 

@@ -13,8 +13,11 @@ Reported: MACs learned per second (time until all K are in the table),
 frames delivered out of K (the median and the worst of the repeats), and
 first-ping latency (first RTT minus steady), and where frames were lost:
 packet-ins ovs-vswitchd dropped, upcalls lost, frames dropped at its
-packet sockets (:func:`socket_drops`). With ``--against REF`` the
-ovsbr case runs for this tree and REF in turn within each repeat.
+packet sockets (:func:`socket_drops`); and in the JSON, who had the CPU
+from the first frame until all were learned: ovs-vswitchd's and the
+agent's CPU seconds, the machine's busy and steal fractions. With
+``--against REF`` the ovsbr case runs for this tree and REF in turn
+within each repeat.
 """
 
 from __future__ import annotations
@@ -179,6 +182,10 @@ def run_case(kind: str, ovs, tmp: str, extra: dict | None = None,
             receiver = vm2.popen([shutil.which("python3") or "python3", "-c", RECEIVER,
                                   str(ETHERTYPE)], stdout=subprocess.PIPE, text=True)
             receiver.stdout.readline()
+            pids = {"vswitchd": ovs.pid("ovs-vswitchd"),
+                    "agent": agent.proc.pid if agent is not None else None}
+            cpu0 = {k: common.cpu_s(p) for k, p in pids.items() if p is not None}
+            machine0 = common.machine_cpu()
             t0 = time.perf_counter()
             send_s = float(vm1.exec(["python3", "-c", SENDER, str(K), str(ETHERTYPE),
                                      str(OFFERED_PPS)]).stdout)
@@ -187,6 +194,17 @@ def run_case(kind: str, ovs, tmp: str, extra: dict | None = None,
                 learned, learned_s = settle(lambda: count_learned(kind, ovs, bridge) - before,
                                             K, t0)
                 result["learned"] = learned
+            # Who had the CPU from the first frame until all were learned
+            # (or the count stopped): ovsbr's rate swings 4,100-7,800 MACs/s
+            # between runs of one tree while NORMAL's stays within 10%.
+            for k, p in pids.items():
+                if p is not None:
+                    result[f"{k}_cpu_s"] = round(common.cpu_s(p) - cpu0[k], 3)
+            machine1 = common.machine_cpu()
+            total, idle, steal = (b - a for a, b in zip(machine0, machine1, strict=True))
+            result.update(machine_busy=round(1 - idle / max(1, total), 3),
+                          machine_steal=round(steal / max(1, total), 3),
+                          window_s=round(time.perf_counter() - t0, 3))
             out = receiver.communicate(timeout=120)[0].split()
             delivered, last = int(out[0]), float(out[1]) if out[1] != "None" else None
             result.update(send_s=send_s, offered_pps=K / send_s, delivered=delivered)

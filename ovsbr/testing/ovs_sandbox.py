@@ -95,6 +95,10 @@ class OvsSandbox:
         wait_for(lambda: os.path.exists(self._path("ovs-vswitchd.ctl")), 10,
                  what="ovs-vswitchd control socket")
 
+    def pid(self, daemon: str) -> int | None:
+        """The running ``daemon``'s pid (ovsdb-server, ovs-vswitchd), if any."""
+        return self._pid(daemon)
+
     def _pid(self, daemon: str) -> int | None:
         try:
             with open(self._path(f"{daemon}.pid")) as f:
