@@ -22,6 +22,7 @@ within each repeat.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -128,11 +129,17 @@ def socket_drops(devices: list[str]) -> int:
     in time. The kernel datapath has no such socket."""
     out = subprocess.run(["ss", "-0", "-m", "-n", "-p"], capture_output=True, text=True,
                          check=False).stdout
+    return ss_drops(out, devices)
+
+
+def ss_drops(out: str, devices: list[str], process: str = "ovs-vswitchd") -> int:
+    """The ``d`` of every ``process`` packet socket bound to ``devices`` in
+    ``ss -0 -m -n -p`` output (columns: netid, queues, ``*:DEV``, peer, users,
+    skmem)."""
     wanted = {f"*:{d}" for d in devices}
     total = 0
     for line in out.splitlines():
-        fields = line.split()
-        if '"ovs-vswitchd"' in line and len(fields) > 4 and fields[4] in wanted:
+        if f'"{process}"' in line and wanted.intersection(line.split()):
             m = re.search(r"skmem:\(.*\bd(\d+)\)", line)
             total += int(m.group(1)) if m else 0
     return total
@@ -182,29 +189,34 @@ def run_case(kind: str, ovs, tmp: str, extra: dict | None = None,
             receiver = vm2.popen([shutil.which("python3") or "python3", "-c", RECEIVER,
                                   str(ETHERTYPE)], stdout=subprocess.PIPE, text=True)
             receiver.stdout.readline()
-            pids = {"vswitchd": ovs.pid("ovs-vswitchd"),
-                    "agent": agent.proc.pid if agent is not None else None}
-            cpu0 = {k: common.cpu_s(p) for k, p in pids.items() if p is not None}
-            machine0 = common.machine_cpu()
-            t0 = time.perf_counter()
-            send_s = float(vm1.exec(["python3", "-c", SENDER, str(K), str(ETHERTYPE),
-                                     str(OFFERED_PPS)]).stdout)
-            learned_s = learned = None
-            if kind != "testctl":
-                learned, learned_s = settle(lambda: count_learned(kind, ovs, bridge) - before,
-                                            K, t0)
-                result["learned"] = learned
-            # Who had the CPU from the first frame until all were learned
-            # (or the count stopped): ovsbr's rate swings 4,100-7,800 MACs/s
-            # between runs of one tree while NORMAL's stays within 10%.
-            for k, p in pids.items():
-                if p is not None:
-                    result[f"{k}_cpu_s"] = round(common.cpu_s(p) - cpu0[k], 3)
-            machine1 = common.machine_cpu()
-            total, idle, steal = (b - a for a, b in zip(machine0, machine1, strict=True))
-            result.update(machine_busy=round(1 - idle / max(1, total), 3),
-                          machine_steal=round(steal / max(1, total), 3),
-                          window_s=round(time.perf_counter() - t0, 3))
+            # OVSBR_BENCH_PROFILE: the agent's stacks over the window, one file a run.
+            name = (label or kind).replace(" ", "-").replace("(", "").replace(")", "")
+            spy = contextlib.nullcontext() if agent is None else \
+                common.profiled(agent.proc.pid, f"learning-{name}-{time.strftime('%H%M%S')}")
+            with spy:
+                pids = {"vswitchd": ovs.pid("ovs-vswitchd"),
+                        "agent": agent.proc.pid if agent is not None else None}
+                cpu0 = {k: common.cpu_s(p) for k, p in pids.items() if p is not None}
+                machine0 = common.machine_cpu()
+                t0 = time.perf_counter()
+                send_s = float(vm1.exec(["python3", "-c", SENDER, str(K), str(ETHERTYPE),
+                                         str(OFFERED_PPS)]).stdout)
+                learned_s = learned = None
+                if kind != "testctl":
+                    learned, learned_s = settle(lambda: count_learned(kind, ovs, bridge) - before,
+                                                K, t0)
+                    result["learned"] = learned
+                # Who had the CPU from the first frame until all were learned
+                # (or the count stopped): ovsbr's rate swings 4,100-7,800 MACs/s
+                # between runs of one tree while NORMAL's stays within 10%.
+                for k, p in pids.items():
+                    if p is not None:
+                        result[f"{k}_cpu_s"] = round(common.cpu_s(p) - cpu0[k], 3)
+                machine1 = common.machine_cpu()
+                total, idle, steal = (b - a for a, b in zip(machine0, machine1, strict=True))
+                result.update(machine_busy=round(1 - idle / max(1, total), 3),
+                              machine_steal=round(steal / max(1, total), 3),
+                              window_s=round(time.perf_counter() - t0, 3))
             out = receiver.communicate(timeout=120)[0].split()
             delivered, last = int(out[0]), float(out[1]) if out[1] != "None" else None
             result.update(send_s=send_s, offered_pps=K / send_s, delivered=delivered)
