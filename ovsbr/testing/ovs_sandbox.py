@@ -97,9 +97,6 @@ class OvsSandbox:
 
     def pid(self, daemon: str) -> int | None:
         """The running ``daemon``'s pid (ovsdb-server, ovs-vswitchd), if any."""
-        return self._pid(daemon)
-
-    def _pid(self, daemon: str) -> int | None:
         try:
             with open(self._path(f"{daemon}.pid")) as f:
                 return int(f.read().strip())
@@ -107,7 +104,7 @@ class OvsSandbox:
             return None
 
     def _stop(self, daemon: str, sig: int = signal.SIGTERM) -> None:
-        pid = self._pid(daemon)
+        pid = self.pid(daemon)
         if pid is None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -134,7 +131,7 @@ class OvsSandbox:
     def vswitchd_paused(self) -> Iterator[None]:
         """ovs-vswitchd stopped (SIGSTOP) for the block: it reads nothing, so
         what a controller sends queues on the connection; always resumed."""
-        pid = self._pid("ovs-vswitchd")
+        pid = self.pid("ovs-vswitchd")
         os.kill(pid, signal.SIGSTOP)
         try:
             yield
@@ -156,7 +153,7 @@ class OvsSandbox:
     def stop(self, remove: bool = True) -> None:
         # A netdev bridge's internal port is a persistent kernel tap: delete
         # the bridges while ovs-vswitchd runs, so it removes them.
-        if self._pid("ovs-vswitchd") and self._pid("ovsdb-server"):
+        if self.pid("ovs-vswitchd") and self.pid("ovsdb-server"):
             for bridge in self.bridges():
                 self.vsctl("--if-exists", "del-br", bridge, check=False)
         self._stop("ovs-vswitchd")
