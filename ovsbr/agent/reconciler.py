@@ -267,24 +267,36 @@ def network_actions(desired: Topology, observed: Observed,
 
 
 def port_statuses(plan: Plan, failed: Mapping[str, str],
-                  not_ready: Mapping[str, NotReady]) -> dict[str, PortStatus]:
+                  not_ready: Mapping[str, NotReady],
+                  last: Mapping[str, PortStatus] | None = None) -> dict[str, PortStatus]:
     """Each port's status once the plan was applied.
 
     ``failed``: ports whose plug or prepare failed, and why. ``not_ready``:
     bound ports the datapath cannot forward for yet (``failed`` in it means
-    waiting will not help). Anything else keeps the plan's status.
+    waiting will not help). Anything else keeps the plan's status. A
+    not-ready port still waiting for the same reason as in ``last`` keeps
+    that status object, so the publisher sees it unchanged by identity.
     """
     # Only the ports named in failed or not_ready change: O(those), not O(ports).
     result = dict(plan.ports)
+    last = last or {}
     for name, nr in not_ready.items():
         st = result.get(name)
         if st is not None and st.status is BOUND and name not in failed:
-            result[name] = PortStatus(ERROR if nr.failed else WAITING, st.device, nr.reason)
+            now = PortStatus(ERROR if nr.failed else WAITING, st.device, nr.reason)
+            result[name] = now if last.get(name) != now else last[name]
     for name, reason in failed.items():
         st = result.get(name)
         if st is not None:
             result[name] = PortStatus(ERROR, st.device, reason)
     return result
+
+
+def status_moved(before: Mapping[str, PortStatus], after: Mapping[str, PortStatus],
+                 names: Iterable[str]) -> set[str]:
+    """Of ``names``, the ports whose status differs between the two maps
+    (gone from one counts): what a publish must rewrite, O(names)."""
+    return {n for n in names if before.get(n) != after.get(n)}
 
 
 def identity(port) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import logging
 import threading
 import time
@@ -243,13 +244,15 @@ class Agent:
         self._full_next = sync_failed > 0 or any(
             o.error is not None for o in net_outcomes + outcomes)
         self.reconciles += 1
-        self.state = st.AgentState(
-            snap, networks, reconciler.port_statuses(plan, failed, not_ready),
-            overlays_now, self.state.datapath)
+        ports = reconciler.port_statuses(plan, failed, not_ready, before)
+        self.state = st.AgentState(snap, networks, ports, overlays_now, self.state.datapath)
         # The ports whose status can differ from the last publish: what the
-        # plan reached, what failed, and what is or was not ready.
-        changed = None if plan.reached is None else \
-            plan.reached.union(failed, not_ready, self._not_ready)
+        # plan reached, what failed, and those not ready now or last time
+        # whose status moved. Not all of those: a port that stays waiting
+        # (say, for its OpenFlow port) must not cost every event a rewrite.
+        changed = None if plan.reached is None else plan.reached.union(
+            failed, reconciler.status_moved(
+                before, ports, itertools.chain(not_ready, self._not_ready)))
         self._not_ready = frozenset(not_ready)
         self._publish(self.state, changed)
         if self.on_reconciled is not None:  # no observer, no report: nothing to pay

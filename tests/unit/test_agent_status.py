@@ -1,8 +1,19 @@
 """What a port's status says when the datapath cannot forward for it yet."""
 
+import time
+
 from ovsbr.agent import reconciler, state
 from ovsbr.agent.reconciler import BOUND, WAITING, PortStatus
-from ovsbr.drivers.base import BridgeReport, NotReady, Overlay
+from ovsbr.agent.service import Agent
+from ovsbr.drivers.base import (
+    BridgeReport,
+    Device,
+    Driver,
+    NetworkState,
+    NotReady,
+    Observed,
+    Overlay,
+)
 from ovsbr.model import Topology
 
 
@@ -95,3 +106,79 @@ def test_bridge_report_macs_are_what_asdict_gives():
             LearnedMac("n2", "52:54:00:00:00:02", 7, 0.0))
     report = BridgeReport(True, {"packet_ins": 3}, macs)
     assert report.to_dict()["macs"] == [dataclasses.asdict(m) for m in macs]
+
+
+class _Store:
+    """Records which ports each publish was told may have changed."""
+
+    def __init__(self):
+        self.changed: list[frozenset[str] | None] = []
+
+    def write_status(self, host, status, changed=None):
+        self.changed.append(None if changed is None else frozenset(changed))
+
+
+class _Driver(Driver):
+    """Two devices on one network; ``not_ready`` and ``moved`` set per step."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.not_ready: dict[str, NotReady] = {}
+        self.moved: frozenset[str] | None = None
+
+    def check_config(self): pass
+    def start(self, on_event): pass
+    def stop(self): pass
+    def fingerprint(self, net): return "fp"
+    def ensure_network(self, net): pass
+    def delete_network(self, name): pass
+    def plug(self, port, net, device, policy=None): pass
+    def unplug(self, device): pass
+    def set_overlay(self, overlays): pass
+
+    def observe(self):
+        return Observed(networks={"ov": NetworkState("ov", "fp")}, devices={
+            d: Device(d, network="ov") for d in ("vnet0", "vnet1")})
+
+    def observe_change(self):
+        return self.observe(), self.moved
+
+    def sync(self, desired, bound, changed=None):
+        return dict(self.not_ready)
+
+
+def test_a_port_waiting_for_the_same_reason_is_not_republished_per_event():
+    """A tap that never gets an OpenFlow port must not cost every later
+    event its status rewrite; a move of its status must still be published."""
+    topo = Topology.from_dict({"revision": 1, "networks": [
+        {"name": "ov", "type": "vxlan", "segmentation_id": 100}], "ports": [
+        {"name": "p0", "network": "ov", "device": "vnet0", "host": "h1"},
+        {"name": "p1", "network": "ov", "device": "vnet1", "host": "h1"}]})
+    store, driver = _Store(), _Driver()
+    agent = Agent(store, driver, "h1", resync_interval=300)
+    agent.snapshot = state.DesiredSnapshot.of(topo, "h1", time.monotonic())
+    driver.not_ready = {p: NotReady("no OpenFlow port yet") for p in ("p0", "p1")}
+    agent.reconcile()  # the first one publishes everything
+    assert store.changed[-1] is None
+    waiting = agent.state.ports["p1"]
+    assert waiting.status is WAITING
+
+    # An event about the other port, which now forwards: its publish
+    # names it alone.
+    driver.moved, driver.not_ready = frozenset({"vnet0"}), {"p1": driver.not_ready["p1"]}
+    agent.reconcile()
+    assert store.changed[-1] == {"p0"}
+    assert agent.state.ports["p1"] is waiting  # kept by identity for PortDocs
+
+    driver.moved = frozenset()  # no event: only the driver's word moves p1
+    driver.not_ready = {"p1": NotReady("cannot open vnet1", failed=True)}
+    agent.reconcile()
+    assert store.changed[-1] == {"p1"}
+    assert agent.state.ports["p1"].status is reconciler.ERROR
+
+    driver.not_ready = {}  # it forwards now
+    agent.reconcile()
+    assert store.changed[-1] == {"p1"}
+    assert agent.state.ports["p1"] == PortStatus(BOUND, "vnet1")
+    assert len(store.changed) == 4
