@@ -15,9 +15,10 @@ first-ping latency (first RTT minus steady), and where frames were lost:
 packet-ins ovs-vswitchd dropped, upcalls lost, frames dropped at its
 packet sockets (:func:`socket_drops`); and in the JSON, who had the CPU
 from the first frame until all were learned: ovs-vswitchd's and the
-agent's CPU seconds, the machine's busy and steal fractions. With
-``--against REF`` the ovsbr case runs for this tree and REF in turn
-within each repeat.
+agent's CPU seconds, the machine's busy and steal fractions, and which
+of ovs-vswitchd's coverage counters moved in the run, by how much
+(:func:`coverage`). With ``--against REF`` the ovsbr case runs for this
+tree and REF in turn within each repeat.
 """
 
 from __future__ import annotations
@@ -121,6 +122,27 @@ def drops(ovs) -> tuple[int, int]:
     return int(out.strip() or 0), sum(int(n) for n in lost)
 
 
+def coverage(ovs) -> dict[str, int]:
+    """ovs-vswitchd's coverage counters' totals (``coverage/show``): what its
+    threads did, event by event (upcalls, flow puts, revalidations, ...).
+    Totals move when each thread folds its own counts in, about once a
+    second, so a delta needs a quiet second or two after the work."""
+    out = ovs.appctl("coverage/show", check=False).stdout
+    return coverage_totals(out)
+
+
+def coverage_totals(out: str) -> dict[str, int]:
+    """The ``total:`` of each counter in ``coverage/show`` output."""
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r"^(\w+)\s+.*total:\s*(\d+)\s*$", out, re.M)}
+
+
+def grown(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """The counters that moved, and by how much."""
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items())
+            if v != before.get(k, 0)}
+
+
 def socket_drops(devices: list[str]) -> int:
     """Frames the kernel dropped at ovs-vswitchd's packet sockets on these
     devices (``ss``'s skmem ``d``): on the netdev datapath a port is read
@@ -186,6 +208,7 @@ def run_case(kind: str, ovs, tmp: str, extra: dict | None = None,
             before = count_learned(kind, ovs, bridge)
             dropped = drops(ovs)
             dropped_rx = socket_drops([vm1.tap, vm2.tap])
+            counted = coverage(ovs)
             receiver = vm2.popen([shutil.which("python3") or "python3", "-c", RECEIVER,
                                   str(ETHERTYPE)], stdout=subprocess.PIPE, text=True)
             receiver.stdout.readline()
@@ -234,6 +257,9 @@ def run_case(kind: str, ovs, tmp: str, extra: dict | None = None,
                 time.sleep(2.5)
                 table = agent.cli_json("mac-table").get("testhost", {}).get(bridge, {})
                 result["packet_ins"] = table.get("counters", {}).get("packet_ins")
+            # After the settle's quiet spell (and ovsbr's 2.5 s): every
+            # thread has folded its counts in. JSON only, not the table.
+            result["vswitchd_coverage"] = grown(counted, coverage(ovs))
         finally:
             if agent is not None:
                 agent.stop()
@@ -271,7 +297,8 @@ def main(codes: list[tuple[str, str | None]] | None = None) -> dict:
                     except (TimeoutError, AssertionError, OSError) as e:
                         runs[i].append({"controller": name, "k": K, "delivered": 0,
                                         "error": str(e)})
-                    print(f"  {name}: {runs[i][-1]}", flush=True)
+                    shown = {k: v for k, v in runs[i][-1].items() if k != "vswitchd_coverage"}
+                    print(f"  {name}: {shown}", flush=True)
             for i in runs:
                 median = common.median_of(runs[i])
                 median["worst_delivered"] = min(r.get("delivered", 0) for r in runs[i])
