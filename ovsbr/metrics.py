@@ -143,7 +143,7 @@ class AgentCollector(Collector):
                     for key, (name, doc) in BRIDGE_COUNTERS.items()}
         for bridge, report in sorted(reports.items()):
             connected.add_metric([bridge], 1 if report.connected else 0)
-            macs.add_metric([bridge], len(report.macs))
+            macs.add_metric([bridge], report.mac_count)
             for table, n in sorted(report.flows.items()):
                 flows.add_metric([bridge, str(table)], n)
             for key, family in families.items():

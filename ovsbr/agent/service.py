@@ -348,6 +348,13 @@ class Agent:
         return wanted
 
     # -- status ----------------------------------------------------------------
+    def mac_tables(self) -> dict[str, dict[str, Any]]:
+        """Each bridge's report with its learned MACs, asked for on demand
+        (``ovsbr mac-table``, agent.control); the periodic status carries
+        the counts only."""
+        return {bridge: report.to_dict()
+                for bridge, report in self.driver.introspect(macs=True).items()}
+
     def status(self) -> dict[str, Any]:
         """The status document of the last reconcile (see :func:`state.status`)."""
         return st.status(self.state, self.driver.name)

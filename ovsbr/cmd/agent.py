@@ -10,6 +10,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from ovsbr import drivers, metrics, privileges, store
+from ovsbr.agent.control import ControlServer
 from ovsbr.agent.service import Agent
 from ovsbr.cmd.common import check_options, config_error, fail, quiet_eventlet
 from ovsbr.conf import opts
@@ -75,16 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     served = None
+    control = ControlServer(CONF.control_socket, {"mac-table": agent.mac_tables})
     try:
         if CONF.metrics.enabled:
             served = metrics.Metrics(agent)
             agent.on_reconciled = served.on_reconciled
             served.serve(CONF.metrics.bind_host, CONF.metrics.bind_port)
+        control.start()
         agent.start()
         agent.run()
     except OvsbrError as e:
         return fail(PROG, str(e))
     finally:
+        control.stop()
         if served is not None:
             served.stop()
     LOG.info("ovsbr-agent stopped")

@@ -306,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="with --watch: stop after this many refreshes")
     _fmt(p)
     p.set_defaults(func=views.status)
-    p = sub.add_parser("mac-table", help="learned MACs per bridge, with counters "
-                       "(openvswitch driver)")
+    p = sub.add_parser("mac-table", help="learned MACs per bridge, with counters, "
+                       "asked of this host's agent (openvswitch driver)")
     _fmt(p)
     p.set_defaults(func=views.mac_table)
     p = sub.add_parser("apply", help="apply a YAML/JSON topology document in one write")
@@ -340,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         conf = load_conf(args.config_file)
         args.conf_host = conf.host
+        args.conf_control_socket = conf.control_socket
         st = store.load(conf)
         try:
             args.func(args, st)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ovsbr.agent import control
 from ovsbr.cmd.output import CliError, emit, table
 
 STATES = ("bound", "waiting", "error")
@@ -63,7 +64,7 @@ def render(revision: int, hosts: Mapping[str, Mapping[str, Any]], now: float,
         for host, name, info in bridges:
             state = "connected" if info.get("connected") else "DISCONNECTED"
             counters = " ".join(f"{k}={v}" for k, v in sorted(info.get("counters", {}).items()))
-            lines.append(f"{host}  {name} ({state}, {len(info.get('macs') or [])} MACs)  "
+            lines.append(f"{host}  {name} ({state}, {mac_count(info)} MACs)  "
                          f"{counters}")
     return "\n".join(lines) + "\n"
 
@@ -119,24 +120,30 @@ def status(args, st) -> None:
         print_mac_tables(hs.get("datapath", {}))
 
 
+def mac_count(info: Mapping[str, Any]) -> int:
+    """A bridge's table size; an agent from before ``mac_count`` sent the
+    table itself."""
+    return info.get("mac_count", len(info.get("macs") or []))
+
+
 def print_mac_tables(datapath: dict) -> None:
     for bridge, info in sorted(datapath.items()):
         counters = ", ".join(f"{k} {v}" for k, v in info.get("counters", {}).items())
         state = "connected" if info.get("connected") else "DISCONNECTED"
-        print(f"  bridge {bridge} ({state}): {counters}")
+        print(f"  bridge {bridge} ({state}): {mac_count(info)} MACs, {counters}")
         if info.get("macs"):
             print(table(info["macs"], ("network", "mac", "port", "age")))
 
 
 def mac_table(args, st) -> None:
-    """``ovsbr mac-table``: learned MACs per bridge (openvswitch)."""
-    hosts = st.read_status()
+    """``ovsbr mac-table``: learned MACs per bridge (openvswitch), asked of
+    this host's agent (its control socket): the table is never published."""
+    tables = control.ask(args.conf_control_socket, "mac-table")
     if args.format in ("json", "yaml"):
-        emit(args, {h: s.get("datapath", {}) for h, s in hosts.items()})
+        emit(args, {args.conf_host: tables})
         return
-    for host, hs in sorted(hosts.items()):
-        print(f"host {host}:")
-        print_mac_tables(hs.get("datapath", {}))
+    print(f"host {args.conf_host}:")
+    print_mac_tables(tables)
 
 
 def positive_float(text: str) -> float:

@@ -23,6 +23,10 @@ DEFAULT_OPTS = [
                help="Directory for ovsbr's own state: the file store's "
                     "topology.json and the agent's status (status.json, the "
                     "head, and one file per port under status.d/)."),
+    cfg.StrOpt("control_socket", default="$state_path/agent.ctl",
+               help="Unix socket where the agent answers what is asked, not "
+                    "published (ovsbr mac-table on this host). Mode 0660: "
+                    "whoever may read the state directory may ask."),
     cfg.StrOpt("host", default=socket.gethostname(), sample_default="<hostname>",
                help="Name of this host: the agent wires the ports declared "
                     "for it, registers under it in a shared store, and the CLI "

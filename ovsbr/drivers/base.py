@@ -89,21 +89,27 @@ class LearnedMac:
 
 @dataclasses.dataclass(frozen=True)
 class BridgeReport:
-    """A bridge's runtime state for ``ovsbr status`` and ``ovsbr mac-table``."""
+    """A bridge's runtime state for ``ovsbr status`` and ``ovsbr mac-table``.
+
+    ``macs`` is None unless asked for (:meth:`Driver.introspect`): the
+    status every few seconds carries ``mac_count`` alone.
+    """
 
     connected: bool
     counters: Mapping[str, int]
-    macs: tuple[LearnedMac, ...] = ()
+    macs: tuple[LearnedMac, ...] | None = None
     flows: Mapping[int, int] = dataclasses.field(default_factory=dict)  # table -> static flows
+    mac_count: int = 0  # MACs in the table now
 
     def to_dict(self) -> dict[str, Any]:
-        return {"connected": self.connected, "counters": dict(self.counters),
-                "flows": {str(t): n for t, n in sorted(self.flows.items())},
-                # By hand: asdict deep-copies each field, and a bridge that
-                # learned thousands of MACs is reported every few seconds
-                # (py-spy during the learning benchmark).
-                "macs": [{"network": m.network, "mac": m.mac, "port": m.port, "age": m.age}
-                         for m in self.macs]}
+        doc = {"connected": self.connected, "counters": dict(self.counters),
+               "flows": {str(t): n for t, n in sorted(self.flows.items())},
+               "mac_count": self.mac_count}
+        if self.macs is not None:
+            # By hand: asdict deep-copies each field (thousands of MACs).
+            doc["macs"] = [{"network": m.network, "mac": m.mac, "port": m.port, "age": m.age}
+                           for m in self.macs]
+        return doc
 
 
 EventCallback = Callable[[str], None]
@@ -211,8 +217,10 @@ class Driver(abc.ABC):
         state (flows, filters) even if nothing seems to have changed.
         """
 
-    def introspect(self) -> Mapping[str, BridgeReport]:
-        """Runtime state per bridge for ``ovsbr status`` (e.g. MAC tables)."""
+    def introspect(self, macs: bool = False) -> Mapping[str, BridgeReport]:
+        """Runtime state per bridge for ``ovsbr status``: counters and sizes,
+        cheap enough for every few seconds; with ``macs``, each bridge's
+        learned MACs too (O(MACs): asked for by ``ovsbr mac-table`` only)."""
         return {}
 
     def cleanup(self) -> None:  # noqa: B027

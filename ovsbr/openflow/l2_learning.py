@@ -211,7 +211,10 @@ class L2LearningApp(app_manager.OSKenApp):
         with self.lock:
             return {br.name: br.datapath is not None for br in self.bridges.values()}
 
-    def introspect(self) -> dict:
+    def introspect(self, macs: bool = False) -> dict:
+        """Each bridge's counters and table size; with ``macs``, every
+        learned MAC too. That snapshot is O(MACs) under the lock the
+        packet-in handler takes, so it is made on demand only."""
         with self.lock:
             result = {}
             for br in self.bridges.values():
@@ -220,7 +223,8 @@ class L2LearningApp(app_manager.OSKenApp):
                                    "counters": dict(br.macs.counters.to_dict(),
                                                     flow_mods=br.flow_mods),
                                    "flows": dict(br.tables),
-                                   "macs": br.macs.snapshot()}
+                                   "mac_count": len(br.macs.entries),
+                                   "macs": br.macs.snapshot() if macs else None}
             return result
 
     def _send(self, dp, msgs: list) -> None:

@@ -131,6 +131,14 @@ def test_learning_keeps_later_frames_off_the_controller(ovsh):
     macs = {m["mac"]: m for m in agent.cli_json("mac-table")["testhost"][ovsh.br_int]["macs"]}
     assert macs[vm1.mac]["port"] == vm1.tap and macs[vm1.mac]["network"] == "n1"
 
+    # The table is asked for (the agent's control socket); the status the
+    # agent publishes every 2 s carries its size only.
+    def published():
+        return agent.cli_json("status")["hosts"]["testhost"].get("datapath", {}).get(
+            ovsh.br_int, {})
+    wait_for(lambda: published().get("mac_count", 0) >= 2, 10, what="table size published")
+    assert "macs" not in published()
+
 
 def test_source_is_learned_even_when_destination_is_known(ovsh):
     """simple_switch_13's bug: it stops learning sources behind known destinations."""

@@ -214,3 +214,23 @@ def test_security_groups_rules_and_ports(run):
     doc.write_text(exported)
     run("apply", str(doc))
     assert json.loads(run("port", "show", "p", "-f", "json").out)["security_groups"] == ["web"]
+
+
+def test_mac_table_asks_this_hosts_agent(run):
+    from ovsbr.agent.control import ControlServer
+
+    out = run("mac-table", expect=1)
+    assert "is ovsbr-agent running on this host" in out.err and "agent.ctl" in out.err
+    table = {"br-int": {"connected": True, "counters": {"packet_ins": 3}, "flows": {},
+                        "mac_count": 1, "macs": [{"network": "n1", "mac": "52:54:00:00:00:01",
+                                                  "port": "vnet0", "age": 1.5}]}}
+    server = ControlServer(str(run.state.parent / "agent.ctl"), {"mac-table": lambda: table})
+    server.start()
+    try:
+        text = run("mac-table").out
+        assert "br-int (connected): 1 MACs, packet_ins 3" in text
+        assert "52:54:00:00:00:01" in text and "vnet0" in text
+        doc = json.loads(run("mac-table", "-f", "json").out)
+        assert list(doc.values()) == [table]
+    finally:
+        server.stop()

@@ -9,7 +9,7 @@ import pytest
 
 from ovsbr import metrics
 from ovsbr.agent import reconciler, state
-from ovsbr.drivers.base import BridgeReport, LearnedMac
+from ovsbr.drivers.base import BridgeReport
 from ovsbr.exceptions import ConfigError
 from ovsbr.model import Topology
 from ovsbr.testing import scrape
@@ -47,8 +47,7 @@ class FakeAgent:
                    "p2": reconciler.PortStatus(reconciler.BOUND, "v2"),
                    "p3": reconciler.PortStatus(reconciler.WAITING, None, "no device")},
             datapath={"br-int": BridgeReport(True, {"packet_ins": 7, "learned": 3, "moved": 1},
-                                             (LearnedMac("n1", "52:54:00:00:00:01", "v1",
-                                                         1.0),), {0: 5, 3: 2})})
+                                             None, {0: 5, 3: 2}, mac_count=1)})
 
     def readiness(self):
         return state.readiness(self.state, self.reconciles, self.driver.health())

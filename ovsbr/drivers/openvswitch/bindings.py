@@ -311,14 +311,16 @@ def free_lid(view: BridgeView | None, network: str) -> int | None:
 
 
 def reports(raw: Mapping[str, Mapping], view: BridgeView | None) -> dict[str, BridgeReport]:
-    """The app's MAC tables and counters, with network and port names."""
+    """The app's counters, and MAC tables (where it gave them) with network
+    and port names."""
     networks = {lid: name for name, (lid, _) in view.networks.items()} if view else {}
     ports = {ofport: name for name, ofport in view.ofports.items()} if view else {}
     result = {}
     for bridge, data in raw.items():
-        macs = tuple(LearnedMac(networks.get(e["lid"], "?"), e["mac"],
-                                ports.get(e["port"], e["port"]), e["age"])
-                     for e in data["macs"])
+        macs = None if data.get("macs") is None else tuple(
+            LearnedMac(networks.get(e["lid"], "?"), e["mac"],
+                       ports.get(e["port"], e["port"]), e["age"])
+            for e in data["macs"])
         result[bridge] = BridgeReport(data["connected"], data["counters"], macs,
-                                      data.get("flows", {}))
+                                      data.get("flows", {}), data.get("mac_count", 0))
     return result

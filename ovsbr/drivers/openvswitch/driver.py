@@ -381,8 +381,12 @@ class OpenvSwitchDriver(Driver):
             problems.append(f"{self.br_int}: no OpenFlow connection from ovs-vswitchd")
         return problems
 
-    def introspect(self) -> dict[str, BridgeReport]:
-        """The app's MAC tables and counters, with network and port names."""
+    def introspect(self, macs: bool = False) -> dict[str, BridgeReport]:
+        """The app's counters, and with ``macs`` its MAC tables with network
+        and port names. The names come from the last view the agent loop
+        built: this may run on another thread (``ovsbr mac-table``), which
+        must not rebuild the loop's view under it."""
         if self.app is None:
             return {}
-        return bindings.reports(self.app.introspect(), self.db.view())
+        return bindings.reports(self.app.introspect(macs),
+                                self.db.last_view() if macs else None)
