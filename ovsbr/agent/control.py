@@ -41,6 +41,10 @@ class ControlError(OvsbrError):
     """The agent could not be asked, or said no."""
 
 
+class NoAgent(ControlError):
+    """Nothing listens at the socket: no agent, or one from before it."""
+
+
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     handlers: Mapping[str, Callable[[], Any]] = {}
@@ -125,9 +129,9 @@ def ask(path: str, command: str, timeout: float = 30.0) -> Any:
             chunks = []
             while chunk := s.recv(1 << 16):
                 chunks.append(chunk)
-    except FileNotFoundError:
-        raise ControlError(f"no agent answers at {path} (control_socket): is "
-                           "ovsbr-agent running on this host?") from None
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise NoAgent(f"no agent answers at {path} (control_socket): is "
+                      "ovsbr-agent running on this host?") from None
     except OSError as e:
         raise ControlError(f"cannot ask the agent at {path} (control_socket): "
                            f"{e.strerror or e}") from None

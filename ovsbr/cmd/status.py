@@ -137,8 +137,15 @@ def print_mac_tables(datapath: dict) -> None:
 
 def mac_table(args, st) -> None:
     """``ovsbr mac-table``: learned MACs per bridge (openvswitch), asked of
-    this host's agent (its control socket): the table is never published."""
-    tables = control.ask(args.conf_control_socket, "mac-table")
+    this host's agent (its control socket): the table is never published.
+    An agent from before the socket (an upgrade under way) still has it in
+    its status, which is shown then."""
+    try:
+        tables = control.ask(args.conf_control_socket, "mac-table")
+    except control.NoAgent:
+        tables = st.read_status().get(args.conf_host, {}).get("datapath") or {}
+        if not any("macs" in report for report in tables.values()):
+            raise
     if args.format in ("json", "yaml"):
         emit(args, {args.conf_host: tables})
         return

@@ -1,6 +1,7 @@
 """The CLI against a real file store in a temp dir (no root, no kernel)."""
 
 import json
+import socket
 
 import pytest
 
@@ -234,3 +235,8 @@ def test_mac_table_asks_this_hosts_agent(run):
         assert list(doc.values()) == [table]
     finally:
         server.stop()
+    # An agent from before the socket published its table in its status.
+    from ovsbr.store.file import FileStore
+    FileStore(path=str(run.state.parent)).write_status(
+        socket.gethostname(), {"driver": "openvswitch", "ports": {}, "datapath": table})
+    assert "52:54:00:00:00:01" in run("mac-table").out
