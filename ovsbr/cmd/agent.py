@@ -10,7 +10,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from ovsbr import drivers, metrics, privileges, store
-from ovsbr.agent.control import ControlServer
+from ovsbr.agent.control import ControlError, ControlServer
 from ovsbr.agent.service import Agent
 from ovsbr.cmd.common import check_options, config_error, fail, quiet_eventlet
 from ovsbr.conf import opts
@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             served = metrics.Metrics(agent)
             agent.on_reconciled = served.on_reconciled
             served.serve(CONF.metrics.bind_host, CONF.metrics.bind_port)
-        control.start()
+        try:
+            control.start()
+        except ControlError as e:
+            # A diagnostic channel: without it the agent still wires VMs.
+            LOG.error("%s; ovsbr mac-table will not work on this host", e)
         agent.start()
         agent.run()
     except OvsbrError as e:

@@ -1,11 +1,12 @@
 """A bad configuration stops ovsbr-agent at start with one clear line."""
 
+import os
 import subprocess
 
 import pytest
 
 from ovsbr.testing.agent import Agent, log_text
-from ovsbr.testing.netns import TIME_SCALE
+from ovsbr.testing.netns import TIME_SCALE, wait_for
 
 
 @pytest.mark.parametrize("sections, text", [
@@ -66,3 +67,23 @@ def test_kernel_datapath_missing_is_named(tmp_path):
     assert rc == 1 and len(errors) == 1, out
     assert "[ovs] datapath_type: system needs the Open vSwitch kernel datapath (kernel " \
            "module openvswitch)" in errors[0], out
+
+
+def test_a_control_socket_it_cannot_open_does_not_stop_the_wiring(tmp_path):
+    """The control socket only answers ``ovsbr mac-table``: if its path is
+    taken the agent says so, names the option, and wires ports anyway."""
+    taken = tmp_path / "taken"
+    taken.write_text("an operator's file")
+    agent = Agent(str(tmp_path), {"DEFAULT": {"control_socket": str(taken)}})
+    agent.start()
+    try:
+        wait_for(lambda: os.path.exists(os.path.join(agent.state_path, "status.json")),
+                 30 * TIME_SCALE, what="the agent's first status")
+        assert agent.alive(), log_text(agent)
+        out = log_text(agent)
+        assert f"control_socket {taken}: exists and is not a socket" in out, out
+        assert taken.read_text() == "an operator's file"
+        bad = agent.cli("mac-table", check=False)
+        assert bad.returncode == 1 and "no agent answers" in bad.stderr, bad
+    finally:
+        agent.stop()
