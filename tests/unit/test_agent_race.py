@@ -12,8 +12,9 @@ import threading
 import time
 
 from ovsbr.agent.service import Agent
-from ovsbr.drivers.base import Driver, NetworkState, Observed
+from ovsbr.drivers.base import NetworkState, Observed
 from ovsbr.model import Topology
+from tests.unit.fakes import NullDriver
 
 
 def revision(n: int) -> Topology:
@@ -47,7 +48,7 @@ class Store:
         pass
 
 
-class Driver_(Driver):
+class Driver_(NullDriver):
     """Records what one reconcile hands the datapath."""
 
     name = "recording"
@@ -56,15 +57,6 @@ class Driver_(Driver):
         self.store = store
         self.agent: Agent | None = None
         self.seen: list[tuple[str, object]] = []
-
-    def check_config(self): pass
-    def start(self, on_event): pass
-    def stop(self): pass
-    def fingerprint(self, net): return "fp"
-    def ensure_network(self, net): pass
-    def delete_network(self, name): pass
-    def plug(self, port, net, device, policy=None): pass
-    def unplug(self, device): pass
 
     def observe(self):
         if not self.store.release.is_set():

@@ -8,13 +8,13 @@ from ovsbr.agent.service import Agent
 from ovsbr.drivers.base import (
     BridgeReport,
     Device,
-    Driver,
     NetworkState,
     NotReady,
     Observed,
     Overlay,
 )
 from ovsbr.model import Topology
+from tests.unit.fakes import NullDriver
 
 
 def test_bound_only_once_the_datapath_forwards():
@@ -120,7 +120,7 @@ class _Store:
         self.changed.append(None if changed is None else frozenset(changed))
 
 
-class _Driver(Driver):
+class _Driver(NullDriver):
     """Two devices on one network; ``not_ready`` and ``moved`` set per step."""
 
     name = "recording"
@@ -129,14 +129,6 @@ class _Driver(Driver):
         self.not_ready: dict[str, NotReady] = {}
         self.moved: frozenset[str] | None = None
 
-    def check_config(self): pass
-    def start(self, on_event): pass
-    def stop(self): pass
-    def fingerprint(self, net): return "fp"
-    def ensure_network(self, net): pass
-    def delete_network(self, name): pass
-    def plug(self, port, net, device, policy=None): pass
-    def unplug(self, device): pass
     def set_overlay(self, overlays): pass
 
     def observe(self):
