@@ -7,10 +7,10 @@ the lock the packet-in handler needs, a document of ~100 bytes a MAC (485
 KB at 5,000 with Nova's tap names) rewritten every 2 s, and with the etcd
 store one such put per host every 2 s (past ~16,000 MACs larger than
 etcd's 1.5 MiB request limit, which would have failed the status publish
-itself). Nobody reads a MAC table
-unless an operator asks: like ``ovs-appctl fdb/show``, ``ovsbr mac-table``
-now asks the agent on its own host over a Unix socket, and the status
-keeps each bridge's counters and table size.
+itself). Nobody reads a MAC table unless an operator asks: like
+``ovs-appctl fdb/show``, ``ovsbr mac-table`` now asks the agent on its own
+host over a Unix socket, and the status keeps each bridge's counters and
+table size.
 
 Protocol: the client sends one command name and a newline; the agent
 answers one JSON document, ``{"result": ...}`` or ``{"error": "..."}``,
@@ -87,13 +87,14 @@ class ControlServer:
         """Bind and serve; an old socket left by a killed agent is replaced,
         anything else at the path is an error (nothing is removed)."""
         directory = os.path.dirname(self.path) or "."
-        os.makedirs(directory, mode=0o2770, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
-                raise ControlError(f"control_socket {self.path}: exists and is not a "
-                                   "socket; remove it or set [DEFAULT] control_socket")
-            os.unlink(self.path)
+        server = None
         try:
+            os.makedirs(directory, mode=0o2770, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                    raise ControlError(f"control_socket {self.path}: exists and is not a "
+                                       "socket; remove it or set [DEFAULT] control_socket")
+                os.unlink(self.path)
             server = _Server(self.path, _Handler, bind_and_activate=False)
             server.handlers = self.handlers
             server.server_bind()
@@ -102,6 +103,8 @@ class ControlServer:
                 os.chown(self.path, -1, os.stat(directory).st_gid)
             server.server_activate()
         except OSError as e:
+            if server is not None:
+                server.server_close()
             raise ControlError(f"control_socket {self.path}: cannot listen: "
                                f"{e.strerror or e}") from e
         self._server = server

@@ -71,3 +71,10 @@ def test_anything_else_at_the_path_is_kept_and_named(tmp_path):
     with pytest.raises(ControlError, match="exists and is not a socket"):
         ControlServer(str(path), {}).start()
     assert path.read_text() == "not a socket"
+
+
+def test_a_directory_it_cannot_make_is_a_control_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ControlError, match="cannot listen"):
+        ControlServer(str(blocker / "agent.ctl"), {}).start()
