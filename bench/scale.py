@@ -28,7 +28,10 @@ at random. Measured:
 fan-out of each write to every stream (over its gRPC gateway, as etcd3gw
 and so every agent reads it) is what the write and update latencies grow
 with on one machine, and W = 1 shows them without it (side_by_side adds
-that row for this tree).
+that row for this tree). ``--watch-elsewhere`` keeps the W streams but
+points each at a folder of its own that no port write touches, as a watch
+narrowed to one host's share would be: what a write costs when etcd holds
+W streams of which none wants it (the real agent's stream still does).
 """
 
 from __future__ import annotations
@@ -94,15 +97,15 @@ def make_store(endpoint: str):
 class Watcher(threading.Thread):
     """One raw watch stream, as each agent holds: records when events arrive."""
 
-    def __init__(self, url: str, start_rev: int):
+    def __init__(self, url: str, start_rev: int, key: str = PREFIX + "/topology/"):
         super().__init__(daemon=True)
-        self.url, self.start_rev = url, start_rev
+        self.url, self.start_rev, self.key = url, start_rev, key
         self.seen: dict[str, float] = {}
         self.ready = threading.Event()
         self.resp = None
 
     def run(self):
-        key = PREFIX + "/topology/"
+        key = self.key
         req = {"create_request": {"key": b64(key), "range_end": b64(key[:-1] + "0"),
                                   "start_revision": str(self.start_rev)}}
         self.resp = requests.post(self.url + "/v3/watch", json=req, stream=True, timeout=None)
@@ -146,15 +149,16 @@ def other_hosts(url: str, conn) -> None:
         if leases[j::KEEPALIVE_THREADS]:
             threading.Thread(target=keepalive, args=(leases[j::KEEPALIVE_THREADS],),
                              daemon=True).start()
-    rev, count = conn.recv()
-    watchers = [Watcher(url, rev) for _ in leases[:count]]
+    rev, count, elsewhere = conn.recv()
+    watchers = [Watcher(url, rev, f"{PREFIX}/elsewhere/hv{i}/" if elsewhere
+                        else PREFIX + "/topology/") for i in range(len(leases[:count]))]
     for w in watchers:
         w.start()
     for w in watchers:
         w.ready.wait(30)
     conn.send("ready")
     while (key := conn.recv()) is not None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + (0 if elsewhere else 30)
         while time.monotonic() < deadline and sum(key in w.seen for w in watchers) < len(
                 watchers):
             time.sleep(0.01)
@@ -171,6 +175,8 @@ def main() -> int:
     parser.add_argument("--writes", type=int, default=100)
     parser.add_argument("--watchers", type=int, default=None,
                         help="watch streams to open (default: one per host)")
+    parser.add_argument("--watch-elsewhere", action="store_true",
+                        help="point the streams where no write goes (see the notes)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     rng = random.Random(7)
@@ -179,7 +185,7 @@ def main() -> int:
     url = etcd.url
     watchers = args.hosts if args.watchers is None else max(1, min(args.watchers, args.hosts))
     result: dict = {"hosts": args.hosts, "ports": args.ports, "networks": args.networks,
-                    "watchers": watchers}
+                    "watchers": watchers, "watch_elsewhere": args.watch_elsewhere}
     # Forked before this process has any thread.
     conn, child_conn = multiprocessing.get_context("fork").Pipe()
     others = multiprocessing.get_context("fork").Process(
@@ -237,7 +243,7 @@ def main() -> int:
 
         step(f"opening {watchers} watch streams")
         # Watch fan-out: one stream per simulated host (or --watchers).
-        conn.send((etcd.revision() + 1, watchers))
+        conn.send((etcd.revision() + 1, watchers, args.watch_elsewhere))
         conn.recv()  # every watch open
         time.sleep(1.0)
 
@@ -300,8 +306,9 @@ def main() -> int:
                     y[1] == after.revision for y in yielded):
                 time.sleep(0.001)
             lat = [t - t_commit for t in conn.recv()]
-            fanout.append((common.percentile(lat, 50), common.percentile(lat, 99), max(lat),
-                           len(lat)))
+            if lat:
+                fanout.append((common.percentile(lat, 50), common.percentile(lat, 99),
+                               max(lat), len(lat)))
             got = [(t, v) for t, r, v in yielded if r == after.revision]
             if got:
                 # From the write's start: etcd's watch can reach the agent
@@ -312,10 +319,11 @@ def main() -> int:
         result["cli_update_ms_p50"] = common.median(update_lat) * 1000
         result["cli_update_ms_p99"] = common.percentile(update_lat, 99) * 1000
         result["store_update_ms_p50"] = common.median(warm_lat) * 1000
-        result["watch_fanout_ms_p50"] = common.median([f[0] for f in fanout]) * 1000
-        result["watch_fanout_ms_p99"] = common.median([f[1] for f in fanout]) * 1000
-        result["watch_fanout_ms_max"] = max(f[2] for f in fanout) * 1000
-        result["watchers_reached"] = min(f[3] for f in fanout)
+        if fanout:  # none with --watch-elsewhere: no stream wants the writes
+            result["watch_fanout_ms_p50"] = common.median([f[0] for f in fanout]) * 1000
+            result["watch_fanout_ms_p99"] = common.median([f[1] for f in fanout]) * 1000
+            result["watch_fanout_ms_max"] = max(f[2] for f in fanout) * 1000
+            result["watchers_reached"] = min(f[3] for f in fanout)
         result["agent_update_ms_p50"] = common.median(agent_lat) * 1000
         result["agent_update_ms_p99"] = common.percentile(agent_lat, 99) * 1000
         result["agent_view_ms_p50"] = common.median(view_lat) * 1000
@@ -364,12 +372,15 @@ def side_by_side(sizes: list[int], codes: list[tuple[str, str | None]],
     results = []
     with tempfile.TemporaryDirectory(prefix="ovsbr-scale-") as tmp:
         for i, n in enumerate(sizes):
-            runs = [(label, source, None) for label, source in codes]
+            runs = [(label, source, []) for label, source in codes]
             runs = runs if i % 2 == 0 else runs[::-1]
             # This tree again with one watch stream: what the figures are
-            # without etcd's fan-out to every host (see the module's notes).
-            runs.append((f"{codes[0][0]}, 1 watching", codes[0][1], 1))
-            for label, source, watchers in runs:
+            # without etcd's fan-out to every host (see the module's notes);
+            # and with every stream on a folder no write touches.
+            runs.append((f"{codes[0][0]}, 1 watching", codes[0][1], ["--watchers", "1"]))
+            runs.append((f"{codes[0][0]}, watching elsewhere", codes[0][1],
+                         ["--watch-elsewhere"]))
+            for label, source, extra in runs:
                 env = dict(os.environ)
                 env.pop("OVSBR_CODE", None)
                 if source is not None:
@@ -377,8 +388,7 @@ def side_by_side(sizes: list[int], codes: list[tuple[str, str | None]],
                 out = os.path.join(tmp, "result.json")
                 print(f"scale: {label}, {hosts} hosts, {n} ports", flush=True)
                 subprocess.run([sys.executable, os.path.abspath(__file__), "--hosts", str(hosts),
-                                "--ports", str(n), "--json", out,
-                                *(["--watchers", str(watchers)] if watchers else [])],
+                                "--ports", str(n), "--json", out, *extra],
                                env=env, check=True)
                 with open(out) as f:
                     results.append({"code": label, **json.load(f)})
