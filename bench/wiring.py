@@ -384,34 +384,69 @@ def declare(agent: Agent, ports: list[tuple[str, str]], groups: list[dict] = ())
     FileStore(path=agent.state_path).update(change)
 
 
-def why_silent(vm1, vm2) -> str:
+def hop_counters(vm1, vm2) -> dict[str, tuple]:
+    """(rx, rx dropped, tx, tx dropped) of each VM's eth0 and tap."""
+    got = {}
+    for vm in (vm1, vm2):
+        for where, cmd in ((vm.tap, ["ip", "-s", "-j", "link", "show", "dev", vm.tap]),
+                           (f"{vm.tap}:eth0", ["ip", "netns", "exec", vm.name, "ip", "-s",
+                                               "-j", "link", "show", "dev", "eth0"])):
+            res = run(cmd, check=False)
+            try:
+                st = json.loads(res.stdout)[0]["stats64"]
+                got[where] = (st["rx"]["packets"], st["rx"]["dropped"],
+                              st["tx"]["packets"], st["tx"]["dropped"])
+            except (ValueError, LookupError):
+                got[where] = (res.stderr.strip(),)
+    return got
+
+
+def neigh_stats() -> dict[str, tuple[int, int, int]]:
+    """The kernel's neighbour tables (shared by every namespace): (entries,
+    resolutions failed, table full) for IPv4 and IPv6, summed over CPUs."""
+    got = {}
+    for table in ("arp_cache", "ndisc_cache"):
+        with open(f"/proc/net/stat/{table}") as f:
+            got[table] = neigh_table(f.read())
+    return got
+
+
+def neigh_table(text: str) -> tuple[int, int, int]:
+    """(entries, res_failed, table_fulls) of one /proc/net/stat table: a
+    header, then a row per CPU in hex; entries is the table's, in each row."""
+    head, *rows = [line.split() for line in text.splitlines() if line.strip()]
+    col = {name: i for i, name in enumerate(head)}
+    return (int(rows[0][col["entries"]], 16),
+            sum(int(r[col["res_failed"]], 16) for r in rows),
+            sum(int(r[col["table_fulls"]], 16) for r in rows))
+
+
+def _deltas(before: dict[str, tuple], after: dict[str, tuple]) -> list[str]:
+    return [f"  {k}: {tuple(b - a for a, b in zip(before[k], after[k], strict=False))}"
+            for k in after if len(after[k]) == 4 and len(before.get(k, ())) == 4]
+
+
+def why_silent(vm1, vm2, failing: dict[str, tuple] | None = None,
+               neigh: dict[str, tuple] | None = None) -> str:
     """Where a ping between two VMs that do not talk dies: each hop's
-    packet counters over three pings, the taps' bridge ports, the VMs'
-    neighbours and what nftables holds for the taps. The linuxbridge
+    packet counters over the failed tries (``failing``: the counters when
+    they began) and over three pings after, the taps' bridge ports, the
+    VMs' neighbours and what nftables holds for the taps. The linuxbridge
     restart phase at 5,000 ports has been skipped for that, and the code
     comment's suspect (the kernel's linkwatch) was never checked."""
-    def counters() -> dict[str, tuple]:
-        got = {}
-        for vm in (vm1, vm2):
-            for where, cmd in ((vm.tap, ["ip", "-s", "-j", "link", "show", "dev", vm.tap]),
-                               (f"{vm.tap}:eth0", ["ip", "netns", "exec", vm.name, "ip", "-s",
-                                                   "-j", "link", "show", "dev", "eth0"])):
-                res = run(cmd, check=False)
-                try:
-                    st = json.loads(res.stdout)[0]["stats64"]
-                    got[where] = (st["rx"]["packets"], st["rx"]["dropped"],
-                                  st["tx"]["packets"], st["tx"]["dropped"])
-                except (ValueError, LookupError):
-                    got[where] = (res.stderr.strip(),)
-        return got
-    before = counters()
+    before = hop_counters(vm1, vm2)
+    out = [f"neighbour tables (entries, res_failed, table_fulls): before {neigh}, "
+           f"now {neigh_stats()}"]
+    if failing:
+        out += ["hop counters over the failed tries:", *_deltas(failing, before)]
     vm1.ping(vm2.ip, count=3, wait=0.5)
-    after = counters()
-    out = ["hop counters over 3 pings (rx, rx dropped, tx, tx dropped):"]
-    out += [f"  {k}: {tuple(b - a for a, b in zip(before[k], after[k], strict=False))}"
-            for k in after if len(after[k]) == 4 and len(before[k]) == 4]
+    out += ["hop counters over 3 pings after (rx, rx dropped, tx, tx dropped):",
+            *_deltas(before, hop_counters(vm1, vm2))]
     for vm in (vm1, vm2):
         out.append(run(["bridge", "link", "show", "dev", vm.tap], check=False).stdout.strip())
+        fdb = run(["bridge", "fdb", "show", "dev", vm.tap], check=False).stdout
+        out.append(f"{vm.tap} fdb: " + " | ".join(
+            line for line in fdb.splitlines() if "permanent" not in line))
         out.append(f"{vm.tap} ns neigh: " + vm.exec(["ip", "neigh", "show"],
                                                     check=False).stdout.strip())
     rules = run(["nft", "list", "ruleset"], check=False).stdout.splitlines()
@@ -519,18 +554,27 @@ def bench_one(dp: Datapath, n: int, env: NetEnv) -> dict:
         # state the kernel's linkwatch can take tens of seconds to bring a
         # veth's operstate (and its qdisc) up: seen here, VM eth0 stuck in
         # LOWERLAYERDOWN with carrier 1 while its tap was up in the bridge.
-        # At 5,000 linuxbridge ports the VMs still do not talk after 120
-        # pings although every link is up and both taps forward in one
-        # bridge; why_silent says what the path looks like then.
+        # At 5,000 linuxbridge ports the VMs did not talk after 120 pings in
+        # three runs on 2026-12-02 although every link was up and both taps
+        # forwarded in one bridge; in the next two (with the counters below
+        # read first, ~0.1 s later) the first ping went through. When they
+        # do not, why_silent says what the path looks like.
         t0 = time.perf_counter()
-        if vm1.can_ping(vm2.ip, tries=120):
+        failing, neigh = hop_counters(vm1, vm2), neigh_stats()
+        # One try in full: what ping itself says when it fails.
+        first = vm1.exec(["ping", "-n", "-c", "1", "-W", "0.5", vm2.ip], check=False)
+        first_s = time.perf_counter() - t0
+        result.update(first_ping_ok=first.returncode == 0, first_ping_s=round(first_s, 3))
+        if first.returncode == 0 or vm1.can_ping(vm2.ip, tries=120):
             result.update(restart(agent, vm1, vm2, [p for p, _ in ports] +
                                   [f"s{i}" for i in range(SINGLE)]))
         else:
             tried = time.perf_counter() - t0
             result["restart_error"] = "VMs did not talk before the restart"
             result["restart_error_detail"] = detail = \
-                f"120 single pings failed over {tried:.0f} s; then\n" + why_silent(vm1, vm2)
+                (f"120 single pings failed over {tried:.0f} s; the first, in "
+                 f"{first_s:.2f} s, said: {(first.stdout + first.stderr).strip()!r}; then\n"
+                 + why_silent(vm1, vm2, failing, neigh))
             print(f"  {dp.name} N={n}: restart skipped: VMs did not talk\n{detail}\n"
                   + agent.tail(10))
     except BaseException:
