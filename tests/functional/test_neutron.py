@@ -39,8 +39,15 @@ class Cloud:
 
     def network(self, **kw):
         net = self.conn.network.create_network(project_id=PROJECT, **kw)
+        # Neutron picks a port's address at random in the pool: keep the
+        # pool clear of the addresses the tests forge (.200 and up), or a
+        # VM may own one (a spoofing check then pings its own address:
+        # the unexplained failures at the spoofing asserts of 1fcf555's CI
+        # and of a local run on 2026-12-02, where the LB VM had .201).
         self.conn.network.create_subnet(network_id=net.id, cidr="192.0.2.0/24", ip_version=4,
-                                        project_id=PROJECT, enable_dhcp=False)
+                                        project_id=PROJECT, enable_dhcp=False,
+                                        allocation_pools=[{"start": "192.0.2.10",
+                                                           "end": "192.0.2.199"}])
         return net
 
     def port(self, net, host: str, **kw):
