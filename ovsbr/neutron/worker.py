@@ -4,9 +4,11 @@ agents, and the Neutron -> store resync.
 One native thread (no eventlet: Neutron 2026 has none) loops every
 ``[ovsbr] status_interval``:
 
-1. reads the live hosts and every host's status document from the store,
-   and tells Neutron what changed (:mod:`.status`): ``bound`` completes the
-   L2 provisioning block, ``waiting`` is DOWN, ``error`` is ERROR;
+1. reads the live hosts, and the port statuses that changed in the store
+   since the last round (a watch on the status folder, read whole at
+   start and whenever the watch is lost: :mod:`ovsbr.store.etcd_status`),
+   and tells Neutron what changed (:mod:`.status`): ``bound`` completes
+   the L2 provisioning block, ``waiting`` is DOWN, ``error`` is ERROR;
 2. every ``report_interval``, writes a heartbeat to Neutron's agents table
    for each live host (agent type ``ovsbr``), so ``openstack network agent
    list`` shows them, alive while their lease in the store is;
@@ -62,12 +64,16 @@ class StatusWorker(NeutronBaseWorker):
         self._thread: threading.Thread | None = None
         self.store: EtcdStore | None = None
         self._notified: set[tuple[str, str]] = set()  # migration targets told to Nova
+        self._tracker = status.Tracker()
+        self._follower = None
 
     # -- oslo.service life cycle -------------------------------------------------
     def start(self, **kwargs: Any) -> None:
         super().start(desc=self.desc)
         config.register(self.conf)
         self.store = EtcdStore(self.conf, group=config.GROUP)
+        self._follower = self.store.follow_status()
+        self._tracker = status.Tracker()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="ovsbr-status", daemon=True)
         self._thread.start()
@@ -89,7 +95,7 @@ class StatusWorker(NeutronBaseWorker):
     # -- the loop ------------------------------------------------------------------
     def _run(self) -> None:
         opts = self.conf.ovsbr
-        seen: status.Seen = {}
+        seen: dict[tuple[str, str], str] = {}
         moving: dict[str, str] | None = None
         next_report = next_resync = 0.0
         while not self._stop.is_set():
@@ -120,33 +126,60 @@ class StatusWorker(NeutronBaseWorker):
             if mapping.host_info(info) is not None:
                 plugin.create_or_update_agent(ctx, agent_state(host, info))
 
-    def _statuses(self, ctx, seen: status.Seen, hosts: Mapping[str, Any]) -> status.Seen:
-        """Send what changed; returns what was sent.
+    def _statuses(self, ctx, seen: dict[tuple[str, str], str],
+                  hosts: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+        """Send what changed; ``seen`` (what was sent) is updated in place.
 
-        A status from a host the port is not bound to (a live migration's
-        destination, or its source afterwards) is not recorded as sent: once
-        Neutron activates the binding there, the same status must go again.
+        Only the statuses the store's events or a host's liveness moved are
+        looked at (:class:`.status.Tracker`). A status from a host the port
+        is not bound to (a live migration's destination, or its source
+        afterwards) is not recorded as sent and is looked at again next
+        round: once Neutron activates the binding there, it must go again.
         """
-        now = status.current(self.store.read_status(), hosts)
-        plugin = directory.get_plugin()
-        pending = set()
-        for change in status.changes(seen, now):
-            key = (change.port_id, change.host)
-            if not plugin.port_bound_to_host(ctx, change.port_id, change.host):
-                pending.add(key)
-                if change.status == status.ACTIVE and key not in self._notified:
-                    self._wired_for_migration(ctx, plugin, change)
-                    self._notified.add(key)
-                continue
-            LOG.debug("ovsbr: port %s on %s is %s", change.port_id, change.host,
-                      change.status)
-            if change.status == status.ACTIVE:
-                provisioning_blocks.provisioning_complete(
-                    ctx, change.port_id, resources.PORT, provisioning_blocks.L2_AGENT_ENTITY)
+        whole, events = self._follower.poll()
+        if whole:
+            self._tracker.clear()
+        for host, port, doc in events:
+            if port is None:
+                self._tracker.head(host, doc)
             else:
-                plugin.update_port_status(ctx, change.port_id, change.status, change.host)
-        self._notified &= {k for k, v in now.items() if v == status.ACTIVE}
-        return {k: v for k, v in now.items() if k not in pending}
+                self._tracker.port(host, port, doc)
+        self._tracker.live(hosts)
+        moved = list(self._tracker.take().items())
+        plugin = directory.get_plugin()
+        for i, (key, now) in enumerate(moved):
+            try:
+                self._status(ctx, plugin, seen, key, now)
+            except Exception:
+                for left, _ in moved[i:]:  # not lost: looked at again next round
+                    self._tracker.again(left)
+                raise
+        return seen
+
+    def _status(self, ctx, plugin, seen: dict[tuple[str, str], str], key: tuple[str, str],
+                now: str | None) -> None:
+        if now != status.ACTIVE:
+            self._notified.discard(key)
+        if now is None:
+            seen.pop(key, None)
+            return
+        if seen.get(key) == now:
+            return
+        change = status.Change(key[0], key[1], now)
+        if not plugin.port_bound_to_host(ctx, change.port_id, change.host):
+            seen.pop(key, None)
+            self._tracker.again(key)
+            if now == status.ACTIVE and key not in self._notified:
+                self._wired_for_migration(ctx, plugin, change)
+                self._notified.add(key)
+            return
+        LOG.debug("ovsbr: port %s on %s is %s", change.port_id, change.host, now)
+        if now == status.ACTIVE:
+            provisioning_blocks.provisioning_complete(
+                ctx, change.port_id, resources.PORT, provisioning_blocks.L2_AGENT_ENTITY)
+        else:
+            plugin.update_port_status(ctx, change.port_id, now, change.host)
+        seen[key] = now
 
     def _wired_for_migration(self, ctx, plugin, change: status.Change) -> None:
         """The destination of a live migration wired the port: Nova waits for

@@ -9,6 +9,8 @@ Layout under ``[etcd] prefix`` (default ``/ovsbr``)::
     hosts/<host>               {"local_ip", "driver"}; under the agent's lease
     status/<host>              the agent's last published status, but its ports
     status/<host>/ports/<port> each port's status, rewritten when it changes
+                               (Neutron's worker follows the folder by a
+                               watch: :mod:`.etcd_status`)
     index/claims/<claim>       the port holding a device on a host, an iface-id,
                                a MAC or an address on a network (.claims)
     index/revision             the topology revision the claim keys describe
@@ -50,6 +52,7 @@ from ovsbr.exceptions import ConfigError, StoreError
 from ovsbr.model import Topology
 from ovsbr.store import keys as keys_mod
 from ovsbr.store.base import Store
+from ovsbr.store.etcd_status import StatusFollower
 from ovsbr.store.etcd_watch import WatchStream
 from ovsbr.store.etcd_write import TXN_OPS, Writer
 from ovsbr.store.keys import b64, range_end, unb64
@@ -91,6 +94,7 @@ class EtcdStore(Store):
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watches: list[Any] = []
+        self._followers: list[StatusFollower] = []
         self._parsed: dict[str, tuple[str, Any]] = {}
         # host -> its port statuses as last written (absent: list them first)
         self._status_ports: dict[str, dict[str, Any]] = {}
@@ -242,6 +246,13 @@ class EtcdStore(Store):
                                                **entry.get("ports", {})}})
         return result
 
+    def follow_status(self) -> StatusFollower:
+        """What read_status returns, as a first read and then only the
+        changes (see :mod:`.etcd_status`): for a reader that polls."""
+        follower = StatusFollower(self)
+        self._followers.append(follower)
+        return follower
+
     def read_hosts(self) -> dict[str, dict[str, Any]]:
         """The live hosts' registrations (what ``Topology.hosts`` holds),
         without reading the topology."""
@@ -365,5 +376,7 @@ class EtcdStore(Store):
         self._stop.set()
         for s in self._watches:
             s.close()
+        for f in self._followers:
+            f.close()
         for t in self._threads:
             t.join(2)

@@ -364,3 +364,73 @@ def _claims(etcd, prefix):
         "range_end": base64.b64encode(base[:-1].encode() + b"0").decode()})
     return {base64.b64decode(kv["key"]).decode()[len(base):]:
             base64.b64decode(kv["value"]).decode() for kv in resp.get("kvs", [])}
+
+
+def test_status_follower_hands_over_only_what_moved(etcd, prefix):
+    """Neutron's worker follows the status folder instead of reading it
+    whole every second: a first read, then only the keys that moved, and a
+    whole read again after etcd restarts; at every poll, replaying what it
+    handed over gives what read_status reads."""
+    agent = make_store(etcd, prefix)
+    doc = {"driver": "x", "ports": {f"p{i}": {"status": "waiting"} for i in range(50)}}
+    agent.write_status("hv1", doc)
+    etcd._post("/v3/kv/put", {"key": base64.b64encode(f"{prefix}/status/old".encode()).decode(),
+                              "value": base64.b64encode(json.dumps({"driver": "y", "ports": {
+                                  "q": {"status": "bound"}}}).encode()).decode()})
+    reader = make_store(etcd, prefix)
+    follower = reader.follow_status()
+    held: dict = {}
+
+    def drain() -> tuple[bool, list]:
+        try:
+            whole, events = follower.poll()
+        except StoreError:  # etcd restarting: the worker's loop tries again too
+            return False, []
+        if whole:
+            held.clear()
+        for host, port, d in events:
+            entry = held.setdefault(host, {"ports": {}})
+            if port is None:
+                entry.update(head=d)
+            elif d is None:
+                entry["ports"].pop(port, None)
+            else:
+                entry["ports"][port] = d
+        return whole, events
+
+    def poll() -> list:
+        found = []
+        wait_for(lambda: found.extend(drain()[1]) or found, 15, interval=0.05,
+                 what="status events")
+        return found
+
+    def replayed() -> dict:
+        out = {}
+        for host, entry in held.items():
+            head = entry.get("head") or {}
+            ports = {**head.get("ports", {}), **entry["ports"]}
+            if entry.get("head") is not None or ports:
+                out[host] = {**head, "ports": ports}
+        return out
+
+    try:
+        assert len(poll()) == 52 and replayed() == reader.read_status()
+        changed = {**doc, "ports": {**doc["ports"], "p7": {"status": "bound"}}}
+        del changed["ports"]["p9"]
+        agent.write_status("hv1", changed)
+        time.sleep(0.5)  # both keys' events in, whichever batch they came in
+        got = poll()
+        assert sorted((h, p or "") for h, p, _ in got) == [("hv1", ""), ("hv1", "p7"),
+                                                           ("hv1", "p9")]
+        assert replayed() == reader.read_status()
+        assert follower.poll() == (False, [])  # nothing moved: nothing read
+        etcd.restart()
+        agent.write_status("hv1", {**changed, "ports": {**changed["ports"],
+                                                        "p8": {"status": "error"}}})
+        wait_for(lambda: drain()[0], 20, interval=0.1, what="a whole read after the restart")
+        wait_for(lambda: drain() and "p8" in replayed()["hv1"]["ports"], 10,
+                 what="the write after the restart")
+        assert replayed() == reader.read_status()
+        assert replayed()["hv1"]["ports"]["p8"] == {"status": "error"}
+    finally:
+        reader.close()

@@ -1,5 +1,6 @@
 """Status back to Neutron and the store changes Neutron makes, as values."""
 
+import random
 import uuid
 
 from ovsbr.model import Network, Port, Topology
@@ -20,14 +21,6 @@ def test_agent_states_become_neutron_statuses_for_live_hosts_only():
                 "gone": {"ports": {P3: {"status": "bound"}}}}
     now = status.current(statuses, ["c1", "c2"])
     assert now == {(P1, "c1"): "ACTIVE", (P2, "c1"): "DOWN", (P3, "c2"): "ERROR"}
-
-
-def test_only_changes_are_sent():
-    before = {(P1, "c1"): "ACTIVE", (P2, "c1"): "DOWN"}
-    now = {(P1, "c1"): "ACTIVE", (P2, "c1"): "ACTIVE", (P3, "c2"): "DOWN"}
-    assert status.changes(before, now) == [status.Change(P2, "c1", "ACTIVE"),
-                                           status.Change(P3, "c2", "DOWN")]
-    assert status.changes(now, now) == []
 
 
 def test_garbage_documents_are_skipped():
@@ -87,3 +80,74 @@ def test_migrations_follow_neutrons_inactive_bindings():
     sync.set_migrations({})(t)
     assert t.ports[P1].migrating_to is None
     t.validate()
+
+
+def read_status(heads: dict, keys: dict) -> dict:
+    """What EtcdStore.read_status makes of these head and port-key documents."""
+    out: dict = {}
+    for host in set(heads) | set(keys):
+        head = heads.get(host, {})
+        ports = head.get("ports", {}) if isinstance(head, dict) else {}
+        out[host] = {**(head if isinstance(head, dict) else {}),
+                     "ports": {**(ports if isinstance(ports, dict) else {}),
+                               **keys.get(host, {})}}
+    return out
+
+
+def test_tracker_agrees_with_a_full_read_after_any_events():
+    rng = random.Random(5)
+    hosts, names = ["c1", "c2", "c3"], [P1, P2, P3, "operator-port"]
+    docs = [{"status": s} for s in ("bound", "waiting", "error", "weird")] + ["junk"]
+    for _ in range(200):
+        tracker, heads, keys, live, view = status.Tracker(), {}, {}, set(), {}
+        for _ in range(30):
+            op, host, name = rng.randrange(7), rng.choice(hosts), rng.choice(names)
+            if op <= 1:
+                doc = rng.choice(docs)
+                keys.setdefault(host, {})[name] = doc
+                tracker.port(host, name, doc)
+            elif op == 2:
+                keys.get(host, {}).pop(name, None)
+                tracker.port(host, name, None)
+            elif op == 3:  # an old agent's whole document, or a new one's head
+                doc = rng.choice([{"driver": "x"}, {"ports": {n: rng.choice(docs) for n in
+                                                               rng.sample(names, 2)}}, "junk"])
+                heads[host] = doc
+                tracker.head(host, doc)
+            elif op == 4:
+                heads.pop(host, None)
+                tracker.head(host, None)
+            elif op == 5:
+                live = set(rng.sample(hosts, rng.randrange(4)))
+                tracker.live(live)
+            else:  # the watch lost: everything read again
+                tracker.clear()
+                for h, doc in heads.items():
+                    tracker.head(h, doc)
+                for h, ports in keys.items():
+                    for n, doc in ports.items():
+                        tracker.port(h, n, doc)
+            if rng.random() < 0.5:
+                for key, value in tracker.take().items():
+                    if value is None:
+                        view.pop(key, None)
+                    else:
+                        view[key] = value
+                assert view == status.current(read_status(heads, keys), live)
+
+
+def test_tracker_names_only_what_moved():
+    tracker = status.Tracker()
+    tracker.live(["c1"])
+    tracker.port("c1", P1, {"status": "waiting"})
+    tracker.port("c1", P2, {"status": "bound"})
+    assert tracker.take() == {(P1, "c1"): "DOWN", (P2, "c1"): "ACTIVE"}
+    tracker.port("c1", P1, {"status": "waiting", "reason": "no device yet"})  # same status
+    tracker.port("c1", P2, {"status": "bound"})
+    assert tracker.take() == {}
+    tracker.port("c1", P1, {"status": "bound"})
+    assert tracker.take() == {(P1, "c1"): "ACTIVE"}
+    tracker.live([])  # the host's lease lapsed: its ports' statuses are history
+    assert tracker.take() == {(P1, "c1"): None, (P2, "c1"): None}
+    tracker.again((P3, "c1"))
+    assert tracker.take() == {(P3, "c1"): None}
