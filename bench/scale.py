@@ -17,6 +17,8 @@ at random. Measured:
   server writes (store_update);
 * watch fan-out: after one port write, the delay until each of the W
   watcher streams (one per simulated host) has the event;
+* port statuses: Neutron's worker learning of one change among every
+  port's, by reading the status folder whole and by following it;
 * CPU per port write (over the write phase, lease renewals included):
   etcd's, and the simulated hosts' process's;
 * per-agent update latency: from the start of a port write until
@@ -166,6 +168,52 @@ def other_hosts(url: str, conn) -> None:
             time.sleep(0.01)
         conn.send([w.seen[key] for w in watchers if key in w.seen])
     stop.set()
+
+
+def status_reading(session, url: str, ports: list[dict], store) -> dict:
+    """What Neutron's worker pays each ``status_interval`` to learn of one
+    port status change among every port's: reading the status folder whole
+    (what it did) against following it (``follow_status``, where the tree
+    has it: one watch, then only what moved)."""
+    docs = {f"{PREFIX}/status/{p['host']}/ports/{p['name']}": {"status": "bound"}
+            for p in ports}
+    items = sorted(docs.items())
+    for i in range(0, len(items), 100):
+        r = session.post(url + "/v3/kv/txn", json={"success": [{"request_put": {
+            "key": b64(k), "value": b64(json.dumps(v))}} for k, v in items[i:i + 100]]},
+            timeout=30)
+        r.raise_for_status()
+    out: dict = {}
+    reads = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        got = store.read_status()
+        reads.append(time.perf_counter() - t0)
+    out["status_read_whole_ms_p50"] = common.median(reads) * 1000
+    out["status_read_ports"] = sum(len(d.get("ports", {})) for d in got.values())
+    if not hasattr(store, "follow_status"):
+        return out
+    follower = store.follow_status()
+    t0 = time.perf_counter()
+    follower.poll()
+    out["status_follow_first_ms"] = (time.perf_counter() - t0) * 1000
+    polls, delays = [], []
+    for i, (key, _) in enumerate(items[:20]):
+        t0 = time.perf_counter()
+        session.post(url + "/v3/kv/put", json={"key": b64(key), "value": b64(json.dumps(
+            {"status": "waiting", "n": i}))}, timeout=30).raise_for_status()
+        while True:  # poll as the worker does, faster: until the change comes
+            p0 = time.perf_counter()
+            _, events = follower.poll()
+            if events:
+                polls.append(time.perf_counter() - p0)
+                delays.append(time.perf_counter() - t0)
+                break
+            time.sleep(0.001)
+    follower.close()
+    out["status_follow_poll_ms_p50"] = common.median(polls) * 1000
+    out["status_follow_delay_ms_p50"] = common.median(delays) * 1000
+    return out
 
 
 def main() -> int:
@@ -339,6 +387,9 @@ def main() -> int:
         result["agent_update_ms_p99"] = common.percentile(agent_lat, 99) * 1000
         result["agent_view_ms_p50"] = common.median(view_lat) * 1000
         result["agent_view_ms_p99"] = common.percentile(view_lat, 99) * 1000
+
+        step(f"{args.ports} port statuses: read whole, and followed")
+        result.update(status_reading(session, url, ports, server_store))
 
         step("flood lists")
         # Flood lists as every host's agent would compute them.
