@@ -36,6 +36,13 @@ from ovsbr.store.base import Store
 
 LOG = logging.getLogger(__name__)
 INTROSPECT_INTERVAL = 2.0  # seconds between refreshes of the driver's runtime view
+# Seconds a status whose only news is the datapath's counters waits to be
+# published: written every INTROSPECT_INTERVAL, they made each host put its
+# status head every 2 s (500 etcd writes a second from 1,000 idle hosts,
+# each kept in etcd's history until compacted, and an event for every
+# reader following the status folder). A port, network, connection or
+# flow count that moves still goes out at once.
+COUNTERS_INTERVAL = 30.0
 SETTLE_AFTER = 100  # a reconcile with this many actions built state worth freezing
 
 
@@ -99,6 +106,7 @@ class Agent:
         self._last = _LastPlan()
         self._full_next = True  # at start, after a resync or a failure
         self._last_status: dict[str, Any] | None = None
+        self._counters_due = 0.0  # monotonic time after which counters alone are news
         self._port_docs = st.PortDocs()
         self._not_ready: frozenset[str] = frozenset()  # at the last reconcile
         self._overlay_key: tuple | None = None
@@ -149,7 +157,7 @@ class Agent:
                     self.state = dataclasses.replace(self.state,
                                                      datapath=self.driver.introspect())
                     if not woken and self.reconciles:
-                        self._publish(self.state, ())
+                        self._publish(self.state, (), periodic=True)
                 if woken and self.snapshot.local is not None:
                     plan = self.reconcile()
                     if resynced or self.reconciles == 1 or len(plan.actions) >= SETTLE_AFTER:
@@ -359,13 +367,21 @@ class Agent:
         """The status document of the last reconcile (see :func:`state.status`)."""
         return st.status(self.state, self.driver.name)
 
-    def _publish(self, state: st.AgentState, changed: Iterable[str] | None = None) -> None:
+    def _publish(self, state: st.AgentState, changed: Iterable[str] | None = None,
+                 periodic: bool = False) -> None:
+        """Write the status if it moved; ``periodic`` (the introspection
+        tick): not when only counters moved, until COUNTERS_INTERVAL."""
         status = st.status(state, self.driver.name, self._port_docs, changed)
         if status == self._last_status:
+            return
+        now = time.monotonic()
+        if (periodic and self._last_status is not None and now < self._counters_due
+                and st.without_counters(status) == st.without_counters(self._last_status)):
             return
         try:
             self.store.write_status(self.host, dict(status, updated=time.time()), changed)
             self._last_status = status
+            self._counters_due = now + COUNTERS_INTERVAL
         except (OvsbrError, OSError) as e:
             LOG.error("cannot publish status: %s", e)
 

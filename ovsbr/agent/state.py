@@ -217,3 +217,14 @@ def status(state: AgentState, driver: str, docs: PortDocs | None = None,
     if state.datapath:
         doc["datapath"] = {name: r.to_dict() for name, r in state.datapath.items()}
     return doc
+
+
+def without_counters(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A status document less what moves with traffic alone (each bridge's
+    counters and learned-MAC count): what makes a periodic status news."""
+    datapath = doc.get("datapath")
+    if not datapath:
+        return dict(doc)
+    return {**doc, "datapath": {name: {k: v for k, v in report.items()
+                                       if k not in ("counters", "mac_count")}
+                                for name, report in datapath.items()}}

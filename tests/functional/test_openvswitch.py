@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from ovsbr.agent.service import COUNTERS_INTERVAL
 from ovsbr.openflow import pipeline as pl
 from ovsbr.testing.netns import wait_for
 from tests.functional.ovs_harness import OvsHarness
@@ -132,11 +133,13 @@ def test_learning_keeps_later_frames_off_the_controller(ovsh):
     assert macs[vm1.mac]["port"] == vm1.tap and macs[vm1.mac]["network"] == "n1"
 
     # The table is asked for (the agent's control socket); the status the
-    # agent publishes every 2 s carries its size only.
+    # agent publishes carries its size only, and a size that moved alone
+    # within COUNTERS_INTERVAL of the last publish.
     def published():
         return agent.cli_json("status")["hosts"]["testhost"].get("datapath", {}).get(
             ovsh.br_int, {})
-    wait_for(lambda: published().get("mac_count", 0) >= 2, 10, what="table size published")
+    wait_for(lambda: published().get("mac_count", 0) >= 2, COUNTERS_INTERVAL + 10,
+             interval=0.5, what="table size published")
     assert "macs" not in published()
 
 

@@ -176,3 +176,34 @@ def test_a_port_waiting_for_the_same_reason_is_not_republished_per_event():
     assert store.changed[-1] == {"p1"}
     assert agent.state.ports["p1"] == PortStatus(BOUND, "vnet1")
     assert len(store.changed) == 4
+
+
+def test_counters_alone_are_published_at_most_every_counters_interval(monkeypatch):
+    """An idle host put its status head every 2 s because its datapath
+    counters moved: 500 etcd writes a second from 1,000 hosts. Counters
+    alone now wait COUNTERS_INTERVAL; anything else goes out at once."""
+    from ovsbr.agent import service
+
+    clock = [1000.0]
+    monkeypatch.setattr(service.time, "monotonic", lambda: clock[0])
+    store = _Store()
+    agent = Agent(store, _Driver(), "h1", resync_interval=300)
+
+    def tick(connected=True, packet_ins=0, macs=0, flows=None):
+        report = BridgeReport(connected, {"packet_ins": packet_ins}, flows=flows or {0: 3},
+                              mac_count=macs)
+        agent._publish(state.AgentState(datapath={"br-int": report}), (), periodic=True)
+        return len(store.changed)
+
+    assert tick() == 1  # the first status always goes
+    assert tick(packet_ins=5, macs=2) == 1  # counters alone: not yet
+    clock[0] += service.COUNTERS_INTERVAL - 1
+    assert tick(packet_ins=9, macs=3) == 1
+    assert tick(connected=False, packet_ins=9, macs=3) == 2  # news: at once
+    assert tick(connected=False, packet_ins=12, macs=3, flows={0: 4}) == 3  # flows: news
+    clock[0] += service.COUNTERS_INTERVAL
+    assert tick(connected=False, packet_ins=15, macs=3, flows={0: 4}) == 4  # due now
+    # A reconcile's publish is never held back.
+    agent._publish(state.AgentState(datapath={"br-int": BridgeReport(
+        False, {"packet_ins": 16}, flows={0: 4}, mac_count=3)}), ())
+    assert len(store.changed) == 5
