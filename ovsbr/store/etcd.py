@@ -235,9 +235,10 @@ class EtcdStore(Store):
         agent from before per-port keys has them in the document)."""
         result: dict[str, dict[str, Any]] = {}
         for rel, doc in self._documents("status/").items():
-            host, _, port = rel.partition("/ports/")
-            if "/" in host:
+            where = keys_mod.status_key(rel)
+            if where is None:
                 continue
+            host, port = where
             entry = result.setdefault(host, {})
             if port:
                 entry.setdefault("ports", {})[port] = doc

@@ -9,6 +9,7 @@ hands over only what its watch has seen since the last poll; a lost watch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -64,16 +65,14 @@ class StatusFollower:
         return [e for e in found if e is not None]
 
     def _event(self, kind: str, key: str, value: str) -> StatusEvent | None:
-        host, _, port = key[len(self.base):].partition("/ports/")
-        if "/" in host or not host:
+        where = keys_mod.status_key(key[len(self.base):])
+        if where is None:
             return None
         doc = None
         if kind == "PUT":
-            try:
+            with contextlib.suppress(ValueError):
                 doc = json.loads(value)
-            except ValueError:
-                doc = None
-        return host, port or None, doc
+        return (*where, doc)
 
     def close(self) -> None:
         if self._stream is not None:

@@ -102,3 +102,12 @@ def hosts(keys: dict[str, str]) -> dict[str, dict]:
         except ValueError:
             LOG.warning("etcd key %s: not JSON; ignored", key)
     return result
+
+
+def status_key(rel: str) -> tuple[str, str | None] | None:
+    """(host, port or None for the host's head) of a key below ``status/``
+    (``<host>`` or ``<host>/ports/<port>``); None for anything else."""
+    host, _, port = rel.partition("/ports/")
+    if not host or "/" in host:
+        return None
+    return host, port or None
