@@ -431,9 +431,8 @@ def why_silent(vm1, vm2, failing: dict[str, tuple] | None = None,
     """Where a ping between two VMs that do not talk dies: each hop's
     packet counters over the failed tries (``failing``: the counters when
     they began) and over three pings after, the taps' bridge ports, the
-    VMs' neighbours and what nftables holds for the taps. The linuxbridge
-    restart phase at 5,000 ports has been skipped for that, and the code
-    comment's suspect (the kernel's linkwatch) was never checked."""
+    VMs' neighbours and what nftables holds for the taps: the linuxbridge
+    restart phase at 5,000 ports was skipped for that, its cause unknown."""
     before = hop_counters(vm1, vm2)
     out = [f"neighbour tables (entries, res_failed, table_fulls): before {neigh}, "
            f"now {neigh_stats()}"]
@@ -559,9 +558,9 @@ def bench_one(dp: Datapath, n: int, env: NetEnv) -> dict:
         # forwarded in one bridge; in the next two (with the counters below
         # read first, ~0.1 s later) the first ping went through. When they
         # do not, why_silent says what the path looks like.
-        t0 = time.perf_counter()
         failing, neigh = hop_counters(vm1, vm2), neigh_stats()
         # One try in full: what ping itself says when it fails.
+        t0 = time.perf_counter()
         first = vm1.exec(["ping", "-n", "-c", "1", "-W", "0.5", vm2.ip], check=False)
         first_s = time.perf_counter() - t0
         result.update(first_ping_ok=first.returncode == 0, first_ping_s=round(first_s, 3))
