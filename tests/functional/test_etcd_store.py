@@ -193,6 +193,7 @@ def test_a_change_larger_than_one_etcd_transaction_is_written_in_valid_steps(etc
         before, after = store.update(lambda t: (add_network(t), *(
             add_port(t, f"p{i}", f"t{i}") for i in range(300))))
         assert len(after.ports) == 300 and store.load() == after
+        assert _copies(etcd, prefix) == _copies_of(after), "copies kept in every step"
         wait_for(lambda: len(getattr(seen[-1], "ports", ())) == 300, 10, what="all ports seen")
         assert not [s for s in seen if isinstance(s, Exception)], "an invalid state was seen"
         # Every port takes the next one's device: no order of steps keeps the
@@ -300,6 +301,7 @@ def test_a_port_write_reads_and_writes_that_port_alone(etcd, prefix):
     cli.update(lambda t: add_port(t, "dup", "t7"), scope=["dup"])
     t = make_store(etcd, prefix).load()
     assert t.ports["dup"].device == "t7" and "p7" not in t.ports
+    assert _copies(etcd, prefix) == _copies_of(t), "the port road keeps the copies"
     # Changes beyond the named ports take the whole road and are still checked.
     # Networks and groups: every one is read, no port is.
     from ovsbr.model import network_from_dict
@@ -324,12 +326,14 @@ def test_claim_keys_left_behind_by_another_writer_are_rebuilt(etcd, prefix):
     it still sees that port's device as taken."""
     from ovsbr.model import ValidationError
     store = make_store(etcd, prefix)
-    store.update(add_network)
+    store.update(lambda t: (add_network(t), add_port(t, "edited", "tedited", "hv1")))
     port = {"name": "old", "network": "n1", "device": "told"}
+    edited = {"name": "edited", "network": "n1", "device": "tedited", "host": "hv2"}
     etcd._post("/v3/kv/txn", {"success": [
-        {"request_put": {"key": base64.b64encode(f"{prefix}/topology/ports/old".encode())
-                         .decode(), "value": base64.b64encode(json.dumps(port).encode())
-                         .decode()}},
+        {"request_put": {"key": base64.b64encode(f"{prefix}/topology/ports/{p['name']}"
+                                                 .encode()).decode(),
+                         "value": base64.b64encode(json.dumps(p).encode()).decode()}}
+        for p in (port, edited)] + [
         {"request_put": {"key": base64.b64encode(f"{prefix}/topology/revision".encode())
                          .decode(), "value": base64.b64encode(b"2").decode()}}]})
     reads = _reads_of(store)
@@ -337,6 +341,7 @@ def test_claim_keys_left_behind_by_another_writer_are_rebuilt(etcd, prefix):
         store.update(lambda t: add_port(t, "new", "told"), scope=["new"])
     assert f"{prefix}/topology/*" in reads, "behind: the whole road"
     store.update(lambda t: add_port(t, "other", "tother"), scope=["other"])  # rebuilds
+    assert _copies(etcd, prefix) == _copies_of(store.load()), "copies rebuilt too"
     del reads[:]
     with pytest.raises(ValidationError, match="told is already port old's"):
         store.update(lambda t: add_port(t, "new", "told"), scope=["new"])
@@ -357,13 +362,25 @@ def test_a_late_claim_rebuild_never_undoes_a_newer_one(etcd, prefix):
     assert _claims(etcd, prefix) == claims_before
 
 
-def _claims(etcd, prefix):
-    base = f"{prefix}/index/claims/"
+def _claims(etcd, prefix, folder="index/claims/"):
+    base = f"{prefix}/{folder}"
     resp = etcd._post("/v3/kv/range", {
         "key": base64.b64encode(base.encode()).decode(),
         "range_end": base64.b64encode(base[:-1].encode() + b"0").decode()})
     return {base64.b64decode(kv["key"]).decode()[len(base):]:
             base64.b64decode(kv["value"]).decode() for kv in resp.get("kvs", [])}
+
+
+def _copies(etcd, prefix):
+    """The port copies in etcd: key below index/ports/ -> the port's document."""
+    from ovsbr.store import copies
+    return {k: copies.unwrap(v)[0] for k, v in _claims(etcd, prefix, copies.FOLDER).items()}
+
+
+def _copies_of(topo):
+    from ovsbr.store import copies
+    return {k: copies.unwrap(copies.value(p, 0))[0]
+            for p in topo.ports.values() for k in copies.keys(p)}
 
 
 def test_status_follower_hands_over_only_what_moved(etcd, prefix):
@@ -434,3 +451,4 @@ def test_status_follower_hands_over_only_what_moved(etcd, prefix):
         assert replayed()["hv1"]["ports"]["p8"] == {"status": "error"}
     finally:
         reader.close()
+
