@@ -189,7 +189,7 @@ class Agent:
         self._wake.set()
 
     def _watch_store(self) -> None:
-        for item in self.store.watch(self._stop):
+        for item in self.store.watch(self._stop, host=self.host):
             last = self.snapshot
             if isinstance(item, Exception):
                 msg = str(item)

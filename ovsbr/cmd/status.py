@@ -107,8 +107,10 @@ def status(args, st) -> None:
     if not hosts:
         print("no agent has reported yet")
     for host, hs in sorted(hosts.items()):
+        # An agent's revision: the newest write it has heard that concerns
+        # its host (it watches its share only), so often below the store's.
         print(f"host {host}: driver {hs.get('driver')}, revision {hs.get('revision')} "
-              f"of {topo.revision}")
+              f"(store at {topo.revision})")
         if hs.get("store_error"):
             print(f"  store error: {hs['store_error']}")
         for name, ns in sorted(hs.get("networks", {}).items()):

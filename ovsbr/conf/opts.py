@@ -100,6 +100,14 @@ ETCD_OPTS = [
                help="Seconds a host stays registered after its agent stops "
                     "renewing its lease: then its tunnels and MACs are removed "
                     "on every other host."),
+    cfg.StrOpt("watch", default="host",
+               choices=[("host", "the networks, groups and live hosts, and the ports "
+                                 "this host wires, of its overlay networks and of its "
+                                 "remote groups: a write reaches the agents that use it"),
+                        ("all", "the whole topology: every write reaches every agent")],
+               help="What the agent watches in etcd. 'host' needs writers that "
+                    "keep the port copies (this ovsbr); while they are behind, the "
+                    "agent watches everything."),
     cfg.StrOpt("ca_cert", help="PEM CA certificate of the etcd servers; set it "
                                "to talk HTTPS."),
     cfg.StrOpt("cert_file", help="PEM client certificate for etcd (with key_file)."),

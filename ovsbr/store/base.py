@@ -36,11 +36,15 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def watch(self, stop: threading.Event) -> Iterator[Topology | Exception]:
+    def watch(self, stop: threading.Event, host: str | None = None
+              ) -> Iterator[Topology | Exception]:
         """Yield the state now and after each change until ``stop`` is set.
 
         An unreadable state is yielded as the exception, so the agent can keep
-        its last good state and report the error once.
+        its last good state and report the error once. ``host``: the agent's;
+        a store may then yield only what that host's agent uses (its ports,
+        the ports of its overlay networks, the members of its remote groups,
+        every network, group and live host), as the etcd store does.
         """
 
     @abc.abstractmethod

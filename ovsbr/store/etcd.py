@@ -14,6 +14,9 @@ Layout under ``[etcd] prefix`` (default ``/ovsbr``)::
     index/claims/<claim>       the port holding a device on a host, an iface-id,
                                a MAC or an address on a network (.claims)
     index/revision             the topology revision the claim keys describe
+    index/ports/<folder>/...   each port's copies, by host, network and group,
+                               for the agents' narrowed watches (.copies)
+    index/ports-revision       the topology revision the copies describe
 
 Writes (:mod:`.etcd_write`) are optimistic transactions: read the state at
 one revision, apply the caller's change, validate the result, then commit
@@ -25,10 +28,14 @@ than etcd's ``--max-txn-ops`` (default 128) goes in steps that each leave a
 valid state (:mod:`.steps`). One key per object keeps each write and each
 watch event small at thousands of ports.
 
-Agents follow two watches (``topology/`` and ``hosts/``) from the revision
-they read, apply the events to a local copy as deltas (:mod:`.mirror`:
-only changed keys are parsed and checked), and start over from a fresh
-read when a watch ends, is cancelled or is compacted away. The watch stream
+An agent watches its host's share (:mod:`.etcd_narrow`: the networks, the
+groups, the live hosts, and the copies of the ports it wires, of its overlay
+networks' ports and of its remote groups' members), or with ``[etcd]
+watch = all``, or while the copies are behind, ``topology/`` and ``hosts/``
+whole. Either way from the revision it read, applying the events to a local
+copy as deltas (:mod:`.mirror`: only changed keys are parsed and checked),
+and starting over from a fresh read when a watch ends, is cancelled or is
+compacted away. The watch stream
 is read here rather than through etcd3gw's Watcher, which drops the
 cancel/compaction notices and the end of the stream: a lost watch would go
 unnoticed. Everything else is etcd3gw.
@@ -36,6 +43,7 @@ unnoticed. Everything else is etcd3gw.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -50,6 +58,7 @@ from oslo_config import cfg
 
 from ovsbr.exceptions import ConfigError, StoreError
 from ovsbr.model import Topology
+from ovsbr.store import etcd_narrow
 from ovsbr.store import keys as keys_mod
 from ovsbr.store.base import Store
 from ovsbr.store.etcd_status import StatusFollower
@@ -85,6 +94,7 @@ class EtcdStore(Store):
         self.timeout = e.timeout
         # Only agents register under a lease; Neutron's group has no lease_ttl.
         self.lease_ttl = e.lease_ttl if "lease_ttl" in e else 10
+        self.watch_share = e.watch if "watch" in e else "all"
         self._tls = (e.ca_cert, e.cert_file, e.key_file)
         self._current = 0
         self._client: etcd3gw.Etcd3Client | None = None
@@ -94,6 +104,7 @@ class EtcdStore(Store):
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watches: list[Any] = []
+        self._host_watch: etcd_narrow.HostWatch | None = None
         self._followers: list[StatusFollower] = []
         self._parsed: dict[str, tuple[str, Any]] = {}
         # host -> its port statuses as last written (absent: list them first)
@@ -322,27 +333,59 @@ class EtcdStore(Store):
                 self._lease = None
 
     # -- watching ------------------------------------------------------------
-    def watch(self, stop: threading.Event) -> Iterator[Topology | Exception]:
-        """Yield the state, then again after each change of topology or hosts."""
+    def watch(self, stop: threading.Event, host: str | None = None
+              ) -> Iterator[Topology | Exception]:
+        """Yield the state, then again after each change of topology or
+        hosts; with ``host``, that host's share (see :mod:`.etcd_narrow`)."""
+        narrow = host is not None and self.watch_share == "host"
         while not stop.is_set():
             try:
+                if narrow and (yield from self._follow_host(stop, host)):
+                    continue
                 rev, topo_keys, host_keys = self._snapshot()
             except StoreError as e:
                 yield e
                 stop.wait(1.0)
                 continue
-            yield from self._follow(stop, rev, topo_keys, host_keys)
+            yield from self._follow(stop, rev, topo_keys, host_keys, narrow)
 
-    def _follow(self, stop, rev, topo_keys, host_keys) -> Iterator[Topology | Exception]:
+    def _follow_host(self, stop: threading.Event, host: str
+                     ) -> Iterator[Topology | Exception]:
+        """Follow the host's share; returns False at once when the copies
+        are behind (the caller watches the whole topology instead)."""
+        view = etcd_narrow.HostWatch(self, host)
+        self._host_watch = view
+        try:
+            if not view.start():
+                LOG.warning("etcd: the port copies are behind the topology: watching "
+                            "the whole topology until a writer has rebuilt them")
+                return False
+            yield from view.follow(stop)
+            return True
+        finally:
+            view.close()
+
+    def _follow(self, stop, rev, topo_keys, host_keys, recheck: bool = False
+                ) -> Iterator[Topology | Exception]:
+        """``recheck``: every INDEX_CHECK, return once the port copies are
+        current (the caller then narrows the watch)."""
         events: queue.Queue = queue.Queue()
-        streams = [WatchStream(self, self.prefix + p, rev + 1, events)
-                   for p in ("topology/", "hosts/")]
+        streams = [WatchStream(self, [self.prefix + "topology/", self.prefix + "hosts/"],
+                               rev + 1, events)]
         self._watches = streams
         mirror = Mirror(self.prefix, topo_keys, host_keys, self._parsed)
         last_error = None
+        next_check = time.monotonic() + etcd_narrow.INDEX_CHECK
         try:
             emit = True
             while not stop.is_set():
+                if recheck and time.monotonic() >= next_check:
+                    next_check = time.monotonic() + etcd_narrow.INDEX_CHECK
+                    with contextlib.suppress(StoreError):
+                        if etcd_narrow.index_current(self):
+                            LOG.info("etcd: the port copies are current: watching this "
+                                     "host's share again")
+                            return
                 if emit:
                     try:
                         topo = mirror.build()
@@ -377,6 +420,8 @@ class EtcdStore(Store):
         self._stop.set()
         for s in self._watches:
             s.close()
+        if self._host_watch is not None:
+            self._host_watch.close()
         for f in self._followers:
             f.close()
         for t in self._threads:

@@ -53,7 +53,7 @@ class StatusFollower:
                 self.store._count(watch_restarts=1)
                 self.close()
                 return True, self._read()
-            found += [e for e in (self._event(*ev) for ev in batch) if e is not None]
+            found += [e for e in (self._event(*ev[:3]) for ev in batch) if e is not None]
 
     def _read(self) -> list[StatusEvent]:
         resp = self.store._txn({"success": [self.store._range(self.base)]})

@@ -13,6 +13,8 @@ import socket
 import threading
 from typing import TYPE_CHECKING
 
+import requests
+
 from ovsbr.exceptions import StoreError
 from ovsbr.store.keys import b64, range_end, unb64
 
@@ -21,27 +23,42 @@ if TYPE_CHECKING:
 
 
 class WatchStream:
-    """One etcd watch over the gateway's streaming /v3/watch, on its own thread.
+    """etcd watches over one of the gateway's streaming /v3/watch, on a thread.
 
-    Puts lists of (PUT|DELETE, key, value) on ``out``, one list per etcd
-    response, and an exception when the watch ends for any reason.
+    ``prefixes``: one key prefix, or several, each its own watch on the one
+    stream: the gateway reads every create request in the body (one stream,
+    one connection and one thread instead of one each).
+
+    Puts lists of (PUT|DELETE, key, value, mod revision) on ``out``, one
+    list per etcd response, and an exception when the watch ends for any
+    reason.
     """
 
-    def __init__(self, store: EtcdStore, prefix: str, start_revision: int, out: queue.Queue):
+    def __init__(self, store: EtcdStore, prefixes: str | list[str], start_revision: int,
+                 out: queue.Queue):
         self.out = out
         self._resp = None
+        self._session: requests.Session | None = None
         self._closed = threading.Event()
-        req = {"create_request": {"key": b64(prefix), "range_end": b64(range_end(prefix)),
-                                  "start_revision": str(start_revision)}}
-        self._thread = threading.Thread(target=self._run, args=(store, req),
+        body = "\n".join(json.dumps({"create_request": {
+            "key": b64(prefix), "range_end": b64(range_end(prefix)),
+            "start_revision": str(start_revision)}})
+            for prefix in ([prefixes] if isinstance(prefixes, str) else prefixes))
+        self._thread = threading.Thread(target=self._run, args=(store, body),
                                         name="ovsbr-etcd-watch", daemon=True)
         self._thread.start()
 
-    def _run(self, store: EtcdStore, req: dict) -> None:
+    def _run(self, store: EtcdStore, body: str) -> None:
         try:
             def open_stream(client):
-                return client.session.post(client.get_url("/watch"), json=req, stream=True,
-                                           timeout=(store.timeout, None))
+                # A session of its own: a stream holds its connection for
+                # its life, and an agent holds several; returned to the
+                # client's pool at close they overflowed it (urllib3 warns).
+                session = requests.Session()
+                session.verify, session.cert = client.session.verify, client.session.cert
+                self._session = session
+                return session.post(client.get_url("/watch"), data=body, stream=True,
+                                    timeout=(store.timeout, None))
             self._resp = store._call(open_stream)
             if self._closed.is_set():
                 return
@@ -57,7 +74,7 @@ class WatchStream:
                 for ev in result.get("events", []):
                     kv = ev["kv"]
                     events.append((ev.get("type", "PUT"), unb64(kv["key"]),
-                                   unb64(kv.get("value", ""))))
+                                   unb64(kv.get("value", "")), int(kv.get("mod_revision", 0))))
                 if events:
                     self.out.put(events)
             raise StoreError("watch stream ended")
@@ -78,3 +95,5 @@ class WatchStream:
         except Exception:  # noqa: S110 - best effort; the stream may be gone already
             pass
         resp.close()
+        if self._session is not None:
+            self._session.close()

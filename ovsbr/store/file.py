@@ -125,7 +125,8 @@ class FileStore(Store):
         except ValidationError as e:
             raise StoreError(f"store {self.path}: invalid content: {e}") from e
 
-    def watch(self, stop: threading.Event) -> Iterator[Topology | Exception]:
+    def watch(self, stop: threading.Event, host: str | None = None
+              ) -> Iterator[Topology | Exception]:
         last: Any = object()
         while not stop.is_set():
             try:

@@ -23,7 +23,7 @@ from ovsbr.secgroups.model import SecurityGroup
 from ovsbr.store import keys as keys_mod
 
 LOG = logging.getLogger(__name__)
-Event = tuple[str, str, str]  # (PUT|DELETE, key, value)
+Event = tuple  # (PUT|DELETE, key, value[, etcd mod revision])
 
 
 class ClaimIndex:
@@ -135,7 +135,7 @@ class Mirror:
 
     def apply(self, events: Iterable[Event]) -> None:
         """Record a batch; :meth:`build` turns the batches since into a topology."""
-        for kind, key, value in events:
+        for kind, key, value, *_ in events:
             if key.startswith(self.hosts_base):
                 self._host_event(kind, key, value)
                 continue

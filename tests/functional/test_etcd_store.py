@@ -90,12 +90,12 @@ def test_invalid_result_writes_nothing_and_names_the_field(etcd, prefix):
 
 
 @contextlib.contextmanager
-def watching(watcher):
+def watching(watcher, host=None):
     """Run ``watcher.watch`` on a thread for the block; yield what it yields."""
     stop, seen = threading.Event(), []
 
     def consume():
-        for item in watcher.watch(stop):
+        for item in watcher.watch(stop, host=host):
             seen.append(item)
     t = threading.Thread(target=consume, daemon=True)
     t.start()
@@ -452,3 +452,100 @@ def test_status_follower_hands_over_only_what_moved(etcd, prefix):
     finally:
         reader.close()
 
+
+def _share_world(store):
+    """Two overlay networks, a local one, and groups where web's rule names db."""
+    from ovsbr.model import network_from_dict
+    from ovsbr.secgroups.model import group_from_dict
+
+    def build(t):
+        for name, kind, seg in (("vx", "vxlan", 5), ("vy", "vxlan", 6), ("lo", "local", None)):
+            t.networks[name] = network_from_dict(
+                {"name": name, "type": kind, **({"segmentation_id": seg} if seg else {})})
+        t.security_groups["db"] = group_from_dict({"name": "db", "rules": []})
+        t.security_groups["web"] = group_from_dict({"name": "web", "rules": [
+            {"direction": "ingress", "protocol": "tcp", "remote_group": "db"}]})
+    store.update(build)
+
+
+def _vm(t, name, network, host, groups=None, ip=None):
+    from ovsbr.model import port_from_dict
+    n = sum(map(ord, name)) % 200
+    t.ports[name] = port_from_dict({k: v for k, v in {
+        "name": name, "network": network, "device": f"t{name}", "host": host,
+        "mac": f"52:54:00:00:01:{n:02x}", "ips": [ip or f"192.0.2.{n + 10}"],
+        "security_groups": groups}.items() if v is not None})
+
+
+def test_an_agent_hears_its_hosts_share_only(etcd, prefix):
+    """With the port copies, host hv0's watch holds its ports, every port of
+    its overlay networks and the members of its remote groups, follows its
+    ports into new networks and out of them, and hears nothing else."""
+    from ovsbr.agent.overlay import overlays
+    store = make_store(etcd, prefix)
+    _share_world(store)
+    store.update(lambda t: (_vm(t, "a1", "vx", "hv0", ["web"]), _vm(t, "b1", "vx", "hv1"),
+                            _vm(t, "c1", "vy", "hv2", ["db"]), _vm(t, "d1", "vy", "hv3"),
+                            _vm(t, "e1", "lo", "hv0")))
+    with watching(make_store(etcd, prefix), host="hv0") as seen:
+        wait_for(lambda: seen, 5, what="hv0's share")
+        assert set(seen[-1].ports) == {"a1", "b1", "c1", "e1"}, "own, vx's, db's members"
+        assert set(seen[-1].networks) == {"vx", "vy", "lo"}
+        heard = len(seen)
+        # Another host's port on a network hv0 has no port on: not heard.
+        _, after = store.update(lambda t: _vm(t, "f1", "vy", "hv3"), scope=["f1"])
+        time.sleep(1.0)
+        assert len(seen) == heard, "hv0 heard a write that does not concern it"
+        # One on its overlay network, one joining its remote group: heard.
+        store.update(lambda t: _vm(t, "g1", "vx", "hv2"), scope=["g1"])
+        wait_for(lambda: "g1" in seen[-1].ports, 5, what="overlay port heard")
+        store.update(lambda t: _vm(t, "d1", "vy", "hv3", ["db"]), scope=["d1"])
+        wait_for(lambda: "d1" in seen[-1].ports, 5, what="new remote group member heard")
+        # A port of hv0's own on vy: every port of vy comes with it, and goes
+        # when it leaves (d1 stays: a member of db).
+        _, after = store.update(lambda t: _vm(t, "h1", "vy", "hv0"), scope=["h1"])
+        wait_for(lambda: {"h1", "f1"} <= set(seen[-1].ports), 5, what="vy followed")
+        assert seen[-1].revision == after.revision
+        whole = make_store(etcd, prefix).load()
+        for host, info in (("hv1", "198.51.100.1"), ("hv2", "198.51.100.2"),
+                           ("hv3", "198.51.100.3")):
+            whole.hosts[host] = seen[-1].hosts[host] = {"local_ip": info}
+        mine = seen[-1]
+        assert mine.local_view("hv0").ports == whole.local_view("hv0").ports
+        assert overlays(mine, "hv0", "198.51.100.9") == overlays(whole, "hv0", "198.51.100.9")
+        assert mine.group_members()["db"] == whole.group_members()["db"]
+        store.update(lambda t: t.ports.pop("h1"), scope=["h1"])
+        wait_for(lambda: "f1" not in seen[-1].ports and "h1" not in seen[-1].ports, 5,
+                 what="vy dropped")
+        assert {"c1", "d1"} <= set(seen[-1].ports)
+        assert not [s for s in seen if isinstance(s, Exception)]
+
+
+def test_an_agent_watches_everything_while_the_copies_are_behind(etcd, prefix, monkeypatch):
+    """An older ovsbr, or a hand edit, writes a port without its copies: the
+    narrowed agent finds them behind at its next check and watches the
+    whole topology (so it sees that port), until a writer has rebuilt them."""
+    from ovsbr.store import etcd_narrow
+    monkeypatch.setattr(etcd_narrow, "INDEX_CHECK", 0.5)
+    store = make_store(etcd, prefix)
+    _share_world(store)
+    store.update(lambda t: _vm(t, "a1", "vx", "hv0"))
+    port = {"name": "old", "network": "vx", "device": "told", "host": "hv0"}
+
+    def put(key, value):
+        return {"request_put": {"key": base64.b64encode(f"{prefix}/{key}".encode()).decode(),
+                                "value": base64.b64encode(value.encode()).decode()}}
+    with watching(make_store(etcd, prefix), host="hv0") as seen:
+        wait_for(lambda: seen, 5, what="hv0's share")
+        etcd._post("/v3/kv/txn", {"success": [put("topology/ports/old", json.dumps(port)),
+                                              put("topology/revision", "3")]})
+        wait_for(lambda: "old" in seen[-1].ports, 5, what="the old writer's port")
+        store.update(lambda t: _vm(t, "b1", "vy", "hv3"))  # rebuilds the copies
+        assert "b1" in make_store(etcd, prefix).load().ports
+        time.sleep(1.5)  # a check or two: the agent narrows again
+        heard = len(seen)
+        store.update(lambda t: _vm(t, "c1", "vy", "hv3"), scope=["c1"])
+        time.sleep(1.0)
+        assert len(seen) == heard, "still watching everything after the rebuild"
+        store.update(lambda t: _vm(t, "d1", "vx", "hv3"), scope=["d1"])
+        wait_for(lambda: {"old", "d1"} <= set(seen[-1].ports), 5, what="narrowed share")

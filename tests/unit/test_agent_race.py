@@ -35,7 +35,7 @@ class Store:
     def register(self, host, info):
         pass
 
-    def watch(self, stop):
+    def watch(self, stop, host=None):
         yield revision(1)
         self.release.wait(5)
         yield revision(2)
