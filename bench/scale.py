@@ -28,6 +28,14 @@ at random. Measured:
 * flood lists: remote hosts per (host, overlay network) and tunnels per
   host, from the same overlays() the agents run.
 
+Each simulated host watches what an agent of this tree watches (``--watch
+host``, the default where the tree keeps port copies): its host's copy
+folder and the copy folders of the networks its ports are on, as watches
+multiplexed on one stream per host (the agent's fixed folders, networks,
+groups and hosts, see no port write and are left out); or the whole
+topology (``--watch all``, and any tree from before the copies). The
+measured agent runs the real EtcdStore.watch in the same mode.
+
 ``--watchers W`` opens W watch streams instead of one per host: etcd's
 fan-out of each write to every stream (over its gRPC gateway, as etcd3gw
 and so every agent reads it) is what the write and update latencies grow
@@ -85,7 +93,7 @@ def b64(s: str) -> str:
     return base64.b64encode(s.encode()).decode()
 
 
-def make_store(endpoint: str):
+def make_store(endpoint: str, watch: str | None = None):
     from oslo_config import cfg
 
     from ovsbr.conf import opts
@@ -95,30 +103,33 @@ def make_store(endpoint: str):
     conf([], default_config_files=[])
     conf.set_override("endpoints", [endpoint], group="etcd")
     conf.set_override("prefix", PREFIX, group="etcd")
+    if watch is not None and "watch" in conf.etcd:
+        conf.set_override("watch", watch, group="etcd")
     return EtcdStore(conf)
 
 
 class Watcher(threading.Thread):
     """One raw watch stream, as each agent holds: records when events arrive."""
 
-    def __init__(self, url: str, start_rev: int, key: str = PREFIX + "/topology/"):
+    def __init__(self, url: str, start_rev: int, keys: list[str]):
         super().__init__(daemon=True)
-        self.url, self.start_rev, self.key = url, start_rev, key
-        self.seen: dict[str, float] = {}
+        self.url, self.start_rev, self.keys = url, start_rev, keys
+        self.seen: dict[str, float] = {}  # port (the key's last part) -> first heard
         self.ready = threading.Event()
         self.resp = None
 
     def run(self):
-        key = self.key
-        req = {"create_request": {"key": b64(key), "range_end": b64(key[:-1] + "0"),
-                                  "start_revision": str(self.start_rev)}}
-        self.resp = requests.post(self.url + "/v3/watch", json=req, stream=True, timeout=None)
+        body = "\n".join(json.dumps({"create_request": {
+            "key": b64(key), "range_end": b64(key[:-1] + "0"),
+            "start_revision": str(self.start_rev)}}) for key in self.keys)
+        self.resp = requests.post(self.url + "/v3/watch", data=body, stream=True, timeout=None)
         self.ready.set()
         try:
             for line in self.resp.iter_lines():
                 now = time.perf_counter()
                 for ev in json.loads(line).get("result", {}).get("events", []):
-                    self.seen.setdefault(base64.b64decode(ev["kv"]["key"]).decode(), now)
+                    key = base64.b64decode(ev["kv"]["key"]).decode()
+                    self.seen.setdefault(key.rsplit("/", 1)[-1], now)
         except Exception:  # noqa: S110 - closed at the end of the run
             pass
 
@@ -153,20 +164,21 @@ def other_hosts(url: str, conn) -> None:
         if leases[j::KEEPALIVE_THREADS]:
             threading.Thread(target=keepalive, args=(leases[j::KEEPALIVE_THREADS],),
                              daemon=True).start()
-    rev, count, elsewhere = conn.recv()
-    watchers = [Watcher(url, rev, f"{PREFIX}/elsewhere/hv{i}/" if elsewhere
-                        else PREFIX + "/topology/") for i in range(len(leases[:count]))]
+    rev, folders = conn.recv()  # each stream's folders
+    watchers = [Watcher(url, rev, keys) for keys in folders]
     for w in watchers:
         w.start()
     for w in watchers:
         w.ready.wait(30)
     conn.send("ready")
-    while (key := conn.recv()) is not None:
-        deadline = time.monotonic() + (0 if elsewhere else 30)
-        while time.monotonic() < deadline and sum(key in w.seen for w in watchers) < len(
-                watchers):
+    while (item := conn.recv()) is not None:
+        name, where = item  # the port written, and the folders it is written in
+        wanting = [w for w in watchers if any(k.startswith(f) for k in where for f in w.keys)]
+        deadline = time.monotonic() + (30 if wanting else 0)
+        while time.monotonic() < deadline and sum(name in w.seen for w in wanting) < len(
+                wanting):
             time.sleep(0.01)
-        conn.send([w.seen[key] for w in watchers if key in w.seen])
+        conn.send([w.seen[name] for w in watchers if name in w.seen])
     stop.set()
 
 
@@ -227,6 +239,8 @@ def main() -> int:
                         help="watch streams to open (default: one per host)")
     parser.add_argument("--watch-elsewhere", action="store_true",
                         help="point the streams where no write goes (see the notes)")
+    parser.add_argument("--watch", choices=["host", "all"], default=None,
+                        help="what hosts watch (default: host where the tree keeps copies)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     rng = random.Random(7)
@@ -234,8 +248,16 @@ def main() -> int:
     session = requests.Session()
     url = etcd.url
     watchers = args.hosts if args.watchers is None else max(1, min(args.watchers, args.hosts))
+    try:
+        from ovsbr.store import copies as copies_mod
+    except ImportError:  # a tree from before the copies
+        copies_mod = None
+    mode = args.watch or ("host" if copies_mod else "all")
+    if mode == "host" and copies_mod is None:
+        parser.error("--watch host: this tree keeps no port copies")
     result: dict = {"hosts": args.hosts, "ports": args.ports, "networks": args.networks,
-                    "watchers": watchers, "watch_elsewhere": args.watch_elsewhere}
+                    "watchers": watchers, "watch_elsewhere": args.watch_elsewhere,
+                    "watch": mode}
     # Forked before this process has any thread.
     conn, child_conn = multiprocessing.get_context("fork").Pipe()
     others = multiprocessing.get_context("fork").Process(
@@ -291,14 +313,39 @@ def main() -> int:
         topo = store.load()
         result["load_all_s"] = time.perf_counter() - t0
 
+        server_store = make_store(etcd.endpoint)
+        server_store.load()  # a server has read the state before its first write
+        # The ports above were written raw, as by hand: the first write
+        # through the store (re)builds what it keeps beside them (claim keys
+        # and copies), before any watch opens.
+        step("first write through the store")
+        t0 = time.perf_counter()
+        server_store.update(lambda t: t.ports.__setitem__("warmup", port_from_dict(
+            {"name": "warmup", "network": "net0", "device": "warmup", "host": "hv0"})))
+        result["first_store_write_s"] = time.perf_counter() - t0
+
         step(f"opening {watchers} watch streams")
         # Watch fan-out: one stream per simulated host (or --watchers).
-        conn.send((etcd.revision() + 1, watchers, args.watch_elsewhere))
+        nets_of: dict[str, set[str]] = {}
+        for p in ports:
+            nets_of.setdefault(p["host"], set()).add(p["network"])
+        folders = []
+        for i in range(watchers):
+            if args.watch_elsewhere:
+                folders.append([f"{PREFIX}/elsewhere/hv{i}/"])
+            elif mode == "all":
+                folders.append([PREFIX + "/topology/"])
+            else:
+                base = PREFIX + "/" + copies_mod.FOLDER
+                nets = sorted(nets_of.get(f"hv{i}", ()))
+                folders.append([f"{base}host/hv{i}/", *(f"{base}network/{n}/" for n in nets)])
+        result["watches"] = sum(map(len, folders))
+        conn.send((etcd.revision() + 1, folders))
         conn.recv()  # every watch open
         time.sleep(1.0)
 
-        # A real agent's watch: parse and validate everything on each event.
-        agent_store = make_store(etcd.endpoint)
+        # A real agent's watch, as the agent runs it.
+        agent_store = make_store(etcd.endpoint, mode)
         yielded: list[tuple[float, int, float]] = []
         stop = threading.Event()
 
@@ -313,12 +360,14 @@ def main() -> int:
         def consume():
             # What an agent does with each topology before planning: its
             # host's share (the snapshot) and its overlays' flood lists.
-            for item in agent_store.watch(stop):
+            for item in agent_store.watch(stop, **host_kw):
                 if not isinstance(item, Exception):
                     t_yield = time.perf_counter()
                     DesiredSnapshot.of(item, "hv0")
                     flood_lists(item)
                     yielded.append((t_yield, item.revision, time.perf_counter()))
+        host_kw = {"host": "hv0"} if "host" in inspect.signature(
+            agent_store.watch).parameters else {}
         threading.Thread(target=consume, daemon=True).start()
         common_wait = time.monotonic() + 60
         while not yielded and time.monotonic() < common_wait:
@@ -331,14 +380,6 @@ def main() -> int:
         # (each stream's thread parses it), which on a real cloud runs on
         # the 1,000 other machines, not beside etcd.
         cpu0 = {"etcd": common.cpu_s(etcd.proc.pid), "hosts": common.cpu_s(others.pid)}
-        server_store = make_store(etcd.endpoint)
-        server_store.load()  # a server has read the state before its first write
-        # The ports above were written raw, as by hand: the first write
-        # through the store (re)builds what it keeps beside them (claim keys).
-        t0 = time.perf_counter()
-        server_store.update(lambda t: t.ports.__setitem__("warmup", port_from_dict(
-            {"name": "warmup", "network": "net0", "device": "warmup", "host": "hv0"})))
-        result["first_store_write_s"] = time.perf_counter() - t0
         # A port write names its port where the store supports it (the CLI does).
         scoped = "scope" in inspect.signature(server_store.update).parameters
         for i in range(args.writes):
@@ -354,8 +395,11 @@ def main() -> int:
             (warm_lat if warm else update_lat).append(t_commit - t0)
             if not warm:
                 cli_store.close()
-            key = f"{PREFIX}/topology/ports/{name}"
-            conn.send(key)
+            if mode == "all":
+                where = [f"{PREFIX}/topology/ports/{name}"]
+            else:
+                where = [PREFIX + "/" + copies_mod.FOLDER + k for k in copies_mod.keys(port)]
+            conn.send((name, where))
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not any(
                     y[1] == after.revision for y in yielded):
@@ -436,12 +480,11 @@ def side_by_side(sizes: list[int], codes: list[tuple[str, str | None]],
         for i, n in enumerate(sizes):
             runs = [(label, source, []) for label, source in codes]
             runs = runs if i % 2 == 0 else runs[::-1]
-            # This tree again with one watch stream: what the figures are
-            # without etcd's fan-out to every host (see the module's notes);
-            # and with every stream on a folder no write touches.
+            # This tree again with every host watching the whole topology
+            # (before the copies), and with one watch stream: what the
+            # figures are without etcd's fan-out (see the module's notes).
+            runs.append((f"{codes[0][0]}, watch all", codes[0][1], ["--watch", "all"]))
             runs.append((f"{codes[0][0]}, 1 watching", codes[0][1], ["--watchers", "1"]))
-            runs.append((f"{codes[0][0]}, watching elsewhere", codes[0][1],
-                         ["--watch-elsewhere"]))
             for label, source, extra in runs:
                 env = dict(os.environ)
                 env.pop("OVSBR_CODE", None)
@@ -457,11 +500,12 @@ def side_by_side(sizes: list[int], codes: list[tuple[str, str | None]],
     figures = ["cli_update_ms_p50", "cli_update_ms_p99", "store_update_ms_p50",
                "agent_update_ms_p50", "agent_update_ms_p99", "agent_view_ms_p99",
                "load_all_s", "etcd_cpu_ms_per_write"]
-    rows = [[r["code"], r["ports"], r.get("watchers", hosts), *(r.get(f, "-") for f in figures)]
+    rows = [[r["code"], r["ports"], r.get("watchers", hosts), r.get("watchers_reached", "-"),
+             *(r.get(f, "-") for f in figures)]
             for r in sorted(results, key=lambda r: (r["ports"], r["code"]))]
     print(common.table(f"scale side by side: {hosts} simulated hosts on one etcd (lower is "
                        "better; cli = a fresh store per write, store = a long-lived one)",
-                       ["code", "ports", "watching", *figures], rows))
+                       ["code", "ports", "streams", "wanting", *figures], rows))
     print("JSON:", common.write("scale_side_by_side", {"benchmark": "scale",
                                                       "results": results}))
     return results
