@@ -133,7 +133,9 @@ class Copies:
             rel = key[len(base):]
             name = rel.rsplit("/", 1)[-1]
             held = self._held.setdefault(name, {})
-            if kind == "PUT":
+            if int(rev) < held.get(rel, (0,))[0]:
+                pass  # older than the copy held (two sources of one folder)
+            elif kind == "PUT":
                 held[rel] = (int(rev), text)
             else:
                 held.pop(rel, None)

@@ -21,6 +21,7 @@ watches the whole topology until a writer has rebuilt them.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -72,9 +73,13 @@ class HostWatch:
         self.copies_base = p + copies_mod.FOLDER
         self.fixed = [p + "topology/networks/", p + "topology/security_groups/", p + "hosts/",
                       self.copies_base + f"host/{host}/", self.copies_base + "any-host/"]
+        # (stream tag, its batch or its end): a closed stream's leftovers
+        # in the queue are told by their tag and dropped (applied, a
+        # dropped folder's copies would come back, and stay).
         self.events: queue.Queue = queue.Queue()
-        # watched folder -> its stream; "": the fixed folders' stream
-        self.streams: dict[str, WatchStream] = {}
+        # watched folder -> (tag, its stream); "": the fixed folders' stream
+        self.streams: dict[str, tuple[int, WatchStream]] = {}
+        self._tags = itertools.count()
         self.copies = copies_mod.Copies()
         self.revision = 0
         self.mirror: Mirror | None = None
@@ -148,7 +153,7 @@ class HostWatch:
         changed = False
         for prefix in sorted(have - wanted):
             with self._lock:
-                stream = self.streams.pop(prefix, None)
+                _, stream = self.streams.pop(prefix, (None, None))
             if stream is not None:
                 stream.close()
             dropped = self.copies.drop(prefix[len(self.copies_base):])
@@ -177,14 +182,20 @@ class HostWatch:
             if self._closed:
                 raise StoreError("etcd watch closed")
             key = prefixes if isinstance(prefixes, str) else ""
-            self.streams[key] = WatchStream(self.store, prefixes, start, self.events)
+            tag = next(self._tags)
+            self.streams[key] = (tag, WatchStream(self.store, prefixes, start, self.events,
+                                                  tag))
+
+    def _live(self, tag: int) -> bool:
+        with self._lock:
+            return any(t == tag for t, _ in self.streams.values())
 
     def close(self) -> None:
         """Close every stream (from any thread: the store's close())."""
         with self._lock:
             self._closed = True
             streams, self.streams = list(self.streams.values()), {}
-        for stream in streams:
+        for _, stream in streams:
             stream.close()
 
     # -- the follow ----------------------------------------------------------------
@@ -219,12 +230,16 @@ class HostWatch:
             except queue.Empty:
                 batch = None
             while batch is not None:  # coalesce what has arrived: one build
-                if isinstance(batch, Exception):
+                tag, batch = batch
+                if not self._live(tag):
+                    pass  # a closed stream's leftovers
+                elif isinstance(batch, Exception):
                     LOG.warning("etcd watch lost (%s): reading this host's share again", batch)
                     self.store._count(watch_restarts=1)
                     return
-                self.apply(batch)
-                emit = True
+                else:
+                    self.apply(batch)
+                    emit = True
                 try:
                     batch = self.events.get_nowait()
                 except queue.Empty:

@@ -35,8 +35,11 @@ class WatchStream:
     """
 
     def __init__(self, store: EtcdStore, prefixes: str | list[str], start_revision: int,
-                 out: queue.Queue):
+                 out: queue.Queue, tag: object = None):
+        """``tag``: when given, put (tag, item) instead of the item, so a
+        reader of several streams' queue can tell a closed stream's leftovers."""
         self.out = out
+        self._tag = tag
         self._resp = None
         self._session: requests.Session | None = None
         self._closed = threading.Event()
@@ -76,11 +79,14 @@ class WatchStream:
                     events.append((ev.get("type", "PUT"), unb64(kv["key"]),
                                    unb64(kv.get("value", "")), int(kv.get("mod_revision", 0))))
                 if events:
-                    self.out.put(events)
+                    self._put(events)
             raise StoreError("watch stream ended")
         except Exception as e:  # every end of the stream means: start over
             if not self._closed.is_set():
-                self.out.put(e)
+                self._put(e)
+
+    def _put(self, item: object) -> None:
+        self.out.put(item if self._tag is None else (self._tag, item))
 
     def close(self) -> None:
         self._closed.set()

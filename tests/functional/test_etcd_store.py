@@ -487,6 +487,8 @@ def test_an_agent_hears_its_hosts_share_only(etcd, prefix):
     store.update(lambda t: (_vm(t, "a1", "vx", "hv0", ["web"]), _vm(t, "b1", "vx", "hv1"),
                             _vm(t, "c1", "vy", "hv2", ["db"]), _vm(t, "d1", "vy", "hv3"),
                             _vm(t, "e1", "lo", "hv0")))
+    def whole_now():
+        return make_store(etcd, prefix).load()
     with watching(make_store(etcd, prefix), host="hv0") as seen:
         wait_for(lambda: seen, 5, what="hv0's share")
         assert set(seen[-1].ports) == {"a1", "b1", "c1", "e1"}, "own, vx's, db's members"
@@ -518,6 +520,17 @@ def test_an_agent_hears_its_hosts_share_only(etcd, prefix):
         wait_for(lambda: "f1" not in seen[-1].ports and "h1" not in seen[-1].ports, 5,
                  what="vy dropped")
         assert {"c1", "d1"} <= set(seen[-1].ports)
+        # In and out again at once: the dropped stream's leftovers must not
+        # bring f1 back, nor keep it after vy is dropped again.
+        for _ in range(3):
+            store.update(lambda t: _vm(t, "h1", "vy", "hv0"), scope=["h1"])
+            store.update(lambda t: _vm(t, "f1", "vy", "hv3", ip="192.0.2.99"), scope=["f1"])
+            store.update(lambda t: t.ports.pop("h1"), scope=["h1"])
+        store.update(lambda t: _vm(t, "h1", "vy", "hv0"), scope=["h1"])
+        wait_for(lambda: "h1" in seen[-1].ports and seen[-1].ports.get("f1") ==
+                 whole_now().ports["f1"], 5, what="vy followed again, f1 current")
+        store.update(lambda t: t.ports.pop("h1"), scope=["h1"])
+        wait_for(lambda: "f1" not in seen[-1].ports, 5, what="vy dropped again")
         assert not [s for s in seen if isinstance(s, Exception)]
 
 

@@ -71,12 +71,13 @@ FOLDERS = ["host/hv0/", "host/hv1/", "host/hv2/", "any-host/", "network/n0/", "n
 
 @settings(max_examples=300, deadline=None)
 @given(writes, st.sets(st.sampled_from(FOLDERS), min_size=1), st.randoms(use_true_random=False),
-       st.sampled_from(FOLDERS))
+       st.sampled_from(FOLDERS), st.sets(st.sampled_from(FOLDERS)))
 def test_merged_copies_end_as_the_ports_the_folders_hold_and_never_go_back(
-        writes, watched, rnd, dropped):
+        writes, watched, rnd, dropped, twice):
     """Each folder's stream in its own order, the streams interleaved at
-    random: at the end every port in a watched folder is its last version,
-    and no port is ever shown older than a version shown before."""
+    random, some folders heard from two streams: at the end every port in a
+    watched folder is its last version, and no port is ever shown older
+    than a version shown before."""
     truth: dict = {}
     written: dict = {}  # port -> revision of its last write
     streams: dict[str, list] = {f: [] for f in watched}
@@ -99,6 +100,8 @@ def test_merged_copies_end_as_the_ports_the_folders_hold_and_never_go_back(
     merged = copies.Copies()
     shown: dict = {}
     floor: dict = {}  # port -> the newest write it was shown at, or hidden by
+    for folder in twice & watched:  # a second stream of the folder, on its own pace
+        streams[folder + "#2"] = list(streams[folder])
     order = [f for f, events in streams.items() for _ in events]
     rnd.shuffle(order)
     for folder in order:
