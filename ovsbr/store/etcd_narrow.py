@@ -34,7 +34,7 @@ from ovsbr.model import Topology
 from ovsbr.store import copies as copies_mod
 from ovsbr.store import keys as keys_mod
 from ovsbr.store.etcd_watch import WatchStream
-from ovsbr.store.keys import b64, unb64
+from ovsbr.store.etcd_write import TXN_OPS
 from ovsbr.store.mirror import Mirror
 
 if TYPE_CHECKING:
@@ -48,19 +48,9 @@ GRACE = 1.0
 def index_current(store: EtcdStore) -> bool:
     """Whether the copies describe the topology's revision (both absent:
     a store never written, nothing to miss)."""
-    resp = store._txn({"success": [_get(store.prefix + "topology/revision"),
-                                   _get(store.prefix + copies_mod.MARKER)]})
-    values = [_single(r) for r in resp.get("responses", [])]
-    return len(values) == 2 and values[0] == values[1]
-
-
-def _get(key: str) -> dict:
-    return {"request_range": {"key": b64(key)}}
-
-
-def _single(response: dict) -> str | None:
-    kvs = response.get("response_range", {}).get("kvs", [])
-    return unb64(kvs[0].get("value", "")) if kvs else None
+    resp = store._txn({"success": [keys_mod.get(store.prefix + "topology/revision"),
+                                   keys_mod.get(store.prefix + copies_mod.MARKER)]})
+    return keys_mod.single(resp, 0) == keys_mod.single(resp, 1)
 
 
 class HostWatch:
@@ -93,9 +83,10 @@ class HostWatch:
         store = self.store
         resp = store._txn({"success": [
             *(store._range(prefix) for prefix in self.fixed),
-            _get(self.topo_base + "revision"), _get(store.prefix + copies_mod.MARKER)]})
+            keys_mod.get(self.topo_base + "revision"),
+            keys_mod.get(store.prefix + copies_mod.MARKER)]})
         responses = resp.get("responses", [])
-        topo_rev, marker = (_single(r) for r in responses[5:7])
+        topo_rev, marker = keys_mod.single(resp, 5), keys_mod.single(resp, 6)
         if topo_rev != marker:
             return False
         rev = int(resp["header"]["revision"])
@@ -104,8 +95,7 @@ class HostWatch:
         topo_keys = {**keys_mod.decode(kvs[0]), **keys_mod.decode(kvs[1]),
                      self.topo_base + "revision": str(self.revision)}
         self.mirror = Mirror(store.prefix, topo_keys, keys_mod.decode(kvs[2]), store._parsed)
-        self._copies([("PUT", unb64(kv["key"]), unb64(kv.get("value", "")),
-                       kv.get("mod_revision", 0)) for kv in kvs[3] + kvs[4]])
+        self._copies(keys_mod.puts(kvs[3] + kvs[4]))
         self._open(self.fixed, rev + 1)
         try:
             self._refold(self.mirror.build(), rev)
@@ -161,20 +151,28 @@ class HostWatch:
             changed = changed or bool(dropped)
         new = sorted(wanted - have)
         if new:
-            store = self.store
-            extra = {"revision": str(at)} if at is not None else {}
-            resp = store._txn({"success": [store._range(p, **extra) for p in new]})
-            rev = at if at is not None else int(resp["header"]["revision"])
-            events = [("PUT", unb64(kv["key"]), unb64(kv.get("value", "")),
-                       kv.get("mod_revision", 0))
-                      for r in resp.get("responses", [])
-                      for kv in r.get("response_range", {}).get("kvs", [])]
+            rev, events = self._read(new, at)
             for prefix in new:
                 self._open(prefix, rev + 1)
             if events:
                 self._copies(events)
                 changed = True
         return changed
+
+    def _read(self, prefixes: list[str], at: int | None) -> tuple[int, list[tuple]]:
+        """Every copy under ``prefixes`` as PUT events, at one revision
+        (``at``, or the first request's): (that revision, the events). In
+        transactions of at most TXN_OPS ranges: a host on more overlay
+        networks than etcd takes requests in one (--max-txn-ops, 128)."""
+        store, events = self.store, []
+        for i in range(0, len(prefixes), TXN_OPS):
+            extra = {"revision": str(at)} if at is not None else {}
+            resp = store._txn({"success": [store._range(p, **extra)
+                                           for p in prefixes[i:i + TXN_OPS]]})
+            at = at if at is not None else int(resp["header"]["revision"])
+            for r in resp.get("responses", []):
+                events += keys_mod.puts(r.get("response_range", {}).get("kvs", []))
+        return at, events
 
     def _open(self, prefixes: str | list[str], start: int) -> None:
         """One stream: the fixed folders' (one key for all), or a folder's."""

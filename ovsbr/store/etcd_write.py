@@ -298,15 +298,5 @@ class Writer:
         copies, by the next) describes topology revision ``revision``."""
         return self._value(resp, i) == revision and self._value(resp, i + 1) == revision
 
-    @staticmethod
-    def _get(key: str) -> dict[str, Any]:
-        return {"request_range": {"key": b64(key)}}
-
-    @staticmethod
-    def _value(resp: dict, i: int) -> str | None:
-        """The value of the single key read by the ``i``-th request, if any."""
-        responses = resp.get("responses", [])
-        if i >= len(responses):
-            return None
-        kvs = responses[i].get("response_range", {}).get("kvs", [])
-        return unb64(kvs[0].get("value", "")) if kvs else None
+    _get = staticmethod(keys_mod.get)
+    _value = staticmethod(keys_mod.single)

@@ -36,6 +36,26 @@ def decode(kvs: list[dict]) -> dict[str, str]:
     return {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in kvs}
 
 
+def get(key: str) -> dict[str, Any]:
+    """A transaction's request reading one key."""
+    return {"request_range": {"key": b64(key)}}
+
+
+def single(resp: dict, i: int) -> str | None:
+    """The value of the single key read by a transaction's ``i``-th request, if any."""
+    responses = resp.get("responses", [])
+    if i >= len(responses):
+        return None
+    kvs = responses[i].get("response_range", {}).get("kvs", [])
+    return unb64(kvs[0].get("value", "")) if kvs else None
+
+
+def puts(kvs: list[dict]) -> list[tuple[str, str, str, int]]:
+    """A range response's ``kvs`` as watch events: (PUT, key, value, mod revision)."""
+    return [("PUT", unb64(kv["key"]), unb64(kv.get("value", "")),
+             int(kv.get("mod_revision", 0))) for kv in kvs]
+
+
 def range_end(prefix: str) -> str:
     """The first key after every key starting with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)

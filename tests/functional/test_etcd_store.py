@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -562,3 +563,27 @@ def test_an_agent_watches_everything_while_the_copies_are_behind(etcd, prefix, m
         assert len(seen) == heard, "still watching everything after the rebuild"
         store.update(lambda t: _vm(t, "d1", "vx", "hv3"), scope=["d1"])
         wait_for(lambda: {"old", "d1"} <= set(seen[-1].ports), 5, what="narrowed share")
+
+
+def test_a_host_on_more_networks_than_one_etcd_transaction_reads(etcd, prefix):
+    """etcd takes at most 128 requests in a transaction (--max-txn-ops): a
+    host whose ports span 130 overlay networks reads their folders in
+    several, all at one revision, and hears each of them."""
+    from ovsbr.model import network_from_dict
+    store = make_store(etcd, prefix)
+
+    def build(t):
+        for i in range(130):
+            t.networks[f"v{i}"] = network_from_dict(
+                {"name": f"v{i}", "type": "vxlan", "segmentation_id": 100 + i})
+            _vm(t, f"a{i}", f"v{i}", "hv0", ip=f"192.0.2.{i % 250 + 1}")
+            t.ports[f"a{i}"] = dataclasses.replace(t.ports[f"a{i}"], mac=f"52:54:00:00:02:{i:02x}")
+            _vm(t, f"b{i}", f"v{i}", "hv1", ip=f"198.51.100.{i % 250 + 1}")
+            t.ports[f"b{i}"] = dataclasses.replace(t.ports[f"b{i}"], mac=f"52:54:00:00:03:{i:02x}")
+    store.update(build)
+    with watching(make_store(etcd, prefix), host="hv0") as seen:
+        wait_for(lambda: seen and not isinstance(seen[-1], Exception)
+                 and len(seen[-1].ports) == 260, 10, what="every network's ports")
+        store.update(lambda t: _vm(t, "c1", "v129", "hv2", ip="203.0.113.9"), scope=["c1"])
+        wait_for(lambda: "c1" in seen[-1].ports, 5, what="the 130th network's new port")
+        assert not [s for s in seen if isinstance(s, Exception)]
