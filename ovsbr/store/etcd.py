@@ -370,8 +370,8 @@ class EtcdStore(Store):
         """``recheck``: every INDEX_CHECK, return once the port copies are
         current (the caller then narrows the watch)."""
         events: queue.Queue = queue.Queue()
-        streams = [WatchStream(self, [self.prefix + "topology/", self.prefix + "hosts/"],
-                               rev + 1, events)]
+        streams = [WatchStream(self, self.prefix + p, rev + 1, events)
+                   for p in ("topology/", "hosts/")]
         self._watches = streams
         mirror = Mirror(self.prefix, topo_keys, host_keys, self._parsed)
         last_error = None

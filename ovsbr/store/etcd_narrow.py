@@ -67,7 +67,7 @@ class HostWatch:
         # in the queue are told by their tag and dropped (applied, a
         # dropped folder's copies would come back, and stay).
         self.events: queue.Queue = queue.Queue()
-        # watched folder -> (tag, its stream); "": the fixed folders' stream
+        # watched folder -> (tag, its stream)
         self.streams: dict[str, tuple[int, WatchStream]] = {}
         self._tags = itertools.count()
         self.copies = copies_mod.Copies()
@@ -96,7 +96,8 @@ class HostWatch:
                      self.topo_base + "revision": str(self.revision)}
         self.mirror = Mirror(store.prefix, topo_keys, keys_mod.decode(kvs[2]), store._parsed)
         self._copies(keys_mod.puts(kvs[3] + kvs[4]))
-        self._open(self.fixed, rev + 1)
+        for prefix in self.fixed:
+            self._open(prefix, rev + 1)
         try:
             self._refold(self.mirror.build(), rev)
         except StoreError:
@@ -139,7 +140,7 @@ class HostWatch:
         ``at``: read new folders at that revision (the first read's)."""
         wanted = {self.copies_base + f for f in copies_mod.folders(topo, self.host)}
         wanted -= set(self.fixed)
-        have = set(self.streams) - {""}
+        have = set(self.streams) - set(self.fixed)
         changed = False
         for prefix in sorted(have - wanted):
             with self._lock:
@@ -174,15 +175,14 @@ class HostWatch:
                 events += keys_mod.puts(r.get("response_range", {}).get("kvs", []))
         return at, events
 
-    def _open(self, prefixes: str | list[str], start: int) -> None:
-        """One stream: the fixed folders' (one key for all), or a folder's."""
+    def _open(self, prefix: str, start: int) -> None:
+        """One stream per folder (see WatchStream: one watch a stream)."""
         with self._lock:
             if self._closed:
                 raise StoreError("etcd watch closed")
-            key = prefixes if isinstance(prefixes, str) else ""
             tag = next(self._tags)
-            self.streams[key] = (tag, WatchStream(self.store, prefixes, start, self.events,
-                                                  tag))
+            self.streams[prefix] = (tag, WatchStream(self.store, prefix, start, self.events,
+                                                     tag))
 
     def _live(self, tag: int) -> bool:
         with self._lock:

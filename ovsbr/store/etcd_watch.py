@@ -23,18 +23,19 @@ if TYPE_CHECKING:
 
 
 class WatchStream:
-    """etcd watches over one of the gateway's streaming /v3/watch, on a thread.
+    """One etcd watch over the gateway's streaming /v3/watch, on its own thread.
 
-    ``prefixes``: one key prefix, or several, each its own watch on the one
-    stream: the gateway reads every create request in the body (one stream,
-    one connection and one thread instead of one each).
+    One watch a stream: the gateway accepts several create requests in one
+    body, but Go's HTTP/1.1 server may drop the rest of a request body once
+    the response has started, and the later watches were then, now and
+    then, never created (an agent missed its own ports; test_multihost).
 
     Puts lists of (PUT|DELETE, key, value, mod revision) on ``out``, one
     list per etcd response, and an exception when the watch ends for any
     reason.
     """
 
-    def __init__(self, store: EtcdStore, prefixes: str | list[str], start_revision: int,
+    def __init__(self, store: EtcdStore, prefix: str, start_revision: int,
                  out: queue.Queue, tag: object = None):
         """``tag``: when given, put (tag, item) instead of the item, so a
         reader of several streams' queue can tell a closed stream's leftovers."""
@@ -43,10 +44,9 @@ class WatchStream:
         self._resp = None
         self._session: requests.Session | None = None
         self._closed = threading.Event()
-        body = "\n".join(json.dumps({"create_request": {
+        body = json.dumps({"create_request": {
             "key": b64(prefix), "range_end": b64(range_end(prefix)),
             "start_revision": str(start_revision)}})
-            for prefix in ([prefixes] if isinstance(prefixes, str) else prefixes))
         self._thread = threading.Thread(target=self._run, args=(store, body),
                                         name="ovsbr-etcd-watch", daemon=True)
         self._thread.start()
