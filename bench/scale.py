@@ -34,7 +34,12 @@ folder and the copy folders of the networks its ports are on, as watches
 multiplexed on one stream per host (the agent's fixed folders, networks,
 groups and hosts, see no port write and are left out); or the whole
 topology (``--watch all``, and any tree from before the copies). The
-measured agent runs the real EtcdStore.watch in the same mode.
+measured agent runs the real EtcdStore.watch in the same mode. Caveat: the
+gateway may drop create requests after the first once it has answered
+(the agent uses one watch a stream for that reason); a simulated host
+missing a watch shows as fewer ``watchers_reached``, and a write whose
+wanting streams never all hear it waits out 30 s, so a run with missing
+watches is visibly slow, which the 2026-12-03 runs were not.
 
 ``--watchers W`` opens W watch streams instead of one per host: etcd's
 fan-out of each write to every stream (over its gRPC gateway, as etcd3gw
