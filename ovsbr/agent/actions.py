@@ -20,6 +20,19 @@ from ovsbr.model import Topology
 from ovsbr.secgroups.policy import port_policy
 
 LOG = logging.getLogger(__name__)
+# Longest failure reason kept (status and log): a library's message can
+# quote a whole request (ovsdbapp's timeout listed 15,000 commands, 4.6 MB,
+# which went into each of 5,002 ports' status and the log).
+REASON_LIMIT = 500
+
+
+def reason_of(error: Exception) -> str:
+    """An exception as a failure reason an operator can read, at most
+    REASON_LIMIT characters and saying how much was cut."""
+    text = str(error) or error.__class__.__name__
+    if len(text) <= REASON_LIMIT:
+        return text
+    return f"{text[:REASON_LIMIT]}... ({len(text) - REASON_LIMIT} more characters)"
 
 
 class SayOnce:
@@ -63,7 +76,7 @@ class Applier:
             LOG.info(self._one[type(action)](action, desired))
             return Outcome(action)
         except Exception as e:  # one failed call must not stop the agent
-            return self._failed(action, str(e) or e.__class__.__name__)
+            return self._failed(action, reason_of(e))
 
     def apply_ports(self, actions: list[reconciler.Action],
                     desired: Topology) -> list[Outcome]:
@@ -81,8 +94,9 @@ class Applier:
                     LOG.error("plug %s failed: %s", a.port, e.errors[a.device])
                     outcomes.append(Outcome(a, e.errors[a.device]))
         except Exception as e:
-            LOG.error("wiring %d port(s) failed: %s", len(actions), e)
-            outcomes = [Outcome(a, str(e)) for a in actions]
+            reason = reason_of(e)
+            LOG.error("wiring %d port(s) failed: %s", len(actions), reason)
+            outcomes = [Outcome(a, reason) for a in actions]
         return outcomes
 
     def _failed(self, action: reconciler.Action, reason: str) -> Outcome:

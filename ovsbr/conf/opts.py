@@ -73,7 +73,9 @@ OVS_OPTS = [
     cfg.PortOpt("of_listen_port", default=6653,
                 help="TCP port the agent's OpenFlow controller listens on."),
     cfg.IntOpt("ovsdb_timeout", default=10, min=1, max=600,
-               help="Seconds to wait for an OVSDB transaction."),
+               help="Seconds to wait for an OVSDB transaction; one that "
+                    "writes many ports at once (a bulk of new ports) waits "
+                    "this long for every 1,000 ports it writes."),
     cfg.StrOpt("of_ssl_key_file",
                help="PEM private key of the OpenFlow controller. With "
                     "of_ssl_cert_file and of_ssl_ca_cert_file set, the "

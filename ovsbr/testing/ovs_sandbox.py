@@ -128,10 +128,11 @@ class OvsSandbox:
                 os.unlink(self.db_sock)
 
     @contextlib.contextmanager
-    def vswitchd_paused(self) -> Iterator[None]:
-        """ovs-vswitchd stopped (SIGSTOP) for the block: it reads nothing, so
-        what a controller sends queues on the connection; always resumed."""
-        pid = self.pid("ovs-vswitchd")
+    def paused(self, daemon: str = "ovs-vswitchd") -> Iterator[None]:
+        """``daemon`` stopped (SIGSTOP) for the block: it reads nothing, so
+        what a controller or an OVSDB client sends queues on the
+        connection; always resumed."""
+        pid = self.pid(daemon)
         os.kill(pid, signal.SIGSTOP)
         try:
             yield
