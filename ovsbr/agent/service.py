@@ -26,7 +26,7 @@ from typing import Any
 
 from ovsbr.agent import incremental, reconciler
 from ovsbr.agent import state as st
-from ovsbr.agent.actions import Applier, SayOnce
+from ovsbr.agent.actions import Applier, SayOnce, reason_of
 from ovsbr.agent.overlay import Overlay, OverlayCache
 from ovsbr.agent.reconciler import Mode, Outcome
 from ovsbr.drivers.base import Driver
@@ -245,7 +245,7 @@ class Agent:
                 overlays_now = self._sync_overlays(snap, networks)
                 not_ready = self.driver.sync(desired, bound, plan.reached) or {}
         except Exception as e:
-            LOG.error("datapath sync failed: %s", e)
+            LOG.error("datapath sync failed: %s", reason_of(e))
             sync_failed = 1
         # A failed action is retried by the next plan, which must then be
         # whole: the plan for a change only re-plans what the change reaches.
