@@ -96,8 +96,8 @@ class Writer:
     def _whole(self, change: Change) -> tuple[Topology, Topology]:
         for attempt in range(MAX_ATTEMPTS):
             resp = self.store._txn({"success": [self.store._range(self.base),
-                                                self._get(self.index_key),
-                                                self._get(self.copies_key)]})
+                                                keys_mod.get(self.index_key),
+                                                keys_mod.get(self.copies_key)]})
             kvs = resp["responses"][0]["response_range"].get("kvs", [])
             keys = keys_mod.decode(kvs)
             seen = {unb64(kv["key"]): kv.get("mod_revision") for kv in kvs}.get(self.rev_key)
@@ -177,8 +177,8 @@ class Writer:
             resp = self.store._txn({"success": [
                 self.store._range(self.base + "networks/"),
                 self.store._range(self.base + "security_groups/"),
-                self._get(self.rev_key), self._get(self.index_key), self._get(self.copies_key),
-                *(self._get(f"{self.base}ports/{n}") for n in names)]})
+                *(keys_mod.get(k) for k in (self.rev_key, self.index_key, self.copies_key)),
+                *(keys_mod.get(f"{self.base}ports/{n}") for n in names)]})
             keys, seen = {}, None
             for r in resp.get("responses", []):
                 for kv in r.get("response_range", {}).get("kvs", []):
@@ -225,9 +225,9 @@ class Writer:
             return
         order = sorted(taken)
         resp = self.store._txn({"success": [
-            self._get(self.claims_base + claims_mod.key(c)) for c in order]})
+            keys_mod.get(self.claims_base + claims_mod.key(c)) for c in order]})
         for i, claim in enumerate(order):
-            holder = self._value(resp, i)
+            holder = keys_mod.single(resp, i)
             if holder is None or holder == taken[claim]:
                 continue
             if holder in scope and claim not in claims_mod.of(after.ports.get(holder)):
@@ -296,7 +296,4 @@ class Writer:
     def _current(self, resp: dict, i: int, revision: str) -> bool:
         """Whether the index (claims, read by the ``i``-th request, and
         copies, by the next) describes topology revision ``revision``."""
-        return self._value(resp, i) == revision and self._value(resp, i + 1) == revision
-
-    _get = staticmethod(keys_mod.get)
-    _value = staticmethod(keys_mod.single)
+        return keys_mod.single(resp, i) == revision and keys_mod.single(resp, i + 1) == revision
